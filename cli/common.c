@@ -1,0 +1,141 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hvpatch/hvpatch.h>
+
+#include "cli/cli.h"
+
+int cli_exit_code(int err)
+{
+        switch (-err) {
+        case EPERM:
+        case EKEYREJECTED:
+        case EKEYREVOKED:
+        case EACCES:
+                return EXIT_REFUSED;
+        case EBUSY:
+        case EAGAIN:
+                return EXIT_BUSY;
+        case ESTALE:
+        case EILSEQ:
+                return EXIT_MISMATCH;
+        default:
+                return EXIT_ERROR;
+        }
+}
+
+int cli_error(struct cli *c, int exit_code, const char *fmt, ...)
+{
+        char msg[2048];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (c && c->json) {
+                json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "error", json_object_new_string(msg));
+                json_object_object_add(o, "code", json_object_new_int(exit_code));
+                cli_json_print(o);
+        } else {
+                fprintf(stderr, "hvpatch: %s\n", msg);
+        }
+        return exit_code;
+}
+
+int cli_lib_error(struct cli *c, int err, const char *what)
+{
+        const char *why = hvp_last_error();
+
+        if (!why[0])
+                why = strerror(-err);
+        return cli_error(c, cli_exit_code(err), "%s: %s", what, why);
+}
+
+int cli_usage(struct cli *c, const struct cli_command *cmd)
+{
+        return cli_error(c, EXIT_USAGE, "usage: hvpatch %s %s (see hvpatch %s -h)", cmd->name, cmd->args,
+                         cmd->name);
+}
+
+void cli_json_print(json_object *o)
+{
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+}
+
+json_object *cli_json_addr(uint64_t a)
+{
+        char buf[24];
+
+        snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)a);
+        return json_object_new_string(buf);
+}
+
+bool cli_parse_u64(const char *s, uint64_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (!s || !*s || *s == '-')
+                return false;
+        errno = 0;
+        v = strtoull(s, &end, 0);
+        if (errno || *end)
+                return false;
+        *ret = v;
+        return true;
+}
+
+void cli_progress(struct cli *c, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!c->verbose)
+                return;
+        va_start(ap, fmt);
+        fputs("hvpatch: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+}
+
+int cli_open_guest(struct cli *c, int *argc, char ***argv, struct hvp_guest **ret_guest)
+{
+        const char *core = NULL;
+        int n = *argc, r;
+        char **v = *argv;
+
+        for (int i = 0; i < n; i++) {
+                if (strcmp(v[i], "--core") == 0) {
+                        if (i + 1 >= n)
+                                return cli_error(c, EXIT_USAGE, "--core needs a FILE");
+                        core = v[i + 1];
+                        memmove(&v[i], &v[i + 2], (size_t)(n - i - 2) * sizeof(*v));
+                        n -= 2;
+                        break;
+                }
+        }
+        if (core) {
+                r = hvp_guest_open_core(core, ret_guest);
+                if (r < 0)
+                        return cli_lib_error(c, r, core);
+        } else {
+                struct hvp_live_options opts = { .uri = c->uri };
+
+                if (n < 1 || v[0][0] == '-')
+                        return cli_error(c, EXIT_USAGE, "need a DOMAIN or --core FILE");
+                r = hvp_guest_open_live(v[0], &opts, ret_guest);
+                if (r < 0)
+                        return cli_lib_error(c, r, v[0]);
+                v++;
+                n--;
+        }
+        *argc = n;
+        *argv = v;
+        return 0;
+}

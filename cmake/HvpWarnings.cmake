@@ -1,0 +1,15 @@
+# Probe and enable warnings; -Werror only when asked (CI asks).
+set(HVP_WARNING_FLAGS)
+foreach(flag -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat=2
+             -Wwrite-strings -Wno-unused-parameter -fno-common -Wvla)
+  string(MAKE_C_IDENTIFIER "HAVE${flag}" var)
+  check_c_compiler_flag(${flag} ${var})
+  if(${var})
+    list(APPEND HVP_WARNING_FLAGS ${flag})
+  endif()
+endforeach()
+if(HVP_WERROR)
+  list(APPEND HVP_WARNING_FLAGS -Werror)
+endif()
+add_compile_options(${HVP_WARNING_FLAGS})
+add_compile_definitions(_GNU_SOURCE)

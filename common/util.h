@@ -1,0 +1,54 @@
+/* Internal helpers shared by every module. */
+#ifndef HVP_COMMON_UTIL_H
+#define HVP_COMMON_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define HVP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define HVP_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define HVP_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline void hvp_freep(void *p)
+{
+        free(*(void **)p);
+}
+static inline void hvp_closep(int *fd)
+{
+        if (*fd >= 0)
+                close(*fd);
+}
+#define _cleanup_free_ __attribute__((cleanup(hvp_freep)))
+#define _cleanup_close_ __attribute__((cleanup(hvp_closep)))
+
+/* [a, a+alen) lies inside [b, b+blen), with no overflow. */
+static inline bool hvp_range_within(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+        return a >= b && alen <= blen && a - b <= blen - alen;
+}
+
+static inline uint16_t hvp_le16(const void *p)
+{
+        const uint8_t *b = p;
+        return (uint16_t)(b[0] | b[1] << 8);
+}
+static inline uint32_t hvp_le32(const void *p)
+{
+        const uint8_t *b = p;
+        return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static inline uint64_t hvp_le64(const void *p)
+{
+        const uint8_t *b = p;
+        return (uint64_t)hvp_le32(b) | (uint64_t)hvp_le32(b + 4) << 32;
+}
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void hvp_hex_encode(const void *data, size_t len, char *out);
+/* Parse hex (whitespace allowed between bytes) into out; -EINVAL on bad input, -E2BIG if over max. */
+int hvp_hex_decode(const char *hex, uint8_t *out, size_t max, size_t *ret_len);
+
+#endif

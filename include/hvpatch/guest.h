@@ -1,0 +1,130 @@
+/*
+ * Guest access: one handle for a running domain, a core file or a memory image.
+ *
+ * A struct hvp_guest knows the guest's RAM ranges (guest-physical) and refuses any
+ * access that does not lie wholly inside one of them: no read or write ever leaves
+ * guest RAM, whatever a page table or a pointer in guest memory says.
+ *
+ * Errors (besides the common ones in hvpatch.h):
+ *   -ENOENT     no such domain / file
+ *   -ESRCH      the domain is not running
+ *   -ENOTSUP    not a QEMU domain, or the operation is not offered by this backend
+ *               (writes, pause and resume on a core file)
+ *   -EFAULT     the physical range is not wholly inside guest RAM
+ *   -EROFS      write to a read-only backend
+ *   -EBUSY      a libvirt job (migration, snapshot, dump) runs on the domain
+ */
+#ifndef HVPATCH_GUEST_H
+#define HVPATCH_GUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hvp_guest;
+
+/* The architectural state hvpatch needs from one vCPU. */
+struct hvp_vcpu_regs {
+        uint64_t rip, rsp, rflags;
+        uint64_t cr0, cr2, cr3, cr4, efer;
+        uint64_t cs_sel;                /* CPL is cs_sel & 3 */
+        uint64_t fs_base, gs_base, kernel_gs_base;
+        uint64_t gdt_base, idt_base;
+        uint32_t gdt_limit, idt_limit;
+        bool halted;
+};
+
+struct hvp_ram_range {
+        uint64_t gpa;   /* guest-physical start */
+        uint64_t size;  /* bytes */
+};
+
+/* How writes reach guest memory (live backend only). */
+enum hvp_write_path {
+        HVP_WRITE_AUTO,         /* DIRECT for type='kvm' domains, GDBSTUB for TCG ('qemu') */
+        HVP_WRITE_DIRECT,       /* process_vm_writev into the QEMU process */
+        HVP_WRITE_GDBSTUB,      /* QEMU's gdbstub: coherent with TCG's translation cache */
+};
+
+struct hvp_live_options {
+        const char *uri;                /* libvirt URI; NULL: "qemu:///system" */
+        enum hvp_write_path write_path;
+};
+
+/*
+ * Open a running libvirt/QEMU domain by name or UUID. Does not pause it.
+ * -ENOENT no such domain, -ESRCH not running, -ENOTSUP not QEMU-based,
+ * -EACCES cannot reach the QEMU process, -EIO libvirt or monitor failure.
+ */
+int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
+                        struct hvp_guest **ret_guest);
+
+/*
+ * Open an ELF core file written by `virsh dump --memory-only` (read-only).
+ * -ENOENT no such file, -EINVAL malformed (the reason says where), -E2BIG absurd counts.
+ */
+int hvp_guest_open_core(const char *path, struct hvp_guest **ret_guest);
+
+/*
+ * A guest made of caller-owned buffers, for tests and fuzzers. regions[i].data
+ * backs guest-physical [regions[i].gpa, +size). The buffers must outlive the guest.
+ * With writable false, writes return -EROFS.
+ */
+struct hvp_mem_region {
+        uint64_t gpa;
+        uint64_t size;
+        void *data;
+};
+int hvp_guest_open_memory(const struct hvp_mem_region *regions, size_t nr_regions,
+                          const struct hvp_vcpu_regs *vcpus, unsigned nr_vcpus,
+                          bool writable, struct hvp_guest **ret_guest);
+
+void hvp_guest_free(struct hvp_guest *g);
+
+/* A short description of the backend: "live", "core", "memory". */
+const char *hvp_guest_backend(const struct hvp_guest *g);
+/* Domain name (live), file path (core) or "memory". */
+const char *hvp_guest_name(const struct hvp_guest *g);
+
+/* Guest-physical access; the whole range must be inside guest RAM (-EFAULT otherwise). */
+int hvp_guest_read_phys(struct hvp_guest *g, uint64_t gpa, void *buf, size_t len);
+int hvp_guest_write_phys(struct hvp_guest *g, uint64_t gpa, const void *buf, size_t len);
+
+/*
+ * Scatter read: several ranges in one backend call where the backend can (one
+ * process_vm_readv for the live backend). All or nothing.
+ */
+struct hvp_phys_iov {
+        uint64_t gpa;
+        void *buf;
+        size_t len;
+};
+int hvp_guest_read_phys_v(struct hvp_guest *g, const struct hvp_phys_iov *iov, size_t n);
+
+/* The guest's RAM ranges, sorted by address; owned by the guest. */
+size_t hvp_guest_ram_ranges(const struct hvp_guest *g, const struct hvp_ram_range **ret_ranges);
+
+/* Number of vCPUs, and the registers of one (read when the guest was opened or last refreshed). */
+unsigned hvp_guest_vcpu_count(const struct hvp_guest *g);
+int hvp_guest_vcpu_regs(const struct hvp_guest *g, unsigned vcpu, struct hvp_vcpu_regs *ret_regs);
+/* Re-read every vCPU's registers from the backend (live: one monitor round trip). */
+int hvp_guest_refresh_regs(struct hvp_guest *g);
+
+/*
+ * Pause and resume the vCPUs. Pausing a guest that the caller did not pause
+ * (already paused by someone else) is an error (-EALREADY): hvpatch never resumes
+ * what it did not pause.
+ */
+int hvp_guest_pause(struct hvp_guest *g);
+int hvp_guest_resume(struct hvp_guest *g);
+bool hvp_guest_is_paused(const struct hvp_guest *g);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

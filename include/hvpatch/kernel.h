@@ -1,0 +1,86 @@
+/*
+ * Linux kernel discovery with no symbol file: from registers and guest memory only.
+ *
+ * hvp_kernel_find() locates the kernel image (KASLR base), decodes the in-memory
+ * kallsyms tables into a symbol table, then reads the banner (linux_banner) and the
+ * GNU build id (the .notes section, __start_notes..__stop_notes).
+ *
+ * Errors:
+ *   -ENOENT    no kernel image / no kallsyms tables found
+ *   -EINVAL    tables found but inconsistent (the reason says which check failed)
+ *   -E2BIG     a count or size in guest memory exceeds its bound
+ *   -EFAULT    a needed page is not mapped
+ */
+#ifndef HVPATCH_KERNEL_H
+#define HVPATCH_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hvpatch/paging.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The unrandomized start of x86-64 kernel text (__START_KERNEL). */
+#define HVP_LINUX_DEFAULT_TEXT 0xffffffff81000000ull
+
+struct hvp_symbol {
+        uint64_t addr;
+        const char *name;       /* owned by the symbol table */
+        char type;              /* as in /proc/kallsyms: 'T', 't', 'D', ... */
+};
+
+struct hvp_symtab;
+
+/*
+ * A reader of kernel-virtual memory: the kallsyms decoder reads through this, so it
+ * works the same on a live guest (through the page tables) and on a vmlinux file.
+ * read returns 0 or a negative errno and must fill all of buf.
+ */
+struct hvp_kmem {
+        int (*read)(void *ctx, uint64_t va, void *buf, size_t len);
+        void *ctx;
+        uint64_t start;         /* the kernel image: [start, end) is searched for tables */
+        uint64_t end;
+};
+
+/*
+ * Find and decode kallsyms inside km->[start, end). text_base is the address of
+ * _text (used to check the result; 0 if unknown). Bounded: at most
+ * HVP_KALLSYMS_MAX_SYMS symbols.
+ */
+#define HVP_KALLSYMS_MAX_SYMS (4u << 20)
+int hvp_kallsyms_decode(const struct hvp_kmem *km, uint64_t text_base, struct hvp_symtab **ret_symtab);
+
+void hvp_symtab_free(struct hvp_symtab *st);
+size_t hvp_symtab_count(const struct hvp_symtab *st);
+/* Symbols in kallsyms order (sorted by address, as /proc/kallsyms lists them). */
+const struct hvp_symbol *hvp_symtab_get(const struct hvp_symtab *st, size_t index);
+/* Exact name lookup; NULL if absent. Where a name occurs more than once, the first. */
+const struct hvp_symbol *hvp_symtab_lookup(const struct hvp_symtab *st, const char *name);
+/* The symbol containing addr (the greatest address <= addr); NULL if none. */
+const struct hvp_symbol *hvp_symtab_find_addr(const struct hvp_symtab *st, uint64_t addr);
+
+struct hvp_kernel {
+        uint64_t base;                  /* _text */
+        int64_t kaslr_offset;           /* base - HVP_LINUX_DEFAULT_TEXT */
+        uint64_t text_start;            /* _stext */
+        uint64_t text_end;              /* _etext */
+        uint64_t image_end;             /* _end */
+        char banner[512];               /* "Linux version ...", without the trailing newline */
+        uint8_t build_id[64];
+        size_t build_id_len;
+        struct hvp_symtab *symtab;      /* owned */
+};
+
+/* Discover the kernel running in the address space of mmu. */
+int hvp_kernel_find(struct hvp_mmu *mmu, struct hvp_kernel **ret_kernel);
+void hvp_kernel_free(struct hvp_kernel *k);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * Internal: the operations table every guest backend implements. The generic layer
+ * (vmi/guest.c) checks every physical range against the RAM map before calling
+ * read/write, so backends may assume the range is inside one RAM range.
+ */
+#ifndef HVP_VMI_BACKEND_H
+#define HVP_VMI_BACKEND_H
+
+#include <hvpatch/guest.h>
+
+/* Bounds on what a backend may report. */
+#define HVP_MAX_VCPUS 1024
+#define HVP_MAX_RAM_RANGES 256
+
+struct hvp_backend_ops {
+        const char *name;
+        int (*read_phys)(void *be, uint64_t gpa, void *buf, size_t len);
+        /* Optional: one call for many ranges (each inside RAM). NULL: looped read_phys. */
+        int (*read_phys_v)(void *be, const struct hvp_phys_iov *iov, size_t n);
+        /* NULL: read-only backend (-EROFS). */
+        int (*write_phys)(void *be, uint64_t gpa, const void *buf, size_t len);
+        /* NULL: -ENOTSUP. */
+        int (*pause)(void *be);
+        int (*resume)(void *be);
+        /* Fill regs[0..n) for every vCPU; *ret_n is the count. NULL: registers fixed at open. */
+        int (*read_regs)(void *be, struct hvp_vcpu_regs *regs, unsigned max, unsigned *ret_n);
+        void (*close)(void *be);
+};
+
+/*
+ * Build a guest over a backend. Takes ownership of be (closed through ops->close,
+ * also on failure). ranges are copied, sorted and checked for overlap. vcpus may be
+ * NULL when ops->read_regs exists (then it is called once here).
+ */
+int hvp_guest_new(const struct hvp_backend_ops *ops, void *be, const char *name,
+                  const struct hvp_ram_range *ranges, size_t nr_ranges,
+                  const struct hvp_vcpu_regs *vcpus, unsigned nr_vcpus,
+                  struct hvp_guest **ret_guest);
+
+/* The backend object of a guest, for backend-specific calls (live: domain XML, jobs). */
+void *hvp_guest_backend_data(const struct hvp_guest *g, const struct hvp_backend_ops *ops);
+
+#endif
