@@ -57,6 +57,27 @@ json_object *cli_json_addr(uint64_t a);
  */
 int cli_open_guest(struct cli *c, int *argc, char ***argv, struct hvp_guest **ret_guest);
 
+struct hvp_mmu;
+struct hvp_kernel;
+
+/* A guest attached to its kernel: what the introspection commands work on. */
+struct cli_target {
+        struct hvp_guest *guest;
+        struct hvp_mmu *mmu;
+        struct hvp_kernel *kernel;
+        unsigned vcpu;          /* the vCPU whose CR3 is used */
+};
+
+/* cli_open_guest, then find the kernel. On failure prints the error and returns the exit code. */
+int cli_attach(struct cli *c, int *argc, char ***argv, struct cli_target *ret);
+void cli_target_close(struct cli_target *t);
+
+/*
+ * An address given as a number, SYMBOL or SYMBOL+OFFSET (needs t->kernel).
+ * Returns 0 or an exit code after printing the error.
+ */
+int cli_resolve(struct cli *c, const struct cli_target *t, const char *spec, uint64_t *ret);
+
 /* Parse a number (0x.. hex or decimal). false on garbage. */
 bool cli_parse_u64(const char *s, uint64_t *ret);
 

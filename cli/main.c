@@ -25,6 +25,10 @@ static int cmd_version(struct cli *c, int argc, char **argv)
 
 /* Keep in the order of DESIGN.md's CLI contract. */
 static const struct cli_command commands[] = {
+        { "inspect", "DOMAIN|--core FILE", "which kernel runs in the guest, where, paging", cmd_inspect },
+        { "symbols", "DOMAIN|--core FILE [RE]", "kernel symbols read from guest memory", cmd_symbols },
+        { "translate", "DOMAIN|--core FILE VA...", "guest-virtual to guest-physical", cmd_translate },
+        { "read", "DOMAIN|--core FILE [--phys] ADDR [LEN]", "dump guest memory", cmd_read },
         { "version", "", "print the version", cmd_version },
 };
 

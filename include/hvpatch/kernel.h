@@ -75,6 +75,15 @@ struct hvp_kernel {
         struct hvp_symtab *symtab;      /* owned */
 };
 
+/*
+ * Attach to the Linux kernel of a guest: try each vCPU's CR3 (the kernel half of a
+ * KPTI pair too: Linux keeps the user PGD 4 KiB above the kernel one) until the
+ * kernel is found. Returns the address space and the kernel; the caller frees both.
+ * ret_vcpu (may be NULL) gets the vCPU whose CR3 was used.
+ */
+int hvp_linux_attach(struct hvp_guest *g, struct hvp_mmu **ret_mmu, struct hvp_kernel **ret_kernel,
+                     unsigned *ret_vcpu);
+
 /* Discover the kernel running in the address space of mmu. */
 int hvp_kernel_find(struct hvp_mmu *mmu, struct hvp_kernel **ret_kernel);
 void hvp_kernel_free(struct hvp_kernel *k);

@@ -1,0 +1,88 @@
+#include <stdio.h>
+#include <time.h>
+
+#include <hvpatch/kernel.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "common/util.h"
+
+static const char help[] =
+        "Reads, from the host alone, which kernel runs in a guest: OS, paging mode, CR3,\n"
+        "kernel base and KASLR offset, text range, banner and GNU build id, vCPUs.\n"
+        "DOMAIN is a libvirt domain name or UUID; --core FILE reads a `virsh dump\n"
+        "--memory-only` ELF core instead.\n";
+
+static double ms_since(const struct timespec *t0)
+{
+        struct timespec t1;
+
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+int cmd_inspect(struct cli *c, int argc, char **argv)
+{
+        struct cli_target t;
+        struct hvp_vcpu_regs regs;
+        const struct hvp_kernel *k;
+        char build_id[2 * sizeof(k->build_id) + 1];
+        struct timespec t0;
+        double elapsed;
+        int r;
+
+        if (cli_wants_help(c, "inspect", argc, argv, help))
+                return EXIT_OK;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = cli_attach(c, &argc, &argv, &t);
+        if (r)
+                return r;
+        if (argc > 0) {
+                cli_target_close(&t);
+                return cli_usage(c, cli_find_command("inspect"));
+        }
+        elapsed = ms_since(&t0);
+        k = t.kernel;
+        hvp_guest_vcpu_regs(t.guest, t.vcpu, &regs);
+        hvp_hex_encode(k->build_id, k->build_id_len, build_id);
+
+        if (c->json) {
+                json_object *o = json_object_new_object(), *ko = json_object_new_object();
+
+                json_object_object_add(o, "domain", json_object_new_string(hvp_guest_name(t.guest)));
+                json_object_object_add(o, "backend", json_object_new_string(hvp_guest_backend(t.guest)));
+                json_object_object_add(o, "os", json_object_new_string("linux"));
+                json_object_object_add(o, "paging", json_object_new_string(
+                        hvp_mmu_mode(t.mmu) == HVP_PAGING_5LEVEL ? "5-level" : "4-level"));
+                json_object_object_add(o, "cr3", cli_json_addr(regs.cr3));
+                json_object_object_add(o, "vcpus", json_object_new_int((int)hvp_guest_vcpu_count(t.guest)));
+                json_object_object_add(ko, "base", cli_json_addr(k->base));
+                json_object_object_add(ko, "kaslr_offset", cli_json_addr((uint64_t)k->kaslr_offset));
+                json_object_object_add(ko, "text_start", cli_json_addr(k->text_start));
+                json_object_object_add(ko, "text_end", cli_json_addr(k->text_end));
+                json_object_object_add(ko, "image_end", cli_json_addr(k->image_end));
+                json_object_object_add(ko, "banner", json_object_new_string(k->banner));
+                json_object_object_add(ko, "build_id", json_object_new_string(build_id));
+                json_object_object_add(ko, "symbols", json_object_new_int64((int64_t)hvp_symtab_count(k->symtab)));
+                json_object_object_add(o, "kernel", ko);
+                json_object_object_add(o, "elapsed_ms", json_object_new_double(elapsed));
+                cli_json_print(o);
+        } else {
+                printf("domain:        %s (%s)\n", hvp_guest_name(t.guest), hvp_guest_backend(t.guest));
+                printf("os:            linux\n");
+                printf("banner:        %s\n", k->banner);
+                printf("build id:      %s\n", build_id);
+                printf("paging:        %s, CR3 0x%llx (vCPU %u)\n",
+                       hvp_mmu_mode(t.mmu) == HVP_PAGING_5LEVEL ? "5-level" : "4-level",
+                       (unsigned long long)regs.cr3, t.vcpu);
+                printf("kernel base:   0x%016llx (KASLR offset 0x%llx)\n", (unsigned long long)k->base,
+                       (unsigned long long)k->kaslr_offset);
+                printf("kernel text:   0x%016llx-0x%016llx\n", (unsigned long long)k->text_start,
+                       (unsigned long long)k->text_end);
+                printf("symbols:       %zu\n", hvp_symtab_count(k->symtab));
+                printf("vcpus:         %u\n", hvp_guest_vcpu_count(t.guest));
+                printf("took:          %.1f ms\n", elapsed);
+        }
+        cli_target_close(&t);
+        return EXIT_OK;
+}
