@@ -66,6 +66,7 @@ static const struct hvp_backend_ops memory_ops = {
         .write_phys = memory_write,
         .pause = memory_pause,
         .resume = memory_pause,
+        .resume_orphaned = memory_pause,
         .close = memory_close,
 };
 

@@ -22,6 +22,8 @@ struct hvp_backend_ops {
         /* NULL: -ENOTSUP. */
         int (*pause)(void *be);
         int (*resume)(void *be);
+        /* Resume a guest paused by someone else (a dead hvpatch); no-op when running. */
+        int (*resume_orphaned)(void *be);
         /* Fill regs[0..n) for every vCPU; *ret_n is the count. NULL: registers fixed at open. */
         int (*read_regs)(void *be, struct hvp_vcpu_regs *regs, unsigned max, unsigned *ret_n);
         void (*close)(void *be);
@@ -36,6 +38,9 @@ int hvp_guest_new(const struct hvp_backend_ops *ops, void *be, const char *name,
                   const struct hvp_ram_range *ranges, size_t nr_ranges,
                   const struct hvp_vcpu_regs *vcpus, unsigned nr_vcpus,
                   struct hvp_guest **ret_guest);
+
+/* Set the UUID that hvp_guest_uuid() returns (default: the name). */
+int hvp_guest_set_uuid(struct hvp_guest *g, const char *uuid);
 
 /* The backend object of a guest, for backend-specific calls (live: domain XML, jobs). */
 void *hvp_guest_backend_data(const struct hvp_guest *g, const struct hvp_backend_ops *ops);

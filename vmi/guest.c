@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@ struct hvp_guest {
         const struct hvp_backend_ops *ops;
         void *be;
         char *name;
+        char uuid[64];
         struct hvp_ram_range *ranges;
         size_t nr_ranges;
         struct hvp_vcpu_regs *vcpus;
@@ -50,6 +52,7 @@ int hvp_guest_new(const struct hvp_backend_ops *ops, void *be, const char *name,
                 hvp_guest_free(g);
                 return -ENOMEM;
         }
+        snprintf(g->uuid, sizeof(g->uuid), "%s", g->name);
         memcpy(g->ranges, ranges, nr_ranges * sizeof(*ranges));
         g->nr_ranges = nr_ranges;
         qsort(g->ranges, nr_ranges, sizeof(*g->ranges), range_cmp);
@@ -112,6 +115,19 @@ const char *hvp_guest_backend(const struct hvp_guest *g)
 const char *hvp_guest_name(const struct hvp_guest *g)
 {
         return g->name;
+}
+
+const char *hvp_guest_uuid(const struct hvp_guest *g)
+{
+        return g->uuid;
+}
+
+int hvp_guest_set_uuid(struct hvp_guest *g, const char *uuid)
+{
+        if (strlen(uuid) >= sizeof(g->uuid))
+                return hvp_fail(-EINVAL, "UUID too long");
+        snprintf(g->uuid, sizeof(g->uuid), "%s", uuid);
+        return 0;
 }
 
 void *hvp_guest_backend_data(const struct hvp_guest *g, const struct hvp_backend_ops *ops)
@@ -247,6 +263,15 @@ int hvp_guest_resume(struct hvp_guest *g)
         if (r == 0)
                 g->paused = false;
         return r;
+}
+
+int hvp_guest_resume_orphaned(struct hvp_guest *g)
+{
+        if (g->paused)
+                return hvp_guest_resume(g);
+        if (!g->ops->resume_orphaned)
+                return hvp_fail(-ENOTSUP, "the %s backend cannot resume", g->ops->name);
+        return g->ops->resume_orphaned(g->be);
 }
 
 bool hvp_guest_is_paused(const struct hvp_guest *g)

@@ -91,6 +91,8 @@ void hvp_guest_free(struct hvp_guest *g);
 const char *hvp_guest_backend(const struct hvp_guest *g);
 /* Domain name (live), file path (core) or "memory". */
 const char *hvp_guest_name(const struct hvp_guest *g);
+/* The domain's UUID (live); for other backends a stable key derived from the name. */
+const char *hvp_guest_uuid(const struct hvp_guest *g);
 
 /* Guest-physical access; the whole range must be inside guest RAM (-EFAULT otherwise). */
 int hvp_guest_read_phys(struct hvp_guest *g, uint64_t gpa, void *buf, size_t len);
@@ -124,6 +126,13 @@ int hvp_guest_refresh_regs(struct hvp_guest *g);
 int hvp_guest_pause(struct hvp_guest *g);
 int hvp_guest_resume(struct hvp_guest *g);
 bool hvp_guest_is_paused(const struct hvp_guest *g);
+
+/*
+ * Recovery only: resume a guest that a dead hvpatch left paused (not paused through
+ * this handle), cleaning up what the dead process left attached (a gdbstub). A
+ * running guest is left as it is. -ENOTSUP for backends that cannot resume.
+ */
+int hvp_guest_resume_orphaned(struct hvp_guest *g);
 
 #ifdef __cplusplus
 }

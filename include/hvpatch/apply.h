@@ -1,0 +1,179 @@
+/*
+ * The pause-window transaction and the records of what is applied.
+ *
+ * A plan is a plain list of writes, made while the guest runs (patcher/plan.c).
+ * hvp_plan_apply() then pauses the guest, re-reads and re-checks every write's
+ * old bytes, makes sure no vCPU is inside a range being replaced, writes, reads
+ * back and resumes. A failure inside the window restores what was written before
+ * resuming; no error path leaves the guest paused.
+ *
+ * Before the pause, the transaction is journaled beside the domain's record, so
+ * that after a crash of hvpatch itself hvp_recover() can bring every site to
+ * all-old or all-new and resume the guest.
+ *
+ * Errors:
+ *   -ESTALE    a site's bytes changed since the plan was made (nothing written)
+ *   -EBUSY     a vCPU stayed inside a range after the retries, a libvirt job runs,
+ *              or another hvpatch holds the domain's lock
+ *   -EIO       a write or read-back failed (what was written has been restored)
+ *   -ENOENT    no such applied patch (revert)
+ */
+#ifndef HVPATCH_APPLY_H
+#define HVPATCH_APPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hvpatch/guest.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bounds of a plan. */
+#define HVP_PLAN_MAX_WRITES 4096
+#define HVP_WRITE_MAX_LEN 4096          /* one write never crosses a guest page */
+#define HVP_ID_MAX 128
+
+struct hvp_write {
+        uint64_t va;            /* guest-virtual (for reports and re-attachment) */
+        uint64_t gpa;           /* guest-physical, where the bytes go */
+        uint32_t len;
+        uint8_t *old;           /* len bytes expected before (owned by the plan) */
+        uint8_t *new;           /* len bytes after (owned by the plan) */
+        bool check_rip;         /* the range holds more than one instruction: no vCPU's
+                                 * RIP may lie strictly inside it while we write */
+        bool area;              /* patch-area code, not a kernel site */
+        unsigned site;          /* index of the manifest site it belongs to */
+};
+
+struct hvp_plan {
+        char patch_id[HVP_ID_MAX];
+        char series[HVP_ID_MAX];
+        uint64_t seq;
+        char key_name[HVP_ID_MAX];      /* who signed it ("" for an unsigned test bundle) */
+        uint8_t build_id[64];
+        size_t build_id_len;
+        uint64_t kernel_base;           /* _text of the kernel the plan was made for */
+        struct hvp_write *writes;
+        size_t nr_writes;
+        /* Patch-area bytes in use by this patch: [area_start, area_start + area_len). */
+        uint64_t area_start, area_len;
+        /* For a cumulative replacement: the patch it replaces ("" if none). */
+        char replaces[HVP_ID_MAX];
+};
+
+struct hvp_plan *hvp_plan_new(void);
+/* Append a write (bytes copied). -E2BIG past the bounds, -EINVAL if it crosses a page. */
+int hvp_plan_add_write(struct hvp_plan *p, uint64_t va, uint64_t gpa, const void *old, const void *new,
+                       size_t len, bool check_rip, bool area, unsigned site);
+void hvp_plan_free(struct hvp_plan *p);
+/* The inverse of a plan: every write with old and new swapped, in reverse order. */
+int hvp_plan_inverse(const struct hvp_plan *p, struct hvp_plan **ret_plan);
+
+/*
+ * What a transaction changes in the domain's record once memory holds the new bytes:
+ * add an applied patch (its plan's old bytes are the original kernel bytes) and/or
+ * drop one (revert, or the patch a cumulative bundle replaces).
+ */
+struct hvp_commit {
+        const struct hvp_plan *add;     /* NULL: nothing added */
+        const char *remove_id;          /* NULL: nothing removed */
+};
+
+/* How the transaction went. */
+struct hvp_apply_report {
+        double pause_ms;                /* from the pause request to the resume's return */
+        double total_ms;                /* from hvp_plan_apply's start to the resume's return */
+        unsigned attempts;              /* pauses taken (a vCPU inside a range forces a retry) */
+        size_t bytes_written;
+};
+
+struct hvp_apply_options {
+        const char *state_dir;          /* NULL: HVP_STATE_DIR */
+        unsigned max_attempts;          /* 0: default 5 */
+        unsigned retry_delay_ms;        /* 0: default 20 */
+};
+
+#define HVP_STATE_DIR "/var/lib/hvpatch"
+
+/*
+ * Carry out txn (expected-now -> new bytes) in one pause window, then apply commit
+ * to the record. The caller holds the domain's lock. Journaled first in
+ * STATE_DIR/domains/UUID.journal so that hvp_recover() can finish or undo it.
+ */
+int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct hvp_commit *commit,
+                   const struct hvp_apply_options *opts, struct hvp_apply_report *ret_report);
+
+/* --- Records: what is applied to a domain, in STATE_DIR/domains/UUID.json ------- */
+
+struct hvp_record_entry {
+        struct hvp_plan *plan;          /* old bytes: the original kernel's */
+        long long applied_at;           /* unix time */
+        double pause_ms;
+};
+
+struct hvp_record {
+        char uuid[64];
+        struct hvp_record_entry *entries;
+        size_t nr_entries;
+};
+
+/* Load the record of a domain (an empty one if none). -EINVAL if the file is corrupt. */
+int hvp_record_load(const char *state_dir, const char *uuid, struct hvp_record **ret);
+/* Write it atomically (temporary file, fsync, rename, fsync of the folder). */
+int hvp_record_save(const char *state_dir, const struct hvp_record *rec);
+void hvp_record_free(struct hvp_record *rec);
+/* The entry of a patch id, or NULL. */
+struct hvp_record_entry *hvp_record_find(const struct hvp_record *rec, const char *patch_id);
+/* The entry of a series, or NULL. */
+struct hvp_record_entry *hvp_record_find_series(const struct hvp_record *rec, const char *series);
+/* Apply a commit to a record in memory (the plan added is copied). */
+int hvp_record_commit(struct hvp_record *rec, const struct hvp_commit *commit, double pause_ms);
+
+/* JSON (de)serialisation of plans, used by records and journals. */
+struct json_object;
+struct json_object *hvp_plan_to_json(const struct hvp_plan *p);
+int hvp_plan_from_json(struct json_object *o, struct hvp_plan **ret_plan);
+
+/*
+ * Per-domain lock: one hvpatch at a time. Non-blocking: -EBUSY if held. The lock
+ * dies with the process that holds it (flock), so a killed hvpatch never blocks
+ * recovery. Returns a descriptor to pass to hvp_domain_unlock().
+ */
+int hvp_domain_lock(const char *state_dir, const char *uuid, int *ret_fd);
+void hvp_domain_unlock(int fd);
+
+/*
+ * Site states as memory shows them (memory is compared, not the record trusted).
+ */
+enum hvp_site_state {
+        HVP_SITE_NEW,           /* every byte is the patch's */
+        HVP_SITE_OLD,           /* every byte is the original */
+        HVP_SITE_FOREIGN,       /* neither: someone else changed it, or a torn write */
+        HVP_SITE_UNREADABLE,
+};
+int hvp_write_state(struct hvp_guest *g, const struct hvp_write *w, enum hvp_site_state *ret);
+
+/*
+ * After a crash of hvpatch: if the domain has a journal, bring every write of its
+ * transaction to all-new (when all of them are new: then commit it) or all-old, drop
+ * the journal, and resume the guest if the dead hvpatch left it paused inside its
+ * window. The caller holds the domain's lock. ret_summary (may be NULL) gets a
+ * malloc'd account of what was done. -ENOENT: nothing to recover.
+ */
+int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary);
+
+/*
+ * Test-only fault hook: with HVPATCH_FAULT_AT=STEP in the environment, the process
+ * kills itself with SIGKILL when it reaches STEP. Steps, in order: journaled, paused,
+ * checked, written-1 (after the first write), written, resumed, recorded.
+ */
+void hvp_fault_point(const char *step);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

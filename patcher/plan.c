@@ -1,0 +1,258 @@
+/* Plans: plain lists of writes, their inverse, and their JSON form. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include <hvpatch/apply.h>
+
+#include "common/error.h"
+#include "common/util.h"
+
+#define PAGE_SIZE 4096u
+
+struct hvp_plan *hvp_plan_new(void)
+{
+        return calloc(1, sizeof(struct hvp_plan));
+}
+
+void hvp_plan_free(struct hvp_plan *p)
+{
+        if (!p)
+                return;
+        for (size_t i = 0; i < p->nr_writes; i++) {
+                free(p->writes[i].old);
+                free(p->writes[i].new);
+        }
+        free(p->writes);
+        free(p);
+}
+
+int hvp_plan_add_write(struct hvp_plan *p, uint64_t va, uint64_t gpa, const void *old, const void *new,
+                       size_t len, bool check_rip, bool area, unsigned site)
+{
+        struct hvp_write *w;
+
+        if (len == 0 || len > HVP_WRITE_MAX_LEN)
+                return hvp_fail(-E2BIG, "write of %zu bytes at 0x%llx (1 to %u allowed)", len,
+                                (unsigned long long)va, HVP_WRITE_MAX_LEN);
+        if ((gpa & (PAGE_SIZE - 1)) + len > PAGE_SIZE || (va & (PAGE_SIZE - 1)) + len > PAGE_SIZE)
+                return hvp_fail(-EINVAL, "write at 0x%llx+%zu crosses a page", (unsigned long long)va, len);
+        if (p->nr_writes >= HVP_PLAN_MAX_WRITES)
+                return hvp_fail(-E2BIG, "more than %u writes in one plan", HVP_PLAN_MAX_WRITES);
+        if (p->nr_writes % 16 == 0) {
+                struct hvp_write *nw = realloc(p->writes, (p->nr_writes + 16) * sizeof(*nw));
+
+                if (!nw)
+                        return -ENOMEM;
+                p->writes = nw;
+        }
+        w = &p->writes[p->nr_writes];
+        *w = (struct hvp_write){ .va = va, .gpa = gpa, .len = (uint32_t)len, .check_rip = check_rip,
+                                 .area = area, .site = site };
+        w->old = malloc(len);
+        w->new = malloc(len);
+        if (!w->old || !w->new) {
+                free(w->old);
+                free(w->new);
+                return -ENOMEM;
+        }
+        memcpy(w->old, old, len);
+        memcpy(w->new, new, len);
+        p->nr_writes++;
+        return 0;
+}
+
+static void copy_header(struct hvp_plan *dst, const struct hvp_plan *src)
+{
+        struct hvp_write *writes = dst->writes;
+        size_t n = dst->nr_writes;
+
+        *dst = *src;
+        dst->writes = writes;
+        dst->nr_writes = n;
+}
+
+int hvp_plan_inverse(const struct hvp_plan *p, struct hvp_plan **ret_plan)
+{
+        struct hvp_plan *inv = hvp_plan_new();
+        int r;
+
+        if (!inv)
+                return -ENOMEM;
+        copy_header(inv, p);
+        for (size_t i = p->nr_writes; i-- > 0;) {
+                const struct hvp_write *w = &p->writes[i];
+
+                r = hvp_plan_add_write(inv, w->va, w->gpa, w->new, w->old, w->len, w->check_rip, w->area,
+                                       w->site);
+                if (r < 0) {
+                        hvp_plan_free(inv);
+                        return r;
+                }
+        }
+        *ret_plan = inv;
+        return 0;
+}
+
+/* --- JSON ------------------------------------------------------------------- */
+
+static json_object *hex_string(const void *data, size_t len)
+{
+        char *buf = malloc(2 * len + 1);
+        json_object *o;
+
+        if (!buf)
+                return NULL;
+        hvp_hex_encode(data, len, buf);
+        o = json_object_new_string(buf);
+        free(buf);
+        return o;
+}
+
+static json_object *u64_string(uint64_t v)
+{
+        char buf[24];
+
+        snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)v);
+        return json_object_new_string(buf);
+}
+
+json_object *hvp_plan_to_json(const struct hvp_plan *p)
+{
+        json_object *o = json_object_new_object(), *arr = json_object_new_array();
+
+        json_object_object_add(o, "patch_id", json_object_new_string(p->patch_id));
+        json_object_object_add(o, "series", json_object_new_string(p->series));
+        json_object_object_add(o, "seq", json_object_new_int64((int64_t)p->seq));
+        json_object_object_add(o, "key_name", json_object_new_string(p->key_name));
+        json_object_object_add(o, "build_id", hex_string(p->build_id, p->build_id_len));
+        json_object_object_add(o, "kernel_base", u64_string(p->kernel_base));
+        json_object_object_add(o, "area_start", u64_string(p->area_start));
+        json_object_object_add(o, "area_len", u64_string(p->area_len));
+        json_object_object_add(o, "replaces", json_object_new_string(p->replaces));
+        for (size_t i = 0; i < p->nr_writes; i++) {
+                const struct hvp_write *w = &p->writes[i];
+                json_object *wo = json_object_new_object();
+
+                json_object_object_add(wo, "va", u64_string(w->va));
+                json_object_object_add(wo, "gpa", u64_string(w->gpa));
+                json_object_object_add(wo, "old", hex_string(w->old, w->len));
+                json_object_object_add(wo, "new", hex_string(w->new, w->len));
+                json_object_object_add(wo, "check_rip", json_object_new_boolean(w->check_rip));
+                json_object_object_add(wo, "area", json_object_new_boolean(w->area));
+                json_object_object_add(wo, "site", json_object_new_int((int)w->site));
+                json_object_array_add(arr, wo);
+        }
+        json_object_object_add(o, "writes", arr);
+        return o;
+}
+
+static int get_string(json_object *o, const char *key, char *out, size_t size)
+{
+        json_object *v;
+        const char *s;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+                return hvp_fail(-EINVAL, "record: missing string \"%s\"", key);
+        s = json_object_get_string(v);
+        if (strlen(s) >= size)
+                return hvp_fail(-EINVAL, "record: \"%s\" too long", key);
+        memcpy(out, s, strlen(s) + 1);
+        return 0;
+}
+
+static int get_u64(json_object *o, const char *key, uint64_t *ret)
+{
+        json_object *v;
+        const char *s;
+        char *end;
+
+        if (!json_object_object_get_ex(o, key, &v))
+                return hvp_fail(-EINVAL, "record: missing \"%s\"", key);
+        if (json_object_is_type(v, json_type_int)) {
+                *ret = (uint64_t)json_object_get_int64(v);
+                return 0;
+        }
+        if (!json_object_is_type(v, json_type_string))
+                return hvp_fail(-EINVAL, "record: \"%s\" is not a number", key);
+        s = json_object_get_string(v);
+        errno = 0;
+        *ret = strtoull(s, &end, 0);
+        if (errno || *end || !*s)
+                return hvp_fail(-EINVAL, "record: bad number \"%s\" for \"%s\"", s, key);
+        return 0;
+}
+
+static bool get_bool(json_object *o, const char *key)
+{
+        json_object *v;
+
+        return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+static int get_hex(json_object *o, const char *key, uint8_t *out, size_t max, size_t *ret_len)
+{
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+                return hvp_fail(-EINVAL, "record: missing hex \"%s\"", key);
+        return hvp_hex_decode(json_object_get_string(v), out, max, ret_len);
+}
+
+int hvp_plan_from_json(json_object *o, struct hvp_plan **ret_plan)
+{
+        uint8_t old[HVP_WRITE_MAX_LEN], new[HVP_WRITE_MAX_LEN];
+        struct hvp_plan *p = hvp_plan_new();
+        json_object *arr;
+        uint64_t seq;
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        if ((r = get_string(o, "patch_id", p->patch_id, sizeof(p->patch_id))) < 0 ||
+            (r = get_string(o, "series", p->series, sizeof(p->series))) < 0 ||
+            (r = get_string(o, "key_name", p->key_name, sizeof(p->key_name))) < 0 ||
+            (r = get_string(o, "replaces", p->replaces, sizeof(p->replaces))) < 0 ||
+            (r = get_u64(o, "seq", &seq)) < 0 ||
+            (r = get_u64(o, "kernel_base", &p->kernel_base)) < 0 ||
+            (r = get_u64(o, "area_start", &p->area_start)) < 0 ||
+            (r = get_u64(o, "area_len", &p->area_len)) < 0 ||
+            (r = get_hex(o, "build_id", p->build_id, sizeof(p->build_id), &p->build_id_len)) < 0)
+                goto fail;
+        p->seq = seq;
+        if (!json_object_object_get_ex(o, "writes", &arr) || !json_object_is_type(arr, json_type_array)) {
+                r = hvp_fail(-EINVAL, "record: missing \"writes\"");
+                goto fail;
+        }
+        if (json_object_array_length(arr) > HVP_PLAN_MAX_WRITES) {
+                r = hvp_fail(-E2BIG, "record: too many writes");
+                goto fail;
+        }
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+                json_object *w = json_object_array_get_idx(arr, i);
+                uint64_t va, gpa, site;
+                size_t lo, ln;
+
+                if ((r = get_u64(w, "va", &va)) < 0 || (r = get_u64(w, "gpa", &gpa)) < 0 ||
+                    (r = get_u64(w, "site", &site)) < 0 ||
+                    (r = get_hex(w, "old", old, sizeof(old), &lo)) < 0 ||
+                    (r = get_hex(w, "new", new, sizeof(new), &ln)) < 0)
+                        goto fail;
+                if (lo != ln) {
+                        r = hvp_fail(-EINVAL, "record: write %zu: old and new differ in length", i);
+                        goto fail;
+                }
+                r = hvp_plan_add_write(p, va, gpa, old, new, lo, get_bool(w, "check_rip"), get_bool(w, "area"),
+                                       (unsigned)site);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret_plan = p;
+        return 0;
+fail:
+        hvp_plan_free(p);
+        return r;
+}

@@ -1,0 +1,422 @@
+/*
+ * The pause-window transaction. Everything that can be done while the guest runs
+ * is done by the caller (the plan) or before the pause here (a first check of the
+ * old bytes, the journal); inside the window there is one scatter read to re-check,
+ * the writes, one scatter read to verify, and the resume.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include <hvpatch/apply.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "patcher/record.h"
+
+static double now_ms(void)
+{
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void sleep_ms(unsigned ms)
+{
+        struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+        nanosleep(&t, NULL);
+}
+
+/* Read every write's current bytes in one scatter read into bufs (concatenated). */
+static int read_current(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *bufs)
+{
+        struct hvp_phys_iov *iov;
+        size_t off = 0;
+        int r;
+
+        iov = calloc(p->nr_writes ? p->nr_writes : 1, sizeof(*iov));
+        if (!iov)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->nr_writes; i++) {
+                iov[i] = (struct hvp_phys_iov){ p->writes[i].gpa, bufs + off, p->writes[i].len };
+                off += p->writes[i].len;
+        }
+        r = hvp_guest_read_phys_v(g, iov, p->nr_writes);
+        free(iov);
+        return r;
+}
+
+static size_t plan_bytes(const struct hvp_plan *p)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < p->nr_writes; i++)
+                n += p->writes[i].len;
+        return n;
+}
+
+/* Compare current bytes with each write's old (want_new false) or new bytes. */
+static int compare(const struct hvp_plan *p, const uint8_t *cur, bool want_new)
+{
+        size_t off = 0;
+
+        for (size_t i = 0; i < p->nr_writes; i++) {
+                const struct hvp_write *w = &p->writes[i];
+
+                if (memcmp(cur + off, want_new ? w->new : w->old, w->len) != 0)
+                        return hvp_fail(want_new ? -EIO : -ESTALE,
+                                        want_new ? "read-back at 0x%llx does not match what was written"
+                                                 : "bytes at 0x%llx changed since the plan was made",
+                                        (unsigned long long)w->va);
+                off += w->len;
+        }
+        return 0;
+}
+
+/* Is some vCPU strictly inside a multi-instruction range? Needs fresh registers. */
+static int check_rips(struct hvp_guest *g, const struct hvp_plan *p)
+{
+        bool needed = false;
+        int r;
+
+        for (size_t i = 0; i < p->nr_writes; i++)
+                needed |= p->writes[i].check_rip;
+        if (!needed)
+                return 0;
+        r = hvp_guest_refresh_regs(g);
+        if (r < 0)
+                return r;
+        for (unsigned v = 0; v < hvp_guest_vcpu_count(g); v++) {
+                struct hvp_vcpu_regs regs;
+
+                if (hvp_guest_vcpu_regs(g, v, &regs) < 0)
+                        continue;
+                for (size_t i = 0; i < p->nr_writes; i++) {
+                        const struct hvp_write *w = &p->writes[i];
+
+                        if (w->check_rip && regs.rip > w->va && regs.rip < w->va + w->len)
+                                return hvp_fail(-EBUSY, "vCPU %u is at 0x%llx, inside the range being replaced",
+                                                v, (unsigned long long)regs.rip);
+                }
+        }
+        return 0;
+}
+
+/* Write old bytes back over the first n writes (after a failure inside the window). */
+static int restore(struct hvp_guest *g, const struct hvp_plan *p, size_t n)
+{
+        int r = 0, q;
+
+        for (size_t i = n; i-- > 0;) {
+                q = hvp_guest_write_phys(g, p->writes[i].gpa, p->writes[i].old, p->writes[i].len);
+                if (q < 0 && r == 0)
+                        r = q;
+        }
+        return r;
+}
+
+/* --- journal ----------------------------------------------------------------- */
+
+static int journal_write(const char *state_dir, const char *uuid, const struct hvp_plan *txn,
+                         const struct hvp_commit *commit)
+{
+        json_object *o = json_object_new_object(), *c = json_object_new_object();
+        char path[4300];
+        int r;
+
+        r = hvp_state_path(state_dir, uuid, ".journal", path, sizeof(path));
+        if (r < 0) {
+                json_object_put(o);
+                json_object_put(c);
+                return r;
+        }
+        json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
+        json_object_object_add(o, "in_window", json_object_new_boolean(true));
+        json_object_object_add(o, "txn", hvp_plan_to_json(txn));
+        json_object_object_add(c, "add", commit->add ? hvp_plan_to_json(commit->add) : NULL);
+        json_object_object_add(c, "remove_id",
+                               commit->remove_id ? json_object_new_string(commit->remove_id) : NULL);
+        json_object_object_add(o, "commit", c);
+        r = hvp_json_write_atomic(path, o);
+        json_object_put(o);
+        return r;
+}
+
+static void journal_remove(const char *state_dir, const char *uuid)
+{
+        char path[4300];
+
+        if (hvp_state_path(state_dir, uuid, ".journal", path, sizeof(path)) == 0)
+                unlink(path);
+}
+
+static int commit_record(const char *state_dir, const char *uuid, const struct hvp_commit *commit,
+                         double pause_ms)
+{
+        struct hvp_record *rec;
+        int r;
+
+        r = hvp_record_load(state_dir, uuid, &rec);
+        if (r < 0)
+                return r;
+        r = hvp_record_commit(rec, commit, pause_ms);
+        if (r == 0)
+                r = hvp_record_save(state_dir, rec);
+        hvp_record_free(rec);
+        return r;
+}
+
+/* --- the window -------------------------------------------------------------- */
+
+/*
+ * One attempt: pause, check, write, verify, resume. Returns -EAGAIN when a vCPU was
+ * inside a range (nothing written, guest resumed).
+ */
+static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, struct hvp_apply_report *rep)
+{
+        size_t written = 0;
+        double t0;
+        int r, q;
+
+        t0 = now_ms();
+        r = hvp_guest_pause(g);
+        if (r < 0)
+                return r;
+        hvp_fault_point("paused");
+
+        r = check_rips(g, p);
+        if (r == -EBUSY) {
+                r = -EAGAIN;
+                goto out;
+        }
+        if (r < 0)
+                goto out;
+        r = read_current(g, p, cur);
+        if (r == 0)
+                r = compare(p, cur, false);     /* the guest ran since the plan was made */
+        if (r < 0)
+                goto out;
+        hvp_fault_point("checked");
+
+        for (; written < p->nr_writes; written++) {
+                const struct hvp_write *w = &p->writes[written];
+
+                r = hvp_guest_write_phys(g, w->gpa, w->new, w->len);
+                if (r < 0)
+                        break;
+                rep->bytes_written += w->len;
+                if (written == 0)
+                        hvp_fault_point("written-1");
+        }
+        if (r == 0) {
+                hvp_fault_point("written");
+                r = read_current(g, p, cur);
+                if (r == 0)
+                        r = compare(p, cur, true);
+        } else {
+                written++;      /* the failed write may have landed in part */
+        }
+        if (r < 0) {
+                q = restore(g, p, HVP_MIN(written, p->nr_writes));
+                if (q < 0)
+                        hvp_warn("restoring the original bytes failed: %s", hvp_last_error());
+        }
+out:
+        q = hvp_guest_resume(g);
+        rep->pause_ms = now_ms() - t0;
+        if (q < 0 && r == 0)
+                r = q;                          /* a failed resume is never hidden */
+        return r;
+}
+
+int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct hvp_commit *commit,
+                   const struct hvp_apply_options *opts, struct hvp_apply_report *ret_report)
+{
+        struct hvp_apply_options o = opts ? *opts : (struct hvp_apply_options){ 0 };
+        struct hvp_apply_report rep = { 0 };
+        const char *uuid = hvp_guest_uuid(g);
+        _cleanup_free_ uint8_t *cur = NULL;
+        double t_start = now_ms();
+        int r;
+
+        if (!o.max_attempts)
+                o.max_attempts = 5;
+        if (!o.retry_delay_ms)
+                o.retry_delay_ms = 20;
+        cur = malloc(plan_bytes(txn) + 1);
+        if (!cur)
+                return -ENOMEM;
+
+        /* Cheap early answer while the guest runs: nothing is journaled or paused for a stale plan. */
+        r = read_current(g, txn, cur);
+        if (r == 0)
+                r = compare(txn, cur, false);
+        if (r < 0)
+                return r;
+
+        r = journal_write(o.state_dir, uuid, txn, commit);
+        if (r < 0)
+                return hvp_fail_context(r, "journaling the transaction");
+        hvp_fault_point("journaled");
+
+        for (rep.attempts = 1;; rep.attempts++) {
+                r = window(g, txn, cur, &rep);
+                if (r != -EAGAIN || rep.attempts >= o.max_attempts)
+                        break;
+                hvp_info("a vCPU is inside a patch range; retrying (%u/%u)", rep.attempts, o.max_attempts);
+                sleep_ms(o.retry_delay_ms);
+        }
+        rep.total_ms = now_ms() - t_start;
+        if (r == -EAGAIN)
+                r = hvp_fail(-EBUSY, "a vCPU stayed inside a patch range over %u attempts", rep.attempts);
+        if (r < 0) {
+                /* Nothing of it stays in memory (restored) unless the resume failed: keep the journal then. */
+                if (!hvp_guest_is_paused(g))
+                        journal_remove(o.state_dir, uuid);
+                return r;
+        }
+        hvp_fault_point("resumed");
+
+        r = commit_record(o.state_dir, uuid, commit, rep.pause_ms);
+        if (r < 0)
+                return hvp_fail_context(r, "recording the patch (memory is patched; run hvpatch recover)");
+        hvp_fault_point("recorded");
+        journal_remove(o.state_dir, uuid);
+        if (ret_report)
+                *ret_report = rep;
+        return 0;
+}
+
+int hvp_write_state(struct hvp_guest *g, const struct hvp_write *w, enum hvp_site_state *ret)
+{
+        uint8_t cur[HVP_WRITE_MAX_LEN];
+
+        if (w->len > sizeof(cur))
+                return hvp_fail(-E2BIG, "write too long");
+        if (hvp_guest_read_phys(g, w->gpa, cur, w->len) < 0) {
+                *ret = HVP_SITE_UNREADABLE;
+                return 0;
+        }
+        if (memcmp(cur, w->new, w->len) == 0)
+                *ret = HVP_SITE_NEW;
+        else if (memcmp(cur, w->old, w->len) == 0)
+                *ret = HVP_SITE_OLD;
+        else
+                *ret = HVP_SITE_FOREIGN;
+        return 0;
+}
+
+/* --- recovery ---------------------------------------------------------------- */
+
+static int load_journal(const char *state_dir, const char *uuid, struct hvp_plan **ret_txn,
+                        struct hvp_plan **ret_add, char *remove_id, size_t remove_size, bool *ret_in_window,
+                        int *ret_pid)
+{
+        json_object *o, *v, *c;
+        char path[4300];
+        int r;
+
+        r = hvp_state_path(state_dir, uuid, ".journal", path, sizeof(path));
+        if (r < 0)
+                return r;
+        r = hvp_json_read_file(path, &o);
+        if (r == -ENOENT)
+                return hvp_fail(-ENOENT, "no interrupted transaction for this domain");
+        if (r < 0)
+                return r;
+        *ret_add = NULL;
+        remove_id[0] = '\0';
+        *ret_in_window = json_object_object_get_ex(o, "in_window", &v) && json_object_get_boolean(v);
+        *ret_pid = json_object_object_get_ex(o, "pid", &v) ? json_object_get_int(v) : 0;
+        if (!json_object_object_get_ex(o, "txn", &v) || !json_object_object_get_ex(o, "commit", &c)) {
+                r = hvp_fail(-EINVAL, "%s: no transaction in it", path);
+                goto out;
+        }
+        r = hvp_plan_from_json(v, ret_txn);
+        if (r < 0)
+                goto out;
+        if (json_object_object_get_ex(c, "add", &v) && v) {
+                r = hvp_plan_from_json(v, ret_add);
+                if (r < 0) {
+                        hvp_plan_free(*ret_txn);
+                        goto out;
+                }
+        }
+        if (json_object_object_get_ex(c, "remove_id", &v) && v)
+                snprintf(remove_id, remove_size, "%s", json_object_get_string(v));
+out:
+        json_object_put(o);
+        return r;
+}
+
+int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
+{
+        const char *uuid = hvp_guest_uuid(g);
+        struct hvp_plan *txn = NULL, *add = NULL;
+        char remove_id[HVP_ID_MAX], summary[1024];
+        size_t n_new = 0, n_old = 0, n_other = 0;
+        bool in_window = false, paused_here = false;
+        int pid = 0, r, q;
+
+        r = load_journal(state_dir, uuid, &txn, &add, remove_id, sizeof(remove_id), &in_window, &pid);
+        if (r < 0)
+                return r;
+        /* A guest left running by the dead process is paused for the repair; one left paused stays so. */
+        r = hvp_guest_pause(g);
+        if (r == 0)
+                paused_here = true;
+        for (size_t i = 0; i < txn->nr_writes; i++) {
+                enum hvp_site_state st;
+
+                hvp_write_state(g, &txn->writes[i], &st);
+                n_new += st == HVP_SITE_NEW;
+                n_old += st == HVP_SITE_OLD;
+                n_other += st != HVP_SITE_NEW && st != HVP_SITE_OLD;
+        }
+        if (n_new == txn->nr_writes) {
+                struct hvp_commit commit = { add, remove_id[0] ? remove_id : NULL };
+
+                r = commit_record(state_dir, uuid, &commit, 0);
+                snprintf(summary, sizeof(summary), "transaction of %s by pid %d had completed: recorded it",
+                         txn->patch_id, pid);
+        } else {
+                r = restore(g, txn, txn->nr_writes);
+                for (size_t i = 0; r == 0 && i < txn->nr_writes; i++) {
+                        enum hvp_site_state st;
+
+                        hvp_write_state(g, &txn->writes[i], &st);
+                        if (st != HVP_SITE_OLD)
+                                r = hvp_fail(-EIO, "0x%llx still not original after the rollback",
+                                             (unsigned long long)txn->writes[i].va);
+                }
+                snprintf(summary, sizeof(summary),
+                         "transaction of %s by pid %d was interrupted (%zu of %zu writes new, %zu other): rolled back",
+                         txn->patch_id, pid, n_new, txn->nr_writes, n_other);
+        }
+        if (paused_here)
+                q = hvp_guest_resume(g);
+        else
+                q = in_window ? hvp_guest_resume_orphaned(g) : 0;
+        if (q < 0 && r == 0)
+                r = q;
+        if (r == 0) {
+                journal_remove(state_dir, uuid);
+                if (!paused_here && in_window) {
+                        size_t len = strlen(summary);
+
+                        snprintf(summary + len, sizeof(summary) - len, "; resumed the guest it had left paused");
+                }
+                if (ret_summary)
+                        *ret_summary = strdup(summary);
+        }
+        hvp_plan_free(txn);
+        hvp_plan_free(add);
+        return r;
+}

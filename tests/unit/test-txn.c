@@ -1,0 +1,283 @@
+/*
+ * The pause-window transaction, records and recovery on a memory-image guest.
+ * Fault injection forks a child that applies with HVPATCH_FAULT_AT set; guest
+ * memory is a shared mapping, so the parent sees what the killed child wrote.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <hvpatch/apply.h>
+
+#define RAM_SIZE (64u * 1024)
+#define SITE1 0x1000u
+#define SITE2 0x2ff0u
+
+struct fixture {
+        uint8_t *ram;
+        struct hvp_guest *g;
+        char state_dir[64];
+        struct hvp_vcpu_regs vcpu;
+};
+
+static const uint8_t nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+static const uint8_t jmp5[5] = { 0xe9, 0x10, 0x20, 0x30, 0x00 };
+static const uint8_t old8[8] = { 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10, 0x90 };
+static const uint8_t new8[8] = { 0x31, 0xc0, 0xc3, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc };
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        struct hvp_mem_region region;
+
+        f->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        assert_true(f->ram != MAP_FAILED);
+        memcpy(f->ram + SITE1, nop5, sizeof(nop5));
+        memcpy(f->ram + SITE2, old8, sizeof(old8));
+        strcpy(f->state_dir, "/tmp/hvp-test-txn-XXXXXX");
+        assert_non_null(mkdtemp(f->state_dir));
+        f->vcpu.rip = 0xffffffff81000000ull;
+        region = (struct hvp_mem_region){ 0, RAM_SIZE, f->ram };
+        assert_int_equal(hvp_guest_open_memory(&region, 1, &f->vcpu, 1, true, &f->g), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+        char cmd[128];
+
+        hvp_guest_free(f->g);
+        munmap(f->ram, RAM_SIZE);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->state_dir);
+        assert_int_equal(system(cmd), 0);
+        free(f);
+        return 0;
+}
+
+/* A two-site plan: a 5-byte entry jump and an 8-byte multi-instruction replace. */
+static struct hvp_plan *make_plan(const char *id, bool rip_check)
+{
+        struct hvp_plan *p = hvp_plan_new();
+
+        assert_non_null(p);
+        snprintf(p->patch_id, sizeof(p->patch_id), "%s", id);
+        snprintf(p->series, sizeof(p->series), "demo");
+        p->seq = 1;
+        assert_int_equal(hvp_plan_add_write(p, 0xffffffff81001000ull, SITE1, nop5, jmp5, 5, false, false, 0), 0);
+        assert_int_equal(hvp_plan_add_write(p, 0xffffffff81002ff0ull, SITE2, old8, new8, 8, rip_check, false, 1), 0);
+        return p;
+}
+
+static void test_apply_revert(void **state)
+{
+        struct fixture *f = *state;
+        struct hvp_plan *p = make_plan("p1", true), *inv;
+        struct hvp_commit commit = { .add = p };
+        struct hvp_apply_options o = { .state_dir = f->state_dir };
+        struct hvp_apply_report rep;
+        struct hvp_record *rec;
+        enum hvp_site_state st;
+
+        assert_int_equal(hvp_plan_apply(f->g, p, &commit, &o, &rep), 0);
+        assert_memory_equal(f->ram + SITE1, jmp5, 5);
+        assert_memory_equal(f->ram + SITE2, new8, 8);
+        assert_int_equal(rep.bytes_written, 13);
+        assert_int_equal(rep.attempts, 1);
+        assert_false(hvp_guest_is_paused(f->g));
+
+        assert_int_equal(hvp_record_load(f->state_dir, hvp_guest_uuid(f->g), &rec), 0);
+        assert_int_equal(rec->nr_entries, 1);
+        assert_non_null(hvp_record_find(rec, "p1"));
+        assert_non_null(hvp_record_find_series(rec, "demo"));
+        assert_null(hvp_record_find(rec, "p2"));
+        assert_int_equal(rec->entries[0].plan->nr_writes, 2);
+        assert_memory_equal(rec->entries[0].plan->writes[1].old, old8, 8);
+        assert_int_equal(hvp_write_state(f->g, &rec->entries[0].plan->writes[0], &st), 0);
+        assert_int_equal(st, HVP_SITE_NEW);
+
+        /* Revert: the inverse, dropping the record entry. */
+        assert_int_equal(hvp_plan_inverse(rec->entries[0].plan, &inv), 0);
+        commit = (struct hvp_commit){ .remove_id = "p1" };
+        assert_int_equal(hvp_plan_apply(f->g, inv, &commit, &o, &rep), 0);
+        assert_memory_equal(f->ram + SITE1, nop5, 5);
+        assert_memory_equal(f->ram + SITE2, old8, 8);
+        assert_int_equal(hvp_write_state(f->g, &rec->entries[0].plan->writes[0], &st), 0);
+        assert_int_equal(st, HVP_SITE_OLD);
+        hvp_record_free(rec);
+        assert_int_equal(hvp_record_load(f->state_dir, hvp_guest_uuid(f->g), &rec), 0);
+        assert_int_equal(rec->nr_entries, 0);
+        hvp_record_free(rec);
+        hvp_plan_free(inv);
+        hvp_plan_free(p);
+}
+
+static void test_stale_writes_nothing(void **state)
+{
+        struct fixture *f = *state;
+        struct hvp_plan *p = make_plan("p1", false);
+        struct hvp_commit commit = { .add = p };
+        struct hvp_apply_options o = { .state_dir = f->state_dir };
+        uint8_t before[RAM_SIZE];
+
+        f->ram[SITE2 + 3] ^= 0xff;              /* someone changed the second site */
+        memcpy(before, f->ram, RAM_SIZE);
+        assert_int_equal(hvp_plan_apply(f->g, p, &commit, &o, NULL), -ESTALE);
+        assert_memory_equal(f->ram, before, RAM_SIZE);
+        assert_non_null(strstr(hvp_last_error(), "changed since the plan"));
+        assert_false(hvp_guest_is_paused(f->g));
+        hvp_plan_free(p);
+}
+
+static void test_vcpu_inside_range(void **state)
+{
+        struct fixture *f = *state;
+        struct hvp_vcpu_regs regs = { .rip = 0xffffffff81002ff3ull };  /* strictly inside site 2 */
+        struct hvp_mem_region region = { 0, RAM_SIZE, f->ram };
+        struct hvp_apply_options o = { .state_dir = f->state_dir, .max_attempts = 3, .retry_delay_ms = 1 };
+        struct hvp_plan *p = make_plan("p1", true), *q = make_plan("p1", false);
+        struct hvp_commit commit = { .add = p };
+        struct hvp_apply_report rep;
+        struct hvp_guest *g;
+        uint8_t before[RAM_SIZE];
+
+        assert_int_equal(hvp_guest_open_memory(&region, 1, &regs, 1, true, &g), 0);
+        memcpy(before, f->ram, RAM_SIZE);
+        assert_int_equal(hvp_plan_apply(g, p, &commit, &o, &rep), -EBUSY);
+        assert_memory_equal(f->ram, before, RAM_SIZE);
+        /* A RIP at the first byte of a range is not inside it; a plan without the check ignores it. */
+        commit.add = q;
+        assert_int_equal(hvp_plan_apply(g, q, &commit, &o, &rep), 0);
+        assert_memory_equal(f->ram + SITE2, new8, 8);
+        hvp_guest_free(g);
+        hvp_plan_free(p);
+        hvp_plan_free(q);
+}
+
+static void test_plan_bounds(void **state)
+{
+        struct hvp_plan *p = hvp_plan_new();
+        uint8_t big[HVP_WRITE_MAX_LEN + 1] = { 0 };
+
+        (void)state;
+        assert_int_equal(hvp_plan_add_write(p, 0x1ffe, 0x1ffe, big, big, 4, false, false, 0), -EINVAL);
+        assert_int_equal(hvp_plan_add_write(p, 0x1000, 0x1000, big, big, sizeof(big), false, false, 0), -E2BIG);
+        assert_int_equal(hvp_plan_add_write(p, 0x1000, 0x1000, big, big, 0, false, false, 0), -E2BIG);
+        assert_int_equal(p->nr_writes, 0);
+        hvp_plan_free(p);
+}
+
+/* Kill a child applying the plan at a step, then recover in the parent. */
+static void crash_and_recover(struct fixture *f, const char *step, bool expect_new)
+{
+        struct hvp_plan *p = make_plan("p1", false);
+        struct hvp_commit commit = { .add = p };
+        struct hvp_apply_options o = { .state_dir = f->state_dir };
+        struct hvp_record *rec;
+        char *summary = NULL;
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                setenv("HVPATCH_FAULT_AT", step, 1);
+                hvp_plan_apply(f->g, p, &commit, &o, NULL);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+        assert_int_equal(hvp_recover(f->g, f->state_dir, &summary), 0);
+        assert_non_null(summary);
+        if (expect_new) {
+                assert_memory_equal(f->ram + SITE1, jmp5, 5);
+                assert_memory_equal(f->ram + SITE2, new8, 8);
+        } else {
+                assert_memory_equal(f->ram + SITE1, nop5, 5);
+                assert_memory_equal(f->ram + SITE2, old8, 8);
+        }
+        assert_int_equal(hvp_record_load(f->state_dir, hvp_guest_uuid(f->g), &rec), 0);
+        assert_int_equal(rec->nr_entries, expect_new ? 1 : 0);
+        hvp_record_free(rec);
+        /* Nothing is left to recover. */
+        assert_int_equal(hvp_recover(f->g, f->state_dir, NULL), -ENOENT);
+        free(summary);
+        hvp_plan_free(p);
+}
+
+static void test_crash_paused(void **state) { crash_and_recover(*state, "paused", false); }
+static void test_crash_written_1(void **state) { crash_and_recover(*state, "written-1", false); }
+static void test_crash_written(void **state) { crash_and_recover(*state, "written", true); }
+static void test_crash_resumed(void **state) { crash_and_recover(*state, "resumed", true); }
+
+static void test_crash_recorded(void **state)
+{
+        struct fixture *f = *state;
+
+        /* Recorded, journal not yet removed: recovery commits again without doubling the entry. */
+        crash_and_recover(f, "recorded", true);
+}
+
+static void test_lock(void **state)
+{
+        struct fixture *f = *state;
+        int fd1, fd2;
+
+        assert_int_equal(hvp_domain_lock(f->state_dir, "dom-1", &fd1), 0);
+        assert_int_equal(hvp_domain_lock(f->state_dir, "dom-1", &fd2), -EBUSY);
+        assert_int_equal(hvp_domain_lock(f->state_dir, "dom-2", &fd2), 0);
+        hvp_domain_unlock(fd1);
+        hvp_domain_unlock(fd2);
+        assert_int_equal(hvp_domain_lock(f->state_dir, "dom-1", &fd1), 0);
+        hvp_domain_unlock(fd1);
+        assert_int_equal(hvp_domain_lock(f->state_dir, "../etc", &fd1), -EINVAL);
+}
+
+static void test_corrupt_record(void **state)
+{
+        struct fixture *f = *state;
+        struct hvp_record *rec;
+        char path[256];
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "%s/domains", f->state_dir);
+        mkdir(path, 0700);
+        snprintf(path, sizeof(path), "%s/domains/memory.json", f->state_dir);
+        fp = fopen(path, "w");
+        assert_non_null(fp);
+        fputs("{\"applied\": [ {\"plan\": {\"patch_id\": 5}} ]}", fp);
+        fclose(fp);
+        assert_int_equal(hvp_record_load(f->state_dir, "memory", &rec), -EINVAL);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_apply_revert, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stale_writes_nothing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_vcpu_inside_range, setup, teardown),
+                cmocka_unit_test(test_plan_bounds),
+                cmocka_unit_test_setup_teardown(test_crash_paused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_crash_written_1, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_crash_written, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_crash_resumed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_crash_recorded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
