@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# test.sh - the whole test suite, from a fresh Debian 12 machine, as root:
+# host packages and libvirt (images/setup-host.sh), the build with -Werror,
+# Debian's real kernel as a fixture (images/fetch-kernel.sh), then every test
+# through CTest: unit (cmocka), fuzz corpus replays, and live tests that boot
+# real UEFI guests under libvirt. Then the unit tests again under ASan+UBSan.
+#
+# Usage: scripts/test.sh [-L LABEL] [CTEST-ARGS...]   e.g. -L unit to skip guests
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${HVP_BUILD:-$top/build}
+log() { echo "test.sh: $*" >&2; }
+
+case "${1:-}" in
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+[ "$(id -u)" -eq 0 ] || { log "must run as root (it installs packages and starts libvirt)"; exit 1; }
+
+"$top/images/setup-host.sh"
+
+log "building in $build"
+cmake -S "$top" -B "$build" -DHVP_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j"$(nproc)"
+
+# The kernel the unit tests decode and the guests boot: Debian's own.
+HVP_KERNEL_DIR=$("$top/images/fetch-kernel.sh" | tail -n 1)
+export HVP_KERNEL_DIR
+log "kernel fixture: $HVP_KERNEL_DIR"
+
+status=0
+(cd "$build" && ctest --output-on-failure --timeout 1800 "$@") || status=$?
+
+if [ "$status" -eq 0 ] && [ "${HVP_SKIP_SANITIZERS:-0}" != 1 ]; then
+    log "unit and fuzz-replay tests under AddressSanitizer + UBSan"
+    san=$build-asan
+    cmake -S "$top" -B "$san" -DHVP_WERROR=ON -DCMAKE_BUILD_TYPE=ASan >/dev/null
+    cmake --build "$san" -j"$(nproc)"
+    (cd "$san" && ctest --output-on-failure -L 'unit|fuzz') || status=$?
+fi
+exit "$status"
