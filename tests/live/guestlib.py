@@ -1,0 +1,317 @@
+"""Helpers for hvpatch's live tests: boot, drive and inspect test guests.
+
+Stdlib only. The guests are built by images/guest.sh (busybox initramfs,
+Debian kernel, OVMF); this module talks to them through
+
+  * the command channel: serial port 1, a unix socket on the host. The
+    guest's /init reads one line, runs it with `sh -c`, writes the output and
+    then "HVP-END <status>". The tty is raw and does not echo; should echo
+    or CR/LF translation come back anyway, it is stripped here.
+  * libvirt's HMP passthrough (virsh qemu-monitor-command --hmp), an
+    oracle independent of hvpatch.
+
+Framing: each command is sent as a newline followed by
+    echo HVP-BEGIN <nonce>; eval "$(echo <base64 of CMD> | base64 -d)"
+so any CMD (quotes, newlines) fits on one line, its exit status is eval's,
+and output left over from an earlier command that timed out (which comes
+before our HVP-BEGIN line) is skipped, and so is an echo of the command
+line. If the HVP-BEGIN line ends in CR LF the tty translates newlines and
+CR LF is turned back into LF in the output; on the raw tty output is
+passed through byte for byte. The output is what lies between the
+"HVP-BEGIN <nonce>" line and the next "HVP-END <status>" line. When the
+output does not end in a newline the marker follows it on the same line;
+the output then is everything before the marker.
+
+Command line (used by `images/guest.sh run`):
+    python3 guestlib.py run NAME 'CMD'
+"""
+
+import base64
+import json as jsonlib
+import os
+import re
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GUEST_SH = os.path.join(REPO, "images", "guest.sh")
+VIRSH = ["virsh", "-q", "-c", "qemu:///system"]
+
+_END = re.compile(rb"HVP-END (\d+)\r?\n")
+
+
+class GuestError(Exception):
+    """A guest could not be created, reached or understood."""
+
+
+def state_dir(name):
+    return os.path.join(os.environ.get("HVP_GUEST_DIR", "/var/lib/hvpatch-test"), "guests", name)
+
+
+def _check(cmd, timeout, what):
+    """Run cmd; return its stdout; raise GuestError with stderr on failure or timeout."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise GuestError(f"{what}: timed out after {timeout}s: {' '.join(cmd)}") from None
+    except OSError as e:
+        raise GuestError(f"{what}: cannot run {cmd[0]}: {e}") from None
+    if p.returncode != 0:
+        raise GuestError(f"{what} failed (exit {p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
+    return p.stdout
+
+
+def channel_run(sock_path, cmd, timeout=30.0):
+    """Run cmd through the command channel at sock_path. Returns (status, output bytes)."""
+    nonce = secrets.token_hex(8)
+    # The leading newline ends any fragment of an earlier, interrupted send
+    # (QEMU may pass on part of what a client that gave up had written); a
+    # truncated wrapper always has an open quote, so it is a harmless syntax error.
+    wrapped = '\necho HVP-BEGIN %s; eval "$(echo %s | base64 -d)"\n' % (
+        nonce, base64.b64encode(cmd.encode()).decode())
+    begin = re.compile(rb"(?:^|\n)HVP-BEGIN " + nonce.encode() + rb"\r?\n")
+    deadline = time.monotonic() + timeout
+
+    def left():
+        t = deadline - time.monotonic()
+        if t <= 0:
+            raise TimeoutError
+        return t
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    buf = bytearray()
+    try:
+        try:
+            s.settimeout(left())
+            s.connect(sock_path)
+            s.sendall(wrapped.encode())
+            start = None
+            pos = 0             # markers cannot start before pos: scan only new bytes
+            while True:
+                if start is None:
+                    m = begin.search(buf, pos)
+                    if m:
+                        start = pos = m.end()
+                        # "\r\n" here means the tty is not raw (onlcr): undo it below
+                        cooked = m.group(0).endswith(b"\r\n")
+                if start is not None:
+                    m = _END.search(buf, pos)
+                    if m:
+                        out = bytes(buf[start:m.start()])
+                        if cooked:
+                            out = out.replace(b"\r\n", b"\n")
+                        return int(m.group(1)), out
+                pos = max(pos, len(buf) - 64)
+                s.settimeout(left())
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise GuestError(f"command channel {sock_path} closed by QEMU")
+                buf += chunk
+        except (TimeoutError, socket.timeout):
+            if not buf:
+                got = "nothing received: guest hung or not booted, or another client holds the socket"
+            else:
+                got = f"last bytes received: {bytes(buf[-300:]).decode(errors='replace')!r}"
+            raise GuestError(f"command {cmd!r} gave no HVP-END within {timeout}s ({got})") from None
+        except FileNotFoundError:
+            raise GuestError(f"no command channel socket {sock_path} (guest not running?)") from None
+        except ConnectionError as e:
+            raise GuestError(f"command channel {sock_path}: {e}") from None
+    finally:
+        s.close()
+
+
+class Guest:
+    """A running test guest. Use Guest.create() to boot one, Guest(name) to attach."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dir = state_dir(name)
+        self.sock = os.path.join(self.dir, "cmd.sock")
+        self.console_log = os.path.join(self.dir, "console.log")
+        self.boot_seconds = None     # set by create(): seconds from start to HVP-READY
+
+    # -- lifecycle ---------------------------------------------------------
+    @classmethod
+    def create(cls, name, paging=4, kaslr=True, memory=None, xml_extra=None,
+               kernel_dir=None, timeout=180):
+        """Define and boot guest NAME; returns once HVP-READY was seen."""
+        if paging not in (4, 5):
+            raise ValueError("paging must be 4 or 5")
+        cmd = [GUEST_SH, "create", name, "--paging", str(paging),
+               "--kaslr", "on" if kaslr else "off", "--timeout", str(timeout)]
+        if memory:
+            cmd += ["--memory", str(memory)]
+        if xml_extra:
+            cmd += ["--xml-extra", xml_extra]
+        kernel_dir = kernel_dir or os.environ.get("HVP_KERNEL_DIR")
+        if kernel_dir:
+            cmd += ["--kernel-dir", kernel_dir]
+        g = cls(name)
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True,
+                               timeout=timeout + 300)      # + kernel fetch, initramfs build
+        except BaseException:       # timeout, ^C: guest.sh was cut short, clean up after it
+            g.destroy()
+            raise
+        if p.returncode != 0:       # guest.sh cleaned up (and may refuse an existing NAME)
+            raise GuestError(f"guest.sh create {name} failed (exit {p.returncode}):\n{p.stderr.strip()}")
+        try:
+            with open(os.path.join(g.dir, "boot-seconds")) as f:
+                g.boot_seconds = float(f.read())
+        except (OSError, ValueError):
+            pass
+        return g
+
+    def destroy(self):
+        """Destroy and undefine the domain and remove its state (absent: fine)."""
+        _check([GUEST_SH, "destroy", self.name], 60, f"guest.sh destroy {self.name}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
+        return False
+
+    # -- command channel -----------------------------------------------------
+    def run_bytes(self, cmd, timeout=30):
+        """Run cmd in the guest; returns (status, output bytes)."""
+        return channel_run(self.sock, cmd, timeout)
+
+    def run(self, cmd, timeout=30):
+        """Run cmd in the guest; returns (status, output str)."""
+        status, out = self.run_bytes(cmd, timeout)
+        return status, out.decode(errors="replace")
+
+    def check(self, cmd, timeout=30):
+        """Run cmd; return its output; raise GuestError if its status is not 0."""
+        status, out = self.run(cmd, timeout)
+        if status != 0:
+            raise GuestError(f"guest command {cmd!r} exited {status}: {out[-500:]}")
+        return out
+
+    def kallsyms(self, timeout=120):
+        """The guest's /proc/kallsyms as [(addr, type, name, module or None)].
+
+        Sent gzip'd and base64-encoded: about 5x fewer bytes over the serial line."""
+        b64 = self.check("gzip -c /proc/kallsyms | base64", timeout)
+        import gzip
+        text = gzip.decompress(base64.b64decode(b64)).decode(errors="replace")
+        syms = []
+        for line in text.splitlines():
+            f = line.split()
+            if len(f) < 3:
+                continue
+            mod = f[3].strip("[]") if len(f) > 3 else None
+            syms.append((int(f[0], 16), f[1], f[2], mod))
+        if not syms:
+            raise GuestError("empty /proc/kallsyms")
+        return syms
+
+    def symbol(self, name):
+        """Address of one symbol from /proc/kallsyms (cheap: grep in the guest)."""
+        out = self.check(f"grep -m1 ' {name}$' /proc/kallsyms")
+        return int(out.split()[0], 16)
+
+    def proc_version(self):
+        return self.check("cat /proc/version").strip()
+
+    def uname_r(self):
+        return self.check("uname -r").strip()
+
+    def build_id(self):
+        """GNU build id (hex str) from the ELF notes in /sys/kernel/notes."""
+        raw = bytes.fromhex("".join(self.check("od -An -v -tx1 /sys/kernel/notes").split()))
+        bid = parse_build_id(raw)
+        if bid is None:
+            raise GuestError("no GNU build-id note in /sys/kernel/notes")
+        return bid
+
+    # -- monitor -----------------------------------------------------------
+    def hmp(self, cmd, timeout=30):
+        """Run an HMP command through libvirt; returns its text output."""
+        out = _check(VIRSH + ["qemu-monitor-command", self.name, "--hmp", cmd], timeout,
+                     f"HMP {cmd!r} on {self.name}")
+        if out.startswith("unknown command"):     # HMP reports this as success
+            raise GuestError(f"HMP {cmd!r}: {out.strip()}")
+        return out
+
+    def registers(self):
+        """'info registers' of vCPU 0 as {name: int} (RIP, CR0, CR3, CR4, EFER, ...)."""
+        regs = {}
+        for k, v in re.findall(r"\b([A-Z][A-Z0-9]*)\s*=\s*([0-9a-fA-F]+)\b", self.hmp("info registers")):
+            regs.setdefault(k, int(v, 16))
+        return regs
+
+    def gva2gpa(self, va):
+        """Guest-physical address of va per QEMU (vCPU 0's page tables), or None if unmapped."""
+        out = self.hmp("gva2gpa 0x%x" % va)
+        m = re.search(r"gpa:\s*(0x[0-9a-fA-F]+)", out)
+        if m:
+            return int(m.group(1), 16)
+        if "Unmapped" in out:
+            return None
+        raise GuestError(f"unexpected gva2gpa output: {out.strip()!r}")
+
+
+def parse_build_id(notes):
+    """Find the NT_GNU_BUILD_ID note in a blob of ELF notes; return its hex desc or None."""
+    off = 0
+    while off + 12 <= len(notes):
+        namesz, descsz, ntype = struct.unpack_from("<III", notes, off)
+        off += 12
+        name = notes[off:off + namesz]
+        off += (namesz + 3) & ~3
+        desc = notes[off:off + descsz]
+        off += (descsz + 3) & ~3
+        if off > len(notes):
+            break
+        if ntype == 3 and name.rstrip(b"\0") == b"GNU":
+            return desc.hex()
+    return None
+
+
+def hvpatch(*args, json=True, timeout=120):
+    """Run the hvpatch CLI (env HVPATCH, default build/cli/hvpatch in the repo).
+
+    With json=True, --json is passed and stdout parsed: returns (rc, object).
+    Otherwise returns (rc, stdout text). stderr is passed through to ours."""
+    exe = os.environ.get("HVPATCH", "build/cli/hvpatch")
+    if not os.path.isabs(exe) and os.sep in exe:
+        exe = os.path.join(REPO, exe)
+    argv = [exe] + (["--json"] if json else []) + [str(a) for a in args]
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise GuestError(f"hvpatch binary not found: {exe} (build it, or set HVPATCH)") from None
+    except subprocess.TimeoutExpired:
+        raise GuestError(f"hvpatch timed out after {timeout}s: {' '.join(argv)}") from None
+    if not json:
+        return p.returncode, p.stdout
+    try:
+        return p.returncode, jsonlib.loads(p.stdout)
+    except ValueError as e:
+        raise GuestError(f"hvpatch {' '.join(argv[1:])}: exit {p.returncode}, "
+                         f"stdout is not JSON ({e}): {p.stdout[:500]!r}") from None
+
+
+def _main(argv):
+    if len(argv) == 4 and argv[1] == "run":
+        try:
+            status, out = Guest(argv[2]).run_bytes(argv[3])
+        except GuestError as e:
+            print(f"guestlib: error: {e}", file=sys.stderr)
+            return 255
+        sys.stdout.buffer.write(out)
+        return status
+    print("usage: guestlib.py run NAME 'CMD'", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))
