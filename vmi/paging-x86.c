@@ -521,14 +521,18 @@ static int collect_runs(struct hvp_mmu *mmu, uint64_t va, size_t len, struct run
                 if (r < 0)
                         goto fail;
                 chunk = HVP_MIN((uint64_t)left, tr.page_size - (pos & (tr.page_size - 1)));
-                /* The frame of pos is in RAM (translate checked it); a large page may leave RAM further on. */
+                /*
+                 * translate checked that the whole 4 KiB frame of pos is in RAM. A large page may
+                 * leave RAM further on: stop at the last whole frame of this RAM range, and let the
+                 * next translation judge the frame after it, as it would for 4 KiB pages.
+                 */
                 c = ram_range_of(mmu, tr.pa);
-                if (!c) {
+                if (!c || ((c->gpa + c->size) & ~(PAGE_SIZE - 1)) <= tr.pa) {
                         r = hvp_fail(-ERANGE, "0x%llx: guest-physical 0x%llx is outside guest RAM",
                                      (unsigned long long)pos, (unsigned long long)tr.pa);
                         goto fail;
                 }
-                chunk = HVP_MIN(chunk, c->size - (tr.pa - c->gpa));
+                chunk = HVP_MIN(chunk, ((c->gpa + c->size) & ~(PAGE_SIZE - 1)) - tr.pa);
                 r = runs_add(rs, c, tr.pa, (size_t)chunk);
                 if (r < 0)
                         goto fail;
