@@ -672,6 +672,31 @@ static void test_read_spanning_adjacent_ram_ranges(void **state)
         free(t);
 }
 
+static void test_partial_frame_at_ram_end(void **state)
+{
+        /* RAM ending 2 KiB into a frame: that frame is not usable, through a large page too. */
+        uint8_t *t = calloc(1, 64 * KIB), *d = calloc(1, 0x1800), buf[32];
+        struct hvp_mem_region regs[2] = { { 0, 64 * KIB, t }, { 4 * MIB, 0x1800, d } };
+        struct hvp_translation tr;
+        struct hvp_guest *g;
+        struct hvp_mmu *mmu;
+
+        put64(t + 0x1000, 0x2000 | P | RW);
+        put64(t + 0x2000, 0x3000 | P | RW);
+        put64(t + 0x3000 + 2 * 8, 4 * MIB | P | RW | PS);
+        assert_int_equal(hvp_guest_open_memory(regs, 2, NULL, 0, true, &g), 0);
+        assert_int_equal(hvp_mmu_new(g, 0x1000, HVP_PAGING_4LEVEL, true, &mmu), 0);
+        assert_int_equal(hvp_mmu_translate(mmu, 4 * MIB + 0xff8, &tr), 0);
+        assert_int_equal(hvp_mmu_translate(mmu, 4 * MIB + 0x1000, &tr), -ERANGE);
+        assert_int_equal(tr.error, HVP_WALK_OUTSIDE_RAM);
+        assert_int_equal(hvp_mmu_read(mmu, 4 * MIB + 0xff0, buf, 16), 0);
+        assert_int_equal(hvp_mmu_read(mmu, 4 * MIB + 0xff0, buf, 32), -ERANGE);
+        hvp_mmu_free(mmu);
+        hvp_guest_free(g);
+        free(t);
+        free(d);
+}
+
 static void test_write_lands_in_physical_bytes(void **state)
 {
         const uint64_t va = 0xffffffff81000000ull;
@@ -881,6 +906,7 @@ int main(void)
                 cmocka_unit_test(test_read_across_pages),
                 cmocka_unit_test(test_read_into_unmapped_fails_whole),
                 cmocka_unit_test(test_read_spanning_adjacent_ram_ranges),
+                cmocka_unit_test(test_partial_frame_at_ram_end),
                 cmocka_unit_test(test_write_lands_in_physical_bytes),
                 cmocka_unit_test(test_write_read_only_guest),
                 cmocka_unit_test(test_tlb_no_stale_after_flush),
