@@ -8,6 +8,11 @@
  *   -EINVAL    reserved bits set in an entry, or a non-canonical address
  *   -ERANGE    a table or the final page lies outside guest RAM
  *   -ENOTSUP   paging mode not handled (not in IA-32e mode)
+ * A backend failure while reading a table is passed on with its own code (-EIO...).
+ *
+ * The walker only reads: it never sets Accessed/Dirty bits, and it reports the
+ * permissions (HVP_PF_*) without enforcing them (hvp_mmu_write writes read-only
+ * kernel text). An mmu is not thread-safe.
  */
 #ifndef HVPATCH_PAGING_H
 #define HVPATCH_PAGING_H
@@ -39,6 +44,7 @@ enum hvp_walk_error {
         HVP_WALK_RESERVED_BITS,
         HVP_WALK_OUTSIDE_RAM,
         HVP_WALK_NON_CANONICAL,
+        HVP_WALK_READ_FAILED,           /* the backend failed reading a table */
 };
 
 struct hvp_translation {
@@ -77,13 +83,26 @@ struct hvp_guest *hvp_mmu_guest(const struct hvp_mmu *mmu);
  */
 int hvp_mmu_translate(struct hvp_mmu *mmu, uint64_t va, struct hvp_translation *ret);
 
+/*
+ * The guest's physical address width (CPUID 0x80000008 EAX[7:0], 32..52; the default
+ * is 52). Entry bits from it up to bit 51 are then reserved. -EINVAL if out of range
+ * or if the root has bits at or above it. Flushes the TLB.
+ */
+int hvp_mmu_set_maxphyaddr(struct hvp_mmu *mmu, unsigned bits);
+
 /* Forget cached translations (after the guest ran, or page tables were written). */
 void hvp_mmu_flush(struct hvp_mmu *mmu);
 
 /* TLB statistics, for benchmarks. */
 void hvp_mmu_tlb_stats(const struct hvp_mmu *mmu, uint64_t *ret_hits, uint64_t *ret_misses);
 
-/* Read/write guest-virtual memory, page by page. All or nothing for reads. */
+/*
+ * Read/write guest-virtual memory, page by page. Every page of the range is
+ * translated (and checked to lie in RAM) before any byte is copied, so a failure
+ * leaves buf (read) or the guest (write) untouched, except for a backend I/O error
+ * in the middle of the copy. hvp_mmu_write flushes the TLB afterwards: the bytes
+ * written may have been page-table entries.
+ */
 int hvp_mmu_read(struct hvp_mmu *mmu, uint64_t va, void *buf, size_t len);
 int hvp_mmu_write(struct hvp_mmu *mmu, uint64_t va, const void *buf, size_t len);
 
