@@ -1,0 +1,120 @@
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/commands.h"
+#include "cli/compliance.h"
+#include "cli/patching.h"
+#include "common/util.h"
+
+static const char help[] =
+        "Reports the patches recorded for a domain and what guest memory says of each:\n"
+        "applied (every site holds the patch), not-applied (every site is original),\n"
+        "foreign (neither: someone else changed it) or dropped (the guest rebooted into\n"
+        "a new kernel instance). Memory is compared; the record is not trusted. With a\n"
+        "policy (--policy, or the default file if it exists) also the guest's compliance:\n"
+        "group, baseline, and whether a reboot is required.\n";
+
+static json_object *plan_json(struct hvp_guest *g, const struct hvp_kernel *k, const struct hvp_record_entry *e)
+{
+        json_object *o = json_object_new_object(), *sites = json_object_new_array();
+        const struct hvp_plan *p = e->plan;
+
+        json_object_object_add(o, "id", json_object_new_string(p->patch_id));
+        json_object_object_add(o, "series", json_object_new_string(p->series));
+        json_object_object_add(o, "seq", json_object_new_int64((int64_t)p->seq));
+        json_object_object_add(o, "key", json_object_new_string(p->key_name));
+        json_object_object_add(o, "state", json_object_new_string(cli_patch_state_name(cli_patch_state(g, k, p))));
+        json_object_object_add(o, "applied_at", json_object_new_int64(e->applied_at));
+        json_object_object_add(o, "pause_ms", json_object_new_double(e->pause_ms));
+        for (size_t i = 0; i < p->nr_writes; i++) {
+                json_object *s = json_object_new_object();
+                enum hvp_site_state st = HVP_SITE_UNREADABLE;
+                static const char *const names[] = { "new", "old", "foreign", "unreadable" };
+
+                hvp_write_state(g, &p->writes[i], &st);
+                json_object_object_add(s, "va", cli_json_addr(p->writes[i].va));
+                json_object_object_add(s, "len", json_object_new_int((int)p->writes[i].len));
+                json_object_object_add(s, "kind", json_object_new_string(p->writes[i].area ? "area" : "site"));
+                json_object_object_add(s, "state", json_object_new_string(names[st]));
+                json_object_array_add(sites, s);
+        }
+        json_object_object_add(o, "writes", sites);
+        return o;
+}
+
+int cmd_status(struct cli *c, int argc, char **argv)
+{
+        struct hvp_record *rec = NULL;
+        struct cli_compliance comp;
+        struct cli_target t;
+        char build_id[129];
+        bool journal;
+        int r;
+
+        if (cli_wants_help(c, "status", argc, argv, help))
+                return EXIT_OK;
+        r = cli_attach(c, &argc, &argv, &t);
+        if (r)
+                return r;
+        if (argc != 0) {
+                cli_target_close(&t);
+                return cli_usage(c, cli_find_command("status"));
+        }
+        r = hvp_record_load(cli_state_dir(), hvp_guest_uuid(t.guest), &rec);
+        if (r < 0) {
+                r = cli_lib_error(c, r, "reading the record");
+                goto out;
+        }
+        r = cli_compliance(c, &t, rec, &comp);
+        if (r)
+                goto out;
+        journal = cli_has_journal(hvp_guest_uuid(t.guest));
+        hvp_hex_encode(t.kernel->build_id, t.kernel->build_id_len, build_id);
+
+        if (c->json) {
+                json_object *o = json_object_new_object(), *arr = json_object_new_array();
+
+                json_object_object_add(o, "domain", json_object_new_string(hvp_guest_name(t.guest)));
+                json_object_object_add(o, "uuid", json_object_new_string(hvp_guest_uuid(t.guest)));
+                json_object_object_add(o, "build_id", json_object_new_string(build_id));
+                json_object_object_add(o, "kernel_base", cli_json_addr(t.kernel->base));
+                json_object_object_add(o, "interrupted", json_object_new_boolean(journal));
+                for (size_t i = 0; i < rec->nr_entries; i++)
+                        json_object_array_add(arr, plan_json(t.guest, t.kernel, &rec->entries[i]));
+                json_object_object_add(o, "patches", arr);
+                json_object_object_add(o, "compliance", cli_compliance_json(&comp));
+                cli_json_print(o);
+        } else {
+                printf("domain:      %s (%s)\n", hvp_guest_name(t.guest), hvp_guest_uuid(t.guest));
+                printf("kernel:      %s\n", t.kernel->banner);
+                printf("build id:    %s\n", build_id);
+                cli_compliance_print(&comp);
+                if (journal)
+                        printf("INTERRUPTED: a transaction did not finish: run 'hvpatch recover %s'\n",
+                               hvp_guest_name(t.guest));
+                if (rec->nr_entries == 0)
+                        printf("patches:     none\n");
+                for (size_t i = 0; i < rec->nr_entries; i++) {
+                        const struct hvp_record_entry *e = &rec->entries[i];
+                        enum cli_patch_state s = cli_patch_state(t.guest, t.kernel, e->plan);
+                        char when[32] = "?";
+                        time_t at = (time_t)e->applied_at;
+                        struct tm tm;
+
+                        if (gmtime_r(&at, &tm))
+                                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+                        printf("patch:       %s (series %s, seq %llu, key %s): %s%s\n", e->plan->patch_id,
+                               e->plan->series, (unsigned long long)e->plan->seq,
+                               e->plan->key_name[0] ? e->plan->key_name : "-", cli_patch_state_name(s),
+                               s == CLI_PATCH_DROPPED ? " (the guest rebooted since: not in memory)" : "");
+                        printf("             applied %s, pause window %.3f ms, %zu writes\n", when, e->pause_ms,
+                               e->plan->nr_writes);
+                }
+        }
+        r = EXIT_OK;
+out:
+        hvp_record_free(rec);
+        cli_target_close(&t);
+        return r;
+}
