@@ -26,6 +26,7 @@ static int cmd_version(struct cli *c, int argc, char **argv)
 /* Keep in the order of DESIGN.md's CLI contract. */
 static const struct cli_command commands[] = {
         { "version", "", "print the version", cmd_version },
+        { "pack", "MANIFEST -o BUNDLE", "build a bundle from a manifest and ELF objects", cmd_pack },
 };
 
 static void usage(FILE *f)
