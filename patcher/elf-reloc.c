@@ -206,7 +206,7 @@ static int load_headers(struct object *o)
                 s->info = hvp_le32(h + 44);
                 s->align = hvp_le64(h + 48);
                 s->entsize = hvp_le64(h + 56);
-                if (i > 0 && s->type != SHT_NOBITS && s->type != SHT_NULL &&
+                if (s->type != SHT_NOBITS && s->type != SHT_NULL &&
                     !hvp_range_within(s->offset, s->size, 0, o->len))
                         return hvp_fail(-EINVAL, "section %zu: data at 0x%llx+0x%llx lies outside the file", i,
                                         (unsigned long long)s->offset, (unsigned long long)s->size);
@@ -380,7 +380,7 @@ static void read_rela(const struct object *o, const struct section *rs, size_t i
 /* Relocation sections applying to section target (checked), one by one through *cursor. */
 static int next_rela_section(const struct object *o, size_t target, size_t *cursor, const struct section **ret)
 {
-        for (size_t i = *cursor; i < o->nr_secs; i++) {
+        for (size_t i = HVP_MAX(*cursor, (size_t)1); i < o->nr_secs; i++) {
                 const struct section *rs = &o->secs[i];
 
                 if ((rs->type != SHT_RELA && rs->type != SHT_REL) || rs->info != target)
