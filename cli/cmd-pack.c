@@ -115,7 +115,10 @@ static json_object *bundle_json(const char *path, const struct hvp_bundle *b, do
                 json_object_array_add(sites, e);
         }
         json_object_object_add(o, "sites", sites);
-        json_object_object_add(o, "pack_ms", json_object_new_double(ms));
+        char msbuf[32];
+
+        snprintf(msbuf, sizeof(msbuf), "%.3f", ms);
+        json_object_object_add(o, "pack_ms", json_object_new_double_s(ms, msbuf));
         return o;
 }
 
@@ -153,13 +156,13 @@ int cmd_pack(struct cli *c, int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         r = hvp_bundle_pack(manifest, &buf, &len);
         if (r < 0)
-                return cli_lib_error(c, r, manifest);
+                return cli_lib_error(c, r, "pack");
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
         r = hvp_bundle_open_mem(buf, len, &b);
         if (r < 0) {
                 free(buf);
-                return cli_lib_error(c, r, manifest);
+                return cli_lib_error(c, r, "pack");
         }
         r = write_atomically(output, buf, len);
         free(buf);

@@ -245,8 +245,18 @@ static int bind_payloads(struct bundle *b)
                 struct hvp_reloc_info info;
                 int r;
 
-                if (s->kind != HVP_SITE_REDIRECT)
+                if (s->kind == HVP_SITE_REPLACE) {
+                        /* Lengths of x86 instructions do not depend on where they are. */
+                        r = hvp_insn_check_range(s->expected, s->len, 0);
+                        if (r < 0)
+                                return hvp_fail_context(-EINVAL, "manifest line %u: expected= is not whole "
+                                                        "instructions", s->line);
+                        r = hvp_insn_check_range(s->new_bytes, s->len, 0);
+                        if (r < 0)
+                                return hvp_fail_context(-EINVAL, "manifest line %u: new= is not whole "
+                                                        "instructions", s->line);
                         continue;
+                }
                 s->payload = hvp_bundle_entry(&b->pub, s->object);
                 r = hvp_reloc_measure(s->payload->data, s->payload->size, s->function, &info);
                 if (r < 0)

@@ -29,6 +29,31 @@
  *              (an undecodable byte, or the range splits an instruction)
  *   -EBUSY     the function entry is being traced by ftrace (calls a trampoline)
  *   -EIO       reading or writing a file failed
+ *
+ * How the planner is meant to use this (everything before the pause window):
+ *   replace site:  read the live function from its symbol to offset+len;
+ *                  hvp_insn_check_site(fn, len, addr, offset, site->len) (boundaries in
+ *                  the live code), compare site->expected; the bundle reader already
+ *                  checked that expected and new_bytes are whole instructions.
+ *   redirect site: read >= 9 bytes at the symbol; hvp_entry_site_find() with the
+ *                  address of __fentry__ gives where the 5 bytes go and what they hold
+ *                  now; pick a spot in a patch area aligned to site->code_align with
+ *                  site->code_size bytes; hvp_reloc_object() there with a resolver over
+ *                  the guest's kallsyms, e.g.
+ *                      static int resolve(void *st, const char *name, uint64_t *ret)
+ *                      {
+ *                              const struct hvp_symbol *s = hvp_symtab_lookup(st, name);
+ *                              if (!s)
+ *                                      return -ENOENT;
+ *                              *ret = s->addr;
+ *                              return 0;
+ *                      }
+ *                  (names the kernel has more than once, static functions of several
+ *                  files, resolve to the first: refuse such imports, hvp_reloc_imports()
+ *                  lists them); then hvp_encode_jmp_rel32(site.addr, entry).
+ *   The writes are then: the relocated code into the patch area, and the jmp (or the
+ *   new bytes) over the site; original bytes for the record are site.old_bytes /
+ *   site->expected.
  */
 #ifndef HVPATCH_PATCH_H
 #define HVPATCH_PATCH_H
@@ -118,7 +143,8 @@ struct hvp_bundle {
  * fields zero, canonical layout: entries in order, 8-byte aligned, zero padding,
  * no trailing bytes), every entry's SHA-256, the manifest against the RelaxNG schema
  * and the semantic rules of docs/bundle.md (objects declared and present, no two
- * sites overlapping on one symbol, replace lengths equal), and each redirect's
+ * sites overlapping on one symbol, replace lengths equal, replace bytes whole
+ * x86-64 instructions), and each redirect's
  * object as a relocatable object whose function can be placed (hvp_reloc_measure).
  * -EINVAL malformed, -E2BIG over a bound, -EBADMSG hash mismatch, -ENOTSUP an object
  * hvpatch cannot place, -ENOENT a redirect function missing from its object.

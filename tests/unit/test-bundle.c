@@ -318,6 +318,12 @@ static const struct bad_manifest bad[] = {
                 "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
                 "cc\"/>\n"),
           NULL, -EINVAL, "schema" },
+        { "new splits an instruction",
+          SITES("    <replace symbol=\"g\" offset=\"1\" expected=\"90 90 90 90 90\" new=\"48 b8 00 00 00\"/>\n"),
+          NULL, -EINVAL, "new= is not whole instructions: range splits an instruction at +0" },
+        { "expected undecodable",
+          SITES("    <replace symbol=\"g\" offset=\"1\" expected=\"90 06\" new=\"90 90\"/>\n"), NULL, -EINVAL,
+          "expected= is not whole instructions: undecodable byte at +1" },
         { "overlapping replaces",
           SITES("    <replace symbol=\"g\" offset=\"10\" expected=\"90 90 90\" new=\"cc cc cc\"/>\n"
                 "    <replace symbol=\"g\" offset=\"12\" expected=\"90\" new=\"cc\"/>\n"),
