@@ -30,6 +30,7 @@ static const struct cli_command commands[] = {
         { "translate", "DOMAIN|--core FILE VA...", "guest-virtual to guest-physical", cmd_translate },
         { "read", "DOMAIN|--core FILE [--phys] ADDR [LEN]", "dump guest memory", cmd_read },
         { "version", "", "print the version", cmd_version },
+        { "pack", "MANIFEST -o BUNDLE", "build a bundle from a manifest and ELF objects", cmd_pack },
 };
 
 static void usage(FILE *f)

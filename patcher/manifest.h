@@ -1,0 +1,33 @@
+/* Internal: the manifest parser shared by bundle reading and packing. */
+#ifndef HVP_PATCHER_MANIFEST_H
+#define HVP_PATCHER_MANIFEST_H
+
+#include <hvpatch/patch.h>
+
+struct manifest_object {
+        char *name;             /* bundle entry name */
+        char *file;             /* source path (pack), NULL if absent */
+        unsigned line;
+        bool used;              /* named by a redirect */
+};
+
+struct manifest {
+        struct hvp_manifest pub;        /* its strings and sites are owned here */
+        struct hvp_site *sites;
+        struct manifest_object *objects;
+        size_t nr_objects;
+};
+
+enum manifest_mode {
+        MANIFEST_IN_BUNDLE,     /* object file= attributes are ignored */
+        MANIFEST_SOURCE,        /* for pack: every object needs file= */
+};
+
+/*
+ * Parse xml[0, len): schema validation, then the rules of docs/bundle.md that need
+ * no payloads. Errors: -EINVAL (the reason has the line), -E2BIG.
+ */
+int manifest_parse(const void *xml, size_t len, enum manifest_mode mode, struct manifest **ret);
+void manifest_free(struct manifest *m);
+
+#endif
