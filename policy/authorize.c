@@ -153,7 +153,8 @@ static void check_baseline(const struct group *g, const struct hvp_guest_facts *
 
 static void check_windows(const struct group *g, time_t now, struct hvp_decision *d)
 {
-        char failure[HVP_REASON_TEXT_MAX] = "";
+        char failure[HVP_REASON_TEXT_MAX] = "", when[32] = "?";
+        struct tm tm;
 
         for (size_t i = 0; i < g->n_windows; i++) {
                 int r = hvp_window_contains(&g->windows[i], now);
@@ -163,8 +164,10 @@ static void check_windows(const struct group *g, time_t now, struct hvp_decision
                 if (r < 0 && !failure[0])
                         snprintf(failure, sizeof(failure), " (%s)", hvp_last_error());
         }
-        add_reason(d, HVP_REASON_OUTSIDE_WINDOW, "now (%lld) is outside every maintenance window of group \"%s\"%s",
-                   (long long)now, g->name, failure);
+        if (gmtime_r(&now, &tm))
+                strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+        add_reason(d, HVP_REASON_OUTSIDE_WINDOW, "now (%s) is outside every maintenance window of group \"%s\"%s",
+                   when, g->name, failure);
 }
 
 static bool glob_ok(const char *glob, const char *s)
