@@ -26,6 +26,7 @@ static int cmd_version(struct cli *c, int argc, char **argv)
 /* Keep in the order of DESIGN.md's CLI contract. */
 static const struct cli_command commands[] = {
         { "version", "", "print the version", cmd_version },
+        { "verify", "[--key PUB|--policy FILE] BUNDLE", "check a bundle's signature and manifest", cmd_verify },
 };
 
 static void usage(FILE *f)
