@@ -565,6 +565,46 @@ static void test_policy_file_and_verify(void **state)
         assert_non_null(strstr(hvp_last_error(), "rel.pub"));
 }
 
+/* The example in docs/policy.md parses, and means what the text says. */
+static void test_documented_example(void **state)
+{
+        const char *src = getenv("HVP_SOURCE_DIR");
+        char path[512];
+        char *doc, *start, *end;
+        size_t len;
+        struct hvp_policy *p = NULL;
+        struct hvp_guest_facts f = { .name = "web-3", .firmware_uefi = true, .secure_boot = true,
+                                     .os = HVP_OS_LINUX, .patch_area = true,
+                                     .kernel_build_id = "0123456789abcdef0123456789abcdef01234567",
+                                     .now = utc(2024, 6, 8, 21, 0) };   /* Saturday 23:00 CEST */
+        struct hvp_bundle_facts b = { "cve-9-p1", "cve-9", 1, "0123456789abcdef0123456789abcdef01234567",
+                                      "release" };
+        struct hvp_decision d;
+
+        assert_non_null(src);
+        snprintf(path, sizeof(path), "%s/docs/policy.md", src);
+        assert_int_equal(hvp_read_file_bounded(path, 1 << 20, (void **)&doc, &len), 0);
+        start = strstr(doc, "```xml\n");
+        assert_non_null(start);
+        start += 7;
+        end = strstr(start, "```");
+        assert_non_null(end);
+        *end = '\0';
+        assert_int_equal(run("mkdir -p '%s/keys' && minisign -G -W -p '%s/keys/lab.pub' -s '%s/lab.key' "
+                             "</dev/null >/dev/null 2>&1", tmpdir, tmpdir, tmpdir), 0);
+        if (hvp_policy_parse(start, strlen(start), tmpdir, &p) != 0)
+                fail_msg("docs/policy.md example: %s", hvp_last_error());
+        /* An older baseline in the Saturday-night window: reboot required. */
+        assert_int_equal(hvp_policy_authorize(p, &f, &b, &d), -EPERM);
+        assert_int_equal(d.verdict, HVP_VERDICT_REBOOT_REQUIRED);
+        /* Only that: the window is open and the release key may sign cve-* series. */
+        assert_int_equal(d.n_reasons, 1);
+        assert_int_equal(d.reasons[0].code, HVP_REASON_OLD_BASELINE);
+        assert_int_equal(d.max_pause_ms, 50);
+        free(doc);
+        hvp_policy_free(p);
+}
+
 /* ---- domain XML, as libvirt writes it ---- */
 
 /* Define a domain in virsh's test driver, optionally set hvpatch metadata, dump its XML. */
@@ -738,6 +778,7 @@ int main(void)
                 cmocka_unit_test(test_bad_policies),
                 cmocka_unit_test(test_minimal_and_empty_policies),
                 cmocka_unit_test(test_policy_file_and_verify),
+                cmocka_unit_test(test_documented_example),
                 cmocka_unit_test(test_domain_xml),
                 cmocka_unit_test(test_domain_xml_bad),
                 cmocka_unit_test(test_audit),
