@@ -278,6 +278,10 @@ struct hvp_decision {
  * Groups are tried in file order; the first whose selectors match is the guest's.
  * Returns 0 when allowed, -EPERM otherwise; in both cases *ret is filled.
  * -EINVAL only for NULL policy/facts/bundle/ret (ret untouched).
+ * Windows are evaluated on the wall clock of their zone: this sets $TZ for the moment
+ * of a localtime_r() call under a process-wide lock and restores it (docs/policy.md).
+ * Safe among hvpatch's callers; another thread reading local time meanwhile may see
+ * the policy's zone.
  */
 int hvp_policy_authorize(const struct hvp_policy *p, const struct hvp_guest_facts *facts,
                          const struct hvp_bundle_facts *bundle, struct hvp_decision *ret);
@@ -327,7 +331,8 @@ struct hvp_audit_event {
  * sent with syslog(3) to LOG_AUTHPRIV under the ident "hvpatch" (journald collects
  * syslog where present), LOG_NOTICE on success, LOG_WARNING otherwise. Never prints.
  * hvp_audit_format() writes the same line into buf (truncated to size; returns the
- * length it needed, like snprintf).
+ * length it needed, like snprintf). hvp_audit() calls openlog()/closelog(): a program
+ * embedding libhvpatch that uses syslog itself should install its own sink below.
  */
 void hvp_audit(const struct hvp_audit_event *ev);
 size_t hvp_audit_format(const struct hvp_audit_event *ev, char *buf, size_t size);
