@@ -14,6 +14,7 @@ int cli_exit_code(int err)
         case EPERM:
         case EKEYREJECTED:
         case EKEYREVOKED:
+        case ENOKEY:            /* signed by no trusted key, or not signed */
         case EACCES:
                 return EXIT_REFUSED;
         case EBUSY:

@@ -29,8 +29,15 @@ static const struct cli_command commands[] = {
         { "symbols", "DOMAIN|--core FILE [RE]", "kernel symbols read from guest memory", cmd_symbols },
         { "translate", "DOMAIN|--core FILE VA...", "guest-virtual to guest-physical", cmd_translate },
         { "read", "DOMAIN|--core FILE [--phys] ADDR [LEN]", "dump guest memory", cmd_read },
-        { "version", "", "print the version", cmd_version },
+        { "disasm", "DOMAIN|--core FILE ADDR [LEN]", "disassemble guest kernel code", cmd_disasm },
+        { "apply", "DOMAIN BUNDLE", "verify, authorize, plan and apply a hotpatch", cmd_apply },
+        { "check", "DOMAIN BUNDLE", "dry run of apply: would it apply, and why not", cmd_check },
+        { "revert", "DOMAIN PATCH-ID", "restore the original bytes of a patch", cmd_revert },
+        { "status", "DOMAIN", "applied patches, memory state, compliance", cmd_status },
+        { "recover", "DOMAIN", "finish or undo a transaction a dead hvpatch left", cmd_recover },
         { "pack", "MANIFEST -o BUNDLE", "build a bundle from a manifest and ELF objects", cmd_pack },
+        { "verify", "[--key PUB|--policy FILE] BUNDLE", "check a bundle's signature and manifest", cmd_verify },
+        { "version", "", "print the version", cmd_version },
 };
 
 static void usage(FILE *f)
