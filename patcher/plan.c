@@ -65,36 +65,48 @@ int hvp_plan_add_write(struct hvp_plan *p, uint64_t va, uint64_t gpa, const void
         return 0;
 }
 
-static void copy_header(struct hvp_plan *dst, const struct hvp_plan *src)
+struct hvp_plan *hvp_plan_new_like(const struct hvp_plan *src)
 {
-        struct hvp_write *writes = dst->writes;
-        size_t n = dst->nr_writes;
+        struct hvp_plan *p = hvp_plan_new();
 
-        *dst = *src;
-        dst->writes = writes;
-        dst->nr_writes = n;
+        if (p) {
+                *p = *src;
+                p->writes = NULL;
+                p->nr_writes = 0;
+        }
+        return p;
+}
+
+/* A copy of p (inverse false) or its inverse: writes reversed, old and new swapped. */
+static int plan_transform(const struct hvp_plan *p, bool inverse, struct hvp_plan **ret_plan)
+{
+        struct hvp_plan *q = hvp_plan_new_like(p);
+        int r;
+
+        if (!q)
+                return -ENOMEM;
+        for (size_t k = 0; k < p->nr_writes; k++) {
+                const struct hvp_write *w = &p->writes[inverse ? p->nr_writes - 1 - k : k];
+
+                r = hvp_plan_add_write(q, w->va, w->gpa, inverse ? w->new : w->old, inverse ? w->old : w->new,
+                                       w->len, w->check_rip, w->area, w->site);
+                if (r < 0) {
+                        hvp_plan_free(q);
+                        return r;
+                }
+        }
+        *ret_plan = q;
+        return 0;
 }
 
 int hvp_plan_inverse(const struct hvp_plan *p, struct hvp_plan **ret_plan)
 {
-        struct hvp_plan *inv = hvp_plan_new();
-        int r;
+        return plan_transform(p, true, ret_plan);
+}
 
-        if (!inv)
-                return -ENOMEM;
-        copy_header(inv, p);
-        for (size_t i = p->nr_writes; i-- > 0;) {
-                const struct hvp_write *w = &p->writes[i];
-
-                r = hvp_plan_add_write(inv, w->va, w->gpa, w->new, w->old, w->len, w->check_rip, w->area,
-                                       w->site);
-                if (r < 0) {
-                        hvp_plan_free(inv);
-                        return r;
-                }
-        }
-        *ret_plan = inv;
-        return 0;
+int hvp_plan_copy(const struct hvp_plan *p, struct hvp_plan **ret_plan)
+{
+        return plan_transform(p, false, ret_plan);
 }
 
 /* --- JSON ------------------------------------------------------------------- */

@@ -261,21 +261,6 @@ struct hvp_record_entry *hvp_record_find_series(const struct hvp_record *rec, co
         return NULL;
 }
 
-static int plan_copy(const struct hvp_plan *src, struct hvp_plan **ret)
-{
-        struct hvp_plan *inv, *copy;
-        int r;
-
-        r = hvp_plan_inverse(src, &inv);
-        if (r < 0)
-                return r;
-        r = hvp_plan_inverse(inv, &copy);
-        hvp_plan_free(inv);
-        if (r == 0)
-                *ret = copy;
-        return r;
-}
-
 static void record_remove(struct hvp_record *rec, const char *patch_id)
 {
         struct hvp_record_entry *e = hvp_record_find(rec, patch_id);
@@ -295,7 +280,7 @@ int hvp_record_commit(struct hvp_record *rec, const struct hvp_commit *commit, d
         int r;
 
         if (commit->add) {
-                r = plan_copy(commit->add, &copy);
+                r = hvp_plan_copy(commit->add, &copy);
                 if (r < 0)
                         return r;
         }

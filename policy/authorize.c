@@ -214,11 +214,53 @@ static void check_sequence(const struct hvp_guest_facts *f, const struct hvp_bun
         }
 }
 
+/* Group, baseline and requirements: what is true of the guest whatever the bundle. */
+static void assess_guest(const struct hvp_policy *p, const struct hvp_guest_facts *facts, struct hvp_decision *d,
+                         bool with_windows)
+{
+        const struct group *g = find_group(p, facts);
+
+        if (!g) {
+                add_reason(d, HVP_REASON_NO_GROUP, "no group of the policy selects guest \"%.64s\"", facts->name);
+                return;
+        }
+        memcpy(d->group, g->name, sizeof(d->group));
+        d->max_pause_ms = g->max_pause_ms;
+        check_baseline(g, facts, d);
+        check_requirements(g, facts, d);
+        if (with_windows)
+                check_windows(g, facts->now, d);
+}
+
+/* The gravest verdict the reasons call for. */
+static void set_verdict(struct hvp_decision *d)
+{
+        if (has_reason(d, HVP_REASON_NO_GROUP) || has_reason(d, HVP_REASON_UNKNOWN_KERNEL))
+                d->verdict = HVP_VERDICT_UNMANAGED;
+        else if (has_reason(d, HVP_REASON_OLD_BASELINE))
+                d->verdict = HVP_VERDICT_REBOOT_REQUIRED;
+        else if (d->n_reasons)
+                d->verdict = HVP_VERDICT_REFUSE;
+        else
+                d->verdict = HVP_VERDICT_ALLOW;
+}
+
+int hvp_policy_assess(const struct hvp_policy *p, const struct hvp_guest_facts *facts, struct hvp_decision *ret)
+{
+        struct hvp_decision d = { 0 };
+
+        if (!p || !facts || !ret)
+                return hvp_fail(-EINVAL, "missing argument");
+        assess_guest(p, facts, &d, false);
+        set_verdict(&d);
+        *ret = d;
+        return 0;
+}
+
 int hvp_policy_authorize(const struct hvp_policy *p, const struct hvp_guest_facts *facts,
                          const struct hvp_bundle_facts *bundle, struct hvp_decision *ret)
 {
         struct hvp_decision d = { 0 };
-        const struct group *g;
         bool bundle_ok;
 
         if (!p || !facts || !bundle || !ret || (facts->n_applied && !facts->applied))
@@ -227,17 +269,7 @@ int hvp_policy_authorize(const struct hvp_policy *p, const struct hvp_guest_fact
         bundle_ok = bundle->patch_id && bundle->series && bundle->target_build_id && bundle->signer;
         if (!bundle_ok)
                 add_reason(&d, HVP_REASON_BAD_FACTS, "the bundle's patch id, series, target or signer is missing");
-
-        g = find_group(p, facts);
-        if (g) {
-                memcpy(d.group, g->name, sizeof(d.group));
-                d.max_pause_ms = g->max_pause_ms;
-                check_baseline(g, facts, &d);
-                check_requirements(g, facts, &d);
-                check_windows(g, facts->now, &d);
-        } else {
-                add_reason(&d, HVP_REASON_NO_GROUP, "no group of the policy selects guest \"%.64s\"", facts->name);
-        }
+        assess_guest(p, facts, &d, true);
         if (bundle_ok) {
                 if (!facts->kernel_build_id || strcasecmp(bundle->target_build_id, facts->kernel_build_id) != 0)
                         add_reason(&d, HVP_REASON_TARGET_MISMATCH,
@@ -246,15 +278,7 @@ int hvp_policy_authorize(const struct hvp_policy *p, const struct hvp_guest_fact
                 check_signer(p, bundle, &d);
                 check_sequence(facts, bundle, &d);
         }
-
-        if (has_reason(&d, HVP_REASON_NO_GROUP) || has_reason(&d, HVP_REASON_UNKNOWN_KERNEL))
-                d.verdict = HVP_VERDICT_UNMANAGED;
-        else if (has_reason(&d, HVP_REASON_OLD_BASELINE))
-                d.verdict = HVP_VERDICT_REBOOT_REQUIRED;
-        else if (d.n_reasons)
-                d.verdict = HVP_VERDICT_REFUSE;
-        else
-                d.verdict = HVP_VERDICT_ALLOW;
+        set_verdict(&d);
         *ret = d;
         if (d.verdict != HVP_VERDICT_ALLOW)
                 return hvp_fail(-EPERM, "%s: %s", hvp_verdict_name(d.verdict), d.reasons[0].text);

@@ -71,6 +71,10 @@ int hvp_plan_add_write(struct hvp_plan *p, uint64_t va, uint64_t gpa, const void
 void hvp_plan_free(struct hvp_plan *p);
 /* The inverse of a plan: every write with old and new swapped, in reverse order. */
 int hvp_plan_inverse(const struct hvp_plan *p, struct hvp_plan **ret_plan);
+/* A deep copy. */
+int hvp_plan_copy(const struct hvp_plan *p, struct hvp_plan **ret_plan);
+/* A new plan with p's identity (ids, build, area) and no writes; NULL on ENOMEM. */
+struct hvp_plan *hvp_plan_new_like(const struct hvp_plan *p);
 
 /*
  * What a transaction changes in the domain's record once memory holds the new bytes:
@@ -105,6 +109,29 @@ struct hvp_apply_options {
  */
 int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct hvp_commit *commit,
                    const struct hvp_apply_options *opts, struct hvp_apply_report *ret_report);
+
+/*
+ * Plan a bundle against the running kernel, while the guest runs: resolve every
+ * site, check the live bytes against the expected ones and instruction boundaries
+ * (capstone), place and relocate redirect code in the patch area, translate every
+ * address. A newer bundle of a series already applied replaces it (cumulative).
+ *
+ * ret_txn: the writes of the pause window (expected-now -> new).
+ * ret_pure: what the record keeps (original kernel bytes -> new).
+ * ret_replaces: the patch id it replaces ("" if none), HVP_ID_MAX bytes.
+ * Errors: -EPERM bundle for another kernel build, or not newer than the applied one
+ * of its series; -EEXIST already applied, or a site held by another patch;
+ * -ESTALE a site's bytes differ from the expected ones; -EILSEQ a range that splits
+ * an instruction; -ENOENT a missing symbol; -ENOSPC no room in the patch area;
+ * others from patch.h.
+ */
+struct hvp_bundle;
+struct hvp_kernel;
+struct hvp_mmu;
+struct hvp_record;
+int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct hvp_bundle *b,
+                   const char *key_name, const struct hvp_record *rec, struct hvp_plan **ret_txn,
+                   struct hvp_plan **ret_pure, char *ret_replaces);
 
 /* --- Records: what is applied to a domain, in STATE_DIR/domains/UUID.json ------- */
 

@@ -286,6 +286,14 @@ struct hvp_decision {
 int hvp_policy_authorize(const struct hvp_policy *p, const struct hvp_guest_facts *facts,
                          const struct hvp_bundle_facts *bundle, struct hvp_decision *ret);
 
+/*
+ * The guest's compliance whatever the bundle: group, baseline (current, older: reboot
+ * required, unknown: unmanaged) and requirements; no window, signer or sequence
+ * check. ALLOW here means "compliant". Always fills *ret and returns 0 (-EINVAL for
+ * NULL arguments).
+ */
+int hvp_policy_assess(const struct hvp_policy *p, const struct hvp_guest_facts *facts, struct hvp_decision *ret);
+
 /* "allow", "refuse", "reboot-required", "unmanaged". */
 const char *hvp_verdict_name(enum hvp_verdict v);
 /* A short stable name for a reason code, e.g. "outside-window". */

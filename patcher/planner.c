@@ -1,0 +1,331 @@
+/*
+ * The planner: everything that can be done while the guest runs. It turns a
+ * bundle into a plain list of writes; the pause window (txn.c) only re-checks and
+ * writes them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hvpatch/apply.h>
+#include <hvpatch/area.h>
+#include <hvpatch/patch.h>
+
+#include "common/error.h"
+#include "common/util.h"
+
+#define PAGE_SIZE 4096u
+#define FN_READ_MAX (64u << 10)         /* bytes of a function read to check a site inside it */
+#define MAX_AREA_USES 1024
+
+struct planner {
+        struct hvp_mmu *mmu;
+        const struct hvp_kernel *k;
+        const struct hvp_record *rec;
+        const struct hvp_record_entry *replaced;        /* the applied patch of the same series */
+        struct hvp_plan *pure;
+        struct hvp_area area;
+        bool have_area;
+        struct hvp_area_use used[MAX_AREA_USES];
+        size_t nr_used;
+};
+
+/*
+ * The original kernel bytes of [va, va+len): live memory, with the writes of the
+ * patch being replaced undone. A write of any other applied patch there is a conflict.
+ */
+static int original_bytes(struct planner *pl, uint64_t va, uint8_t *out, size_t len)
+{
+        int r = hvp_mmu_read(pl->mmu, va, out, len);
+
+        if (r < 0)
+                return r;
+        for (size_t e = 0; e < pl->rec->nr_entries; e++) {
+                const struct hvp_plan *p = pl->rec->entries[e].plan;
+                bool mine = pl->replaced && &pl->rec->entries[e] == pl->replaced;
+
+                for (size_t i = 0; i < p->nr_writes; i++) {
+                        const struct hvp_write *w = &p->writes[i];
+                        uint64_t lo = HVP_MAX(va, w->va), hi = HVP_MIN(va + len, w->va + w->len);
+
+                        if (lo >= hi)
+                                continue;
+                        if (!mine)
+                                return hvp_fail(-EEXIST, "0x%llx is already patched by %s",
+                                                (unsigned long long)lo, p->patch_id);
+                        memcpy(out + (lo - va), w->old + (lo - w->va), hi - lo);
+                }
+        }
+        return 0;
+}
+
+/* Add writes for [va, va+len), split at page boundaries, each with its guest-physical address. */
+static int add_range(struct planner *pl, uint64_t va, const uint8_t *old, const uint8_t *new, size_t len,
+                     bool check_rip, bool area, unsigned site)
+{
+        while (len > 0) {
+                size_t n = HVP_MIN(len, PAGE_SIZE - (va & (PAGE_SIZE - 1)));
+                struct hvp_translation tr;
+                int r;
+
+                r = hvp_mmu_translate(pl->mmu, va, &tr);
+                if (r < 0)
+                        return r;
+                r = hvp_plan_add_write(pl->pure, va, tr.pa, old, new, n, check_rip, area, site);
+                if (r < 0)
+                        return r;
+                va += n;
+                old += n;
+                new += n;
+                len -= n;
+        }
+        return 0;
+}
+
+static int resolve_symbol(void *ctx, const char *name, uint64_t *ret_addr)
+{
+        const struct hvp_kernel *k = ctx;
+        const struct hvp_symbol *s = hvp_symtab_lookup(k->symtab, name);
+
+        if (!s)
+                return hvp_fail(-ENOENT, "undefined symbol %s not in the guest kernel", name);
+        *ret_addr = s->addr;
+        return 0;
+}
+
+static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned idx)
+{
+        const struct hvp_symbol *sym = hvp_symtab_lookup(pl->k->symtab, s->symbol);
+        _cleanup_free_ uint8_t *fn = NULL;
+        struct hvp_insn *insns = NULL;
+        size_t fn_len, n_insns = 0;
+        int r;
+
+        if (!sym)
+                return hvp_fail(-ENOENT, "site %u: no symbol %s in the guest kernel", idx, s->symbol);
+        if (s->offset > FN_READ_MAX - s->len)
+                return hvp_fail(-E2BIG, "site %u: offset 0x%llx into %s is too far", idx,
+                                (unsigned long long)s->offset, s->symbol);
+        fn_len = s->offset + s->len;
+        fn = malloc(fn_len);
+        if (!fn)
+                return -ENOMEM;
+        r = original_bytes(pl, sym->addr, fn, fn_len);
+        if (r < 0)
+                return hvp_fail_context(r, "site %u (%s+0x%llx)", idx, s->symbol, (unsigned long long)s->offset);
+        if (memcmp(fn + s->offset, s->expected, s->len) != 0) {
+                char want[2 * HVP_REPLACE_MAX_LEN + 1], got[2 * HVP_REPLACE_MAX_LEN + 1];
+
+                hvp_hex_encode(s->expected, s->len, want);
+                hvp_hex_encode(fn + s->offset, s->len, got);
+                return hvp_fail(-ESTALE, "site %u (%s+0x%llx) does not match: expected %s, found %s", idx,
+                                s->symbol, (unsigned long long)s->offset, want, got);
+        }
+        /* Decoding from the function's entry: the site starts and ends on instruction boundaries. */
+        r = hvp_insn_check_site(fn, fn_len, sym->addr, s->offset, s->len);
+        if (r < 0)
+                return hvp_fail_context(r, "site %u (%s+0x%llx)", idx, s->symbol, (unsigned long long)s->offset);
+        r = hvp_disasm(s->expected, s->len, sym->addr + s->offset, HVP_REPLACE_MAX_LEN, &insns, &n_insns);
+        free(insns);
+        if (r < 0)
+                return r;
+        return add_range(pl, sym->addr + s->offset, s->expected, s->new_bytes, s->len, n_insns > 1, false, idx);
+}
+
+static int area_reserve(struct planner *pl, size_t size, size_t align, uint64_t *ret_addr)
+{
+        int r;
+
+        if (!pl->have_area) {
+                r = hvp_area_find_slack(pl->mmu, pl->k, &pl->area);
+                if (r < 0)
+                        return r;
+                pl->have_area = true;
+        }
+        r = hvp_area_alloc(pl->mmu, &pl->area, pl->used, pl->nr_used, size, align, ret_addr);
+        if (r < 0)
+                return r;
+        if (pl->nr_used >= MAX_AREA_USES)
+                return hvp_fail(-E2BIG, "too many patch-area ranges");
+        pl->used[pl->nr_used++] = (struct hvp_area_use){ *ret_addr, size };
+        return 0;
+}
+
+static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned idx)
+{
+        const struct hvp_symbol *sym = hvp_symtab_lookup(pl->k->symtab, s->symbol);
+        const struct hvp_symbol *fentry = hvp_symtab_lookup(pl->k->symtab, "__fentry__");
+        _cleanup_free_ uint8_t *code = NULL, *filler = NULL;
+        struct hvp_entry_site entry;
+        uint8_t head[16], jmp[5];
+        uint64_t target, new_fn;
+        size_t code_len;
+        int r;
+
+        if (!sym)
+                return hvp_fail(-ENOENT, "site %u: no symbol %s in the guest kernel", idx, s->symbol);
+        r = original_bytes(pl, sym->addr, head, sizeof(head));
+        if (r < 0)
+                return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
+        r = hvp_entry_site_find(head, sizeof(head), sym->addr, fentry ? fentry->addr : 0, &entry);
+        if (r < 0)
+                return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
+
+        r = area_reserve(pl, s->code_size, s->code_align, &target);
+        if (r < 0)
+                return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
+        r = hvp_reloc_object(s->payload->data, s->payload->size, s->function, target, resolve_symbol,
+                             (void *)pl->k, &code, &code_len, &new_fn);
+        if (r < 0)
+                return hvp_fail_context(r, "site %u (%s -> %s)", idx, s->symbol, s->function);
+        filler = malloc(code_len);
+        if (!filler)
+                return -ENOMEM;
+        memset(filler, pl->area.filler, code_len);
+        r = hvp_encode_jmp_rel32(entry.addr, new_fn, jmp);
+        if (r < 0)
+                return r;
+        /* New code first, then the jump to it: the order of the writes in the window. */
+        r = add_range(pl, target, filler, code, code_len, false, true, idx);
+        if (r < 0)
+                return r;
+        if (!pl->pure->area_len) {
+                pl->pure->area_start = target;
+                pl->pure->area_len = code_len;
+        } else {
+                uint64_t end = HVP_MAX(pl->pure->area_start + pl->pure->area_len, target + code_len);
+
+                pl->pure->area_start = HVP_MIN(pl->pure->area_start, target);
+                pl->pure->area_len = end - pl->pure->area_start;
+        }
+        /* A single instruction (the 5-byte NOP) is replaced: no vCPU can be inside it. */
+        return add_range(pl, entry.addr, entry.old_bytes, jmp, sizeof(jmp), false, false, idx);
+}
+
+/*
+ * The transition: undo the replaced patch and do the new one in one window. A range
+ * both touch becomes one write (replaced's new bytes -> new patch's bytes).
+ */
+static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced, struct hvp_plan **ret_txn)
+{
+        struct hvp_plan *txn = NULL, *undo = NULL;
+        int r;
+
+        if (!replaced)
+                return hvp_plan_copy(pure, ret_txn);
+        r = hvp_plan_inverse(replaced, &undo);
+        if (r < 0)
+                return r;
+        txn = hvp_plan_new_like(pure);
+        if (!txn) {
+                hvp_plan_free(undo);
+                return -ENOMEM;
+        }
+        /* 1. the new patch's writes, merged with an undo of the same range */
+        for (size_t i = 0; i < pure->nr_writes && r == 0; i++) {
+                const struct hvp_write *w = &pure->writes[i];
+                const uint8_t *expect = w->old;
+
+                for (size_t j = 0; j < undo->nr_writes; j++) {
+                        struct hvp_write *u = &undo->writes[j];
+
+                        if (u->len == 0 || u->va + u->len <= w->va || w->va + w->len <= u->va)
+                                continue;
+                        if (u->va != w->va || u->len != w->len) {
+                                r = hvp_fail(-ENOTSUP, "the new bundle changes the extent of a site at 0x%llx",
+                                             (unsigned long long)w->va);
+                                break;
+                        }
+                        expect = u->old;        /* what the replaced patch put there */
+                        u->len = 0;             /* consumed */
+                }
+                if (r == 0)
+                        r = hvp_plan_add_write(txn, w->va, w->gpa, expect, w->new, w->len, w->check_rip, w->area,
+                                               w->site);
+        }
+        /* 2. the rest of the undo (old area code back to filler last) */
+        for (size_t j = 0; j < undo->nr_writes && r == 0; j++) {
+                const struct hvp_write *u = &undo->writes[j];
+
+                if (u->len)
+                        r = hvp_plan_add_write(txn, u->va, u->gpa, u->old, u->new, u->len, u->check_rip, u->area,
+                                               u->site);
+        }
+        hvp_plan_free(undo);
+        if (r < 0) {
+                hvp_plan_free(txn);
+                return r;
+        }
+        *ret_txn = txn;
+        return 0;
+}
+
+int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct hvp_bundle *b,
+                   const char *key_name, const struct hvp_record *rec, struct hvp_plan **ret_txn,
+                   struct hvp_plan **ret_pure, char *ret_replaces)
+{
+        const struct hvp_manifest *m = &b->manifest;
+        struct planner *pl;
+        struct hvp_plan *txn = NULL;
+        int r;
+
+        if (m->build_id_len != k->build_id_len || memcmp(m->build_id, k->build_id, k->build_id_len) != 0) {
+                char want[2 * HVP_BUILD_ID_MAX + 1], have[2 * HVP_BUILD_ID_MAX + 1];
+
+                hvp_hex_encode(m->build_id, m->build_id_len, want);
+                hvp_hex_encode(k->build_id, k->build_id_len, have);
+                return hvp_fail(-EPERM, "bundle %s is for kernel build %s; the guest runs %s", m->id, want, have);
+        }
+        if (hvp_record_find(rec, m->id))
+                return hvp_fail(-EEXIST, "patch %s is already applied", m->id);
+        pl = calloc(1, sizeof(*pl));
+        if (!pl)
+                return -ENOMEM;
+        *pl = (struct planner){ .mmu = mmu, .k = k, .rec = rec };
+        pl->replaced = hvp_record_find_series(rec, m->series);
+        if (pl->replaced && pl->replaced->plan->seq >= m->sequence) {
+                r = hvp_fail(-EPERM, "series %s: sequence %u is not newer than the applied %s (sequence %llu)",
+                             m->series, m->sequence, pl->replaced->plan->patch_id,
+                             (unsigned long long)pl->replaced->plan->seq);
+                goto out;
+        }
+        for (size_t i = 0; i < rec->nr_entries && pl->nr_used < MAX_AREA_USES; i++)
+                if (rec->entries[i].plan->area_len)
+                        pl->used[pl->nr_used++] = (struct hvp_area_use){ rec->entries[i].plan->area_start,
+                                                                         rec->entries[i].plan->area_len };
+        pl->pure = hvp_plan_new();
+        if (!pl->pure) {
+                r = -ENOMEM;
+                goto out;
+        }
+        snprintf(pl->pure->patch_id, sizeof(pl->pure->patch_id), "%s", m->id);
+        snprintf(pl->pure->series, sizeof(pl->pure->series), "%s", m->series);
+        snprintf(pl->pure->key_name, sizeof(pl->pure->key_name), "%s", key_name ? key_name : "");
+        pl->pure->seq = m->sequence;
+        memcpy(pl->pure->build_id, k->build_id, k->build_id_len);
+        pl->pure->build_id_len = k->build_id_len;
+        pl->pure->kernel_base = k->base;
+        if (pl->replaced)
+                snprintf(pl->pure->replaces, sizeof(pl->pure->replaces), "%s", pl->replaced->plan->patch_id);
+
+        r = 0;
+        for (size_t i = 0; i < m->nr_sites && r == 0; i++) {
+                const struct hvp_site *s = &m->sites[i];
+
+                r = s->kind == HVP_SITE_REPLACE ? plan_replace(pl, s, (unsigned)i) : plan_redirect(pl, s, (unsigned)i);
+        }
+        if (r == 0)
+                r = make_txn(pl->pure, pl->replaced ? pl->replaced->plan : NULL, &txn);
+        if (r < 0)
+                goto out;
+        snprintf(ret_replaces, HVP_ID_MAX, "%s", pl->pure->replaces);
+        *ret_txn = txn;
+        *ret_pure = pl->pure;
+        pl->pure = NULL;
+out:
+        if (pl->pure)
+                hvp_plan_free(pl->pure);
+        free(pl);
+        return r;
+}
