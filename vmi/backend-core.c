@@ -85,16 +85,28 @@ static bool in_file(const struct core_parse *p, uint64_t off, uint64_t len)
         return hvp_range_within(off, len, 0, p->size);
 }
 
+/* Adjacent segments form one RAM range: a read may span several of them. */
 static int core_read(void *be, uint64_t gpa, void *buf, size_t len)
 {
         struct core_be *c = be;
+        uint8_t *out = buf;
 
-        for (size_t i = 0; i < c->nr_seg; i++)
-                if (hvp_range_within(gpa, len, c->seg[i].gpa, c->seg[i].size)) {
-                        memcpy(buf, c->data + c->seg[i].off + (gpa - c->seg[i].gpa), len);
-                        return 0;
-                }
-        return hvp_fail(-EFAULT, "0x%llx+0x%zx is not in one PT_LOAD segment", (unsigned long long)gpa, len);
+        while (len > 0) {
+                size_t i, n;
+
+                for (i = 0; i < c->nr_seg; i++)
+                        if (gpa >= c->seg[i].gpa && gpa - c->seg[i].gpa < c->seg[i].size)
+                                break;
+                if (i == c->nr_seg)
+                        return hvp_fail(-EFAULT, "guest-physical 0x%llx is in no PT_LOAD segment",
+                                        (unsigned long long)gpa);
+                n = (size_t)HVP_MIN((uint64_t)len, c->seg[i].size - (gpa - c->seg[i].gpa));
+                memcpy(out, c->data + c->seg[i].off + (gpa - c->seg[i].gpa), n);
+                out += n;
+                gpa += n;
+                len -= n;
+        }
+        return 0;
 }
 
 static void core_close(void *be)
@@ -356,6 +368,7 @@ static int open_core(const uint8_t *data, size_t size, void *mapping, size_t map
         struct hvp_ram_range ranges[HVP_MAX_RAM_RANGES];
         struct core_parse p = { .data = data, .size = size };
         struct core_be *c = calloc(1, sizeof(*c));
+        size_t nr = 0;
         int r;
 
         p.vcpus = calloc(HVP_MAX_VCPUS, sizeof(*p.vcpus));
@@ -378,9 +391,13 @@ static int open_core(const uint8_t *data, size_t size, void *mapping, size_t map
                 free(p.vcpus);
                 return r;
         }
-        for (size_t i = 0; i < c->nr_seg; i++)
-                ranges[i] = (struct hvp_ram_range){ c->seg[i].gpa, c->seg[i].size };
-        r = hvp_guest_new(&core_ops, c, name, ranges, c->nr_seg, p.vcpus, p.nr_qemu, ret_guest);
+        for (size_t i = 0; i < c->nr_seg; i++) {
+                if (nr > 0 && ranges[nr - 1].gpa + ranges[nr - 1].size == c->seg[i].gpa)
+                        ranges[nr - 1].size += c->seg[i].size;
+                else
+                        ranges[nr++] = (struct hvp_ram_range){ c->seg[i].gpa, c->seg[i].size };
+        }
+        r = hvp_guest_new(&core_ops, c, name, ranges, nr, p.vcpus, p.nr_qemu, ret_guest);
         free(p.vcpus);
         return r;
 }

@@ -343,7 +343,7 @@ static int read_ram_map(struct live_be *b, struct hvp_ram_range *ranges)
 {
         _cleanup_free_ char *tree = NULL, *flat = NULL;
         _cleanup_free_ struct hvp_hmp_ram *ram = calloc(HVP_MAX_RAM_RANGES, sizeof(*ram));
-        size_t n;
+        size_t n, nr;
         int r;
 
         if (!ram)
@@ -372,27 +372,41 @@ static int read_ram_map(struct live_be *b, struct hvp_ram_range *ranges)
                 if (r < 0)
                         return r;
                 b->map[i] = (struct hva_range){ ram[i].gpa, size, first };
-                ranges[i] = (struct hvp_ram_range){ ram[i].gpa, size };
                 hvp_debug("RAM 0x%llx+0x%llx (%s @0x%llx) at host 0x%llx", (unsigned long long)ram[i].gpa,
                           (unsigned long long)size, ram[i].region, (unsigned long long)ram[i].region_offset,
                           (unsigned long long)first);
         }
         b->nr_map = n;
-        return (int)n;
+        /* What the guest sees as one stretch of RAM is one range, whatever backs it. */
+        nr = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (nr > 0 && ranges[nr - 1].gpa + ranges[nr - 1].size == b->map[i].gpa)
+                        ranges[nr - 1].size += b->map[i].size;
+                else
+                        ranges[nr++] = (struct hvp_ram_range){ b->map[i].gpa, b->map[i].size };
+        }
+        return (int)nr;
 }
 
 /* --------------------------------------------------------------- memory */
 
-/* The generic layer guarantees [gpa, gpa+len) is inside one RAM range. */
-static int hva_of(struct live_be *b, uint64_t gpa, size_t len, uint64_t *ret)
+/* The map entry holding gpa (entries are sorted and disjoint), or NULL. */
+static const struct hva_range *map_find(const struct live_be *b, uint64_t gpa)
 {
-        for (size_t i = 0; i < b->nr_map; i++)
-                if (hvp_range_within(gpa, len, b->map[i].gpa, b->map[i].size)) {
-                        *ret = b->map[i].hva + (gpa - b->map[i].gpa);
-                        return 0;
-                }
-        return hvp_fail(-EFAULT, "guest-physical 0x%llx+0x%zx is not in the RAM map",
-                        (unsigned long long)gpa, len);
+        size_t lo = 0, hi = b->nr_map;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const struct hva_range *m = &b->map[mid];
+
+                if (gpa < m->gpa)
+                        hi = mid;
+                else if (gpa - m->gpa >= m->size)
+                        lo = mid + 1;
+                else
+                        return m;
+        }
+        return NULL;
 }
 
 static int mem_fallback(struct live_be *b, bool write, uint64_t hva, void *buf, size_t len)
@@ -412,58 +426,99 @@ static int mem_fallback(struct live_be *b, bool write, uint64_t hva, void *buf, 
         return 0;
 }
 
-/* One batch of at most IOV_MAX ranges; a short transfer finishes through /proc/PID/mem. */
-static int transfer_batch(struct live_be *b, bool write, const struct hvp_phys_iov *iov, size_t n)
-{
+/* Pieces of one process_vm_readv/writev call. */
+struct xfer {
+        bool write;
+        size_t n, total;
         struct iovec local[IOV_MAX], remote[IOV_MAX];
-        size_t total = 0, done;
+};
+
+/* One system call for the batch; a short transfer is finished through /proc/PID/mem. */
+static int xfer_flush(struct live_be *b, struct xfer *x)
+{
+        size_t done;
         ssize_t k;
         int r;
 
-        for (size_t i = 0; i < n; i++) {
-                uint64_t hva = 0;
-
-                r = hva_of(b, iov[i].gpa, iov[i].len, &hva);
-                if (r < 0)
-                        return r;
-                local[i] = (struct iovec){ iov[i].buf, iov[i].len };
-                remote[i] = (struct iovec){ (void *)(uintptr_t)hva, iov[i].len };
-                total += iov[i].len;
-        }
-        k = write ? process_vm_writev(b->pid, local, n, remote, n, 0)
-                  : process_vm_readv(b->pid, local, n, remote, n, 0);
-        done = k > 0 ? (size_t)k : 0;
-        if (done == total)
+        if (x->n == 0)
                 return 0;
-        if (k < 0 && errno == ESRCH)
-                return hvp_fail(-ESRCH, "the QEMU process of %s (pid %d) has exited", b->name, (int)b->pid);
-        /* Finish the rest range by range (the kernel stops at the first fault). */
-        for (size_t i = 0; i < n; i++) {
-                size_t len = iov[i].len, skip = HVP_MIN(done, len);
+        k = x->write ? process_vm_writev(b->pid, x->local, x->n, x->remote, x->n, 0)
+                     : process_vm_readv(b->pid, x->local, x->n, x->remote, x->n, 0);
+        done = k > 0 ? (size_t)k : 0;
+        if (done != x->total) {
+                if (k < 0 && errno == ESRCH)
+                        return hvp_fail(-ESRCH, "the QEMU process of %s (pid %d) has exited", b->name,
+                                        (int)b->pid);
+                /* The kernel stops at the first fault: finish piece by piece. */
+                for (size_t i = 0; i < x->n; i++) {
+                        size_t len = x->local[i].iov_len, skip = HVP_MIN(done, len);
 
-                done -= skip;
-                if (skip == len)
-                        continue;
-                r = mem_fallback(b, write, (uint64_t)(uintptr_t)remote[i].iov_base + skip,
-                                 (uint8_t *)iov[i].buf + skip, len - skip);
-                if (r < 0)
-                        return r;
+                        done -= skip;
+                        if (skip == len)
+                                continue;
+                        r = mem_fallback(b, x->write, (uint64_t)(uintptr_t)x->remote[i].iov_base + skip,
+                                         (uint8_t *)x->local[i].iov_base + skip, len - skip);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        x->n = 0;
+        x->total = 0;
+        return 0;
+}
+
+/*
+ * Adjacent RAM ranges (NUMA nodes) are one range for the generic layer but
+ * separate host mappings: a range is cut at map entry boundaries here.
+ */
+static int xfer_add(struct live_be *b, struct xfer *x, uint64_t gpa, uint8_t *buf, size_t len)
+{
+        int r;
+
+        while (len > 0) {
+                const struct hva_range *m = map_find(b, gpa);
+                size_t n;
+
+                if (!m)
+                        return hvp_fail(-EFAULT, "guest-physical 0x%llx is not in the RAM map",
+                                        (unsigned long long)gpa);
+                n = (size_t)HVP_MIN((uint64_t)len, m->size - (gpa - m->gpa));
+                if (x->n == IOV_MAX) {
+                        r = xfer_flush(b, x);
+                        if (r < 0)
+                                return r;
+                }
+                x->local[x->n] = (struct iovec){ buf, n };
+                x->remote[x->n] = (struct iovec){ (void *)(uintptr_t)(m->hva + (gpa - m->gpa)), n };
+                x->n++;
+                x->total += n;
+                gpa += n;
+                buf += n;
+                len -= n;
         }
         return 0;
 }
 
 static int transfer(struct live_be *b, bool write, const struct hvp_phys_iov *iov, size_t n)
 {
+        _cleanup_free_ struct xfer *x = malloc(sizeof(*x));
         int r;
 
+        if (!x)
+                return -ENOMEM;
+        x->write = write;
+        x->n = x->total = 0;
         /* Before: a write must never reach another process; after: a read's bytes are QEMU's. */
         if (write && (r = process_alive(b)) < 0)
                 return r;
-        for (size_t i = 0; i < n; i += IOV_MAX) {
-                r = transfer_batch(b, write, iov + i, HVP_MIN((size_t)IOV_MAX, n - i));
+        for (size_t i = 0; i < n; i++) {
+                r = xfer_add(b, x, iov[i].gpa, iov[i].buf, iov[i].len);
                 if (r < 0)
                         return r;
         }
+        r = xfer_flush(b, x);
+        if (r < 0)
+                return r;
         return process_alive(b);
 }
 

@@ -16,6 +16,7 @@
  *               a gdbstub is already open on it (someone may be debugging it)
  *   -EALREADY   pause: the domain is already paused by someone else
  *   -ESTALE     resume: someone else resumed the domain inside our pause window
+ *               (the handle is no longer paused afterwards)
  */
 #ifndef HVPATCH_GUEST_H
 #define HVPATCH_GUEST_H
