@@ -42,6 +42,8 @@ struct hva_range {
         uint64_t gpa, size, hva;
 };
 
+struct xfer;
+
 struct live_be {
         virConnectPtr conn;
         virDomainPtr dom;
@@ -59,6 +61,8 @@ struct live_be {
 
         struct hva_range map[HVP_MAX_RAM_RANGES];
         size_t nr_map;
+
+        struct xfer *xfer;      /* scratch for one process_vm_readv/writev batch */
 
         bool paused;            /* we paused the domain */
         bool gdb_open;          /* gdbstub session of the current pause window */
@@ -501,11 +505,9 @@ static int xfer_add(struct live_be *b, struct xfer *x, uint64_t gpa, uint8_t *bu
 
 static int transfer(struct live_be *b, bool write, const struct hvp_phys_iov *iov, size_t n)
 {
-        _cleanup_free_ struct xfer *x = malloc(sizeof(*x));
+        struct xfer *x = b->xfer;       /* a handle is used by one thread at a time */
         int r;
 
-        if (!x)
-                return -ENOMEM;
         x->write = write;
         x->n = x->total = 0;
         /* Before: a write must never reach another process; after: a read's bytes are QEMU's. */
@@ -807,6 +809,7 @@ static void live_close(void *be)
         if (b->memfd >= 0)
                 close(b->memfd);
         free(b->xml);
+        free(b->xfer);
         free(b);
 }
 
@@ -902,6 +905,11 @@ int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
                 return -ENOMEM;
         b->pidfd = b->memfd = -1;
         b->gdb.fd = -1;
+        b->xfer = malloc(sizeof(*b->xfer));
+        if (!b->xfer) {
+                free(b);
+                return -ENOMEM;
+        }
         r = open_domain(b, domain, opts);
         if (r >= 0)
                 r = read_ram_map(b, ranges);
