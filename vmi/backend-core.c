@@ -7,7 +7,7 @@
  * "QEMU" note holding QEMUCPUState (segments, GDT/IDT, CR0..CR4); one PT_LOAD per
  * block of guest RAM and RAM-backed ROM with p_paddr = guest-physical address.
  * With more than 0xfffe program headers, e_phnum is PN_XNUM and the count is in
- * section header 0's sh_info.
+ * section header 0's sh_info. e_ehsize is not checked: QEMU 7.2 writes 8 there.
  */
 #include <elf.h>
 #include <errno.h>
