@@ -35,8 +35,8 @@ struct hvp_guest;
  * The architectural state hvpatch needs from one vCPU.
  * live: from HMP `info registers -a`; kernel_gs_base is not shown there and is 0.
  * core: from the per-vCPU "QEMU" notes. Those carry no EFER: the core backend
- *       derives it, LME|LMA when CR0.PG, CR4.PAE and CS.L say long mode is active,
- *       plus NXE (every x86-64 CPU has NX and 64-bit Linux and Windows turn it on;
+ *       derives it, LME|LMA when the core is EM_X86_64 (QEMU writes that only when
+ *       it saw long mode active) and CR0.PG and CR4.PAE are set, plus NXE (every x86-64 CPU has NX and 64-bit Linux and Windows turn it on;
  *       a walk that assumed NXE wrongly would only see bit 63 as NX instead of
  *       reserved), SCE left 0. halted is false.
  */
