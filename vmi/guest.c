@@ -260,7 +260,7 @@ int hvp_guest_resume(struct hvp_guest *g)
         if (!g->paused)
                 return 0;
         r = g->ops->resume(g->be);
-        if (r == 0)
+        if (r == 0 || r == -ESTALE)     /* -ESTALE: someone else resumed it; it runs either way */
                 g->paused = false;
         return r;
 }

@@ -12,7 +12,11 @@
  *               (writes, pause and resume on a core file)
  *   -EFAULT     the physical range is not wholly inside guest RAM
  *   -EROFS      write to a read-only backend
- *   -EBUSY      a libvirt job (migration, snapshot, dump) runs on the domain
+ *   -EBUSY      a libvirt job (migration, snapshot, dump) runs on the domain, or
+ *               a gdbstub is already open on it (someone may be debugging it)
+ *   -EALREADY   pause: the domain is already paused by someone else
+ *   -ESTALE     resume: someone else resumed the domain inside our pause window
+ *               (the handle is no longer paused afterwards)
  */
 #ifndef HVPATCH_GUEST_H
 #define HVPATCH_GUEST_H
@@ -29,7 +33,15 @@ extern "C" {
 
 struct hvp_guest;
 
-/* The architectural state hvpatch needs from one vCPU. */
+/*
+ * The architectural state hvpatch needs from one vCPU.
+ * live: from HMP `info registers -a`; kernel_gs_base is not shown there and is 0.
+ * core: from the per-vCPU "QEMU" notes. Those carry no EFER: the core backend
+ *       derives it, LME|LMA when the core is EM_X86_64 (QEMU writes that only when
+ *       it saw long mode active) and CR0.PG and CR4.PAE are set, plus NXE (every x86-64 CPU has NX and 64-bit Linux and Windows turn it on;
+ *       a walk that assumed NXE wrongly would only see bit 63 as NX instead of
+ *       reserved), SCE left 0. halted is false.
+ */
 struct hvp_vcpu_regs {
         uint64_t rip, rsp, rflags;
         uint64_t cr0, cr2, cr3, cr4, efer;
@@ -61,6 +73,19 @@ struct hvp_live_options {
  * Open a running libvirt/QEMU domain by name or UUID. Does not pause it.
  * -ENOENT no such domain, -ESRCH not running, -ENOTSUP not QEMU-based,
  * -EACCES cannot reach the QEMU process, -EIO libvirt or monitor failure.
+ *
+ * Guest RAM is the machine's main RAM only (what QEMU maps through its
+ * ram-below-4g/ram-above-4g aliases): ROM, flash, device RAM (VGA, ivshmem BARs)
+ * and hotplugged DIMMs are outside it. Memory is reached through the QEMU process
+ * (process_vm_readv/writev; the handle refuses to work once that process is gone).
+ * Uses libvirt's monitor passthrough, which marks the domain "custom-monitor"
+ * tainted in libvirt's log. Installs a silent libvirt error handler (libvirt would
+ * print to stderr otherwise; the reasons go to hvp_last_error()).
+ *
+ * Writes with HVP_WRITE_GDBSTUB open QEMU's gdbstub on a private unix socket
+ * under /run/hvpatch on the first write of a pause window and close it on resume,
+ * so a multi-site patch costs one attach. A write outside a pause window pauses
+ * and resumes around itself. Every write is read back.
  */
 int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
                         struct hvp_guest **ret_guest);
@@ -133,6 +158,22 @@ bool hvp_guest_is_paused(const struct hvp_guest *g);
  * running guest is left as it is. -ENOTSUP for backends that cannot resume.
  */
 int hvp_guest_resume_orphaned(struct hvp_guest *g);
+
+/*
+ * 0 if no libvirt job (migration, snapshot, dump, ...) runs on the domain, else
+ * -EBUSY naming the job. Writes made from outside QEMU's view would escape a
+ * migration's dirty tracking. Backends other than live: always 0.
+ */
+int hvp_guest_check_idle(struct hvp_guest *g);
+
+/* The live domain XML read at open (owned by the guest), NULL for other backends. */
+const char *hvp_guest_domain_xml(const struct hvp_guest *g);
+/* The domain's type attribute, "kvm" or "qemu" (live), NULL for other backends. */
+const char *hvp_guest_domain_type(const struct hvp_guest *g);
+/* The write path in effect, AUTO resolved; HVP_WRITE_DIRECT for other backends. */
+enum hvp_write_path hvp_guest_write_path(const struct hvp_guest *g);
+/* "auto", "direct", "gdbstub". */
+const char *hvp_write_path_name(enum hvp_write_path path);
 
 #ifdef __cplusplus
 }
