@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/compliance.h"
 #include "cli/patching.h"
+#include "common/util.h"
 
 static const char apply_help[] =
         "Applies a signed hotpatch bundle to a running guest: verifies BUNDLE.minisig\n"

@@ -266,6 +266,11 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
                 return hvp_fail_context(r, "journaling the transaction");
         hvp_fault_point("journaled");
 
+        r = hvp_guest_prepare_window(g);
+        if (r < 0) {
+                journal_remove(o.state_dir, uuid);
+                return hvp_fail_context(r, "preparing the pause window");
+        }
         for (rep.attempts = 1;; rep.attempts++) {
                 r = window(g, txn, cur, &rep);
                 if (r != -EAGAIN || rep.attempts >= o.max_attempts)
@@ -274,6 +279,8 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
                 sleep_ms(o.retry_delay_ms);
         }
         rep.total_ms = now_ms() - t_start;
+        if (hvp_guest_release_window(g) < 0)
+                hvp_warn("after the pause window: %s", hvp_last_error());
         if (r == -EAGAIN)
                 r = hvp_fail(-EBUSY, "a vCPU stayed inside a patch range over %u attempts", rep.attempts);
         if (r < 0) {
@@ -362,16 +369,25 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
         struct hvp_plan *txn = NULL, *add = NULL;
         char remove_id[HVP_ID_MAX], summary[1024];
         size_t n_new = 0, n_old = 0, n_other = 0;
-        bool in_window = false, paused_here = false;
+        bool in_window = false;
         int pid = 0, r, q;
 
         r = load_journal(state_dir, uuid, &txn, &add, remove_id, sizeof(remove_id), &in_window, &pid);
         if (r < 0)
                 return r;
-        /* A guest left running by the dead process is paused for the repair; one left paused stays so. */
+        /*
+         * The repair happens paused: a guest the dead process left paused inside its
+         * window is taken over; a running one is paused here. A guest paused by someone
+         * else is not ours to resume.
+         */
         r = hvp_guest_pause(g);
-        if (r == 0)
-                paused_here = true;
+        if (r == -EALREADY && in_window)
+                r = hvp_guest_adopt_pause(g) > 0 ? 0 : -EALREADY;
+        if (r < 0) {
+                hvp_plan_free(txn);
+                hvp_plan_free(add);
+                return hvp_fail_context(r, "pausing for the repair");
+        }
         for (size_t i = 0; i < txn->nr_writes; i++) {
                 enum hvp_site_state st;
 
@@ -400,18 +416,15 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                          "transaction of %s by pid %d was interrupted (%zu of %zu writes new, %zu other): rolled back",
                          txn->patch_id, pid, n_new, txn->nr_writes, n_other);
         }
-        if (paused_here)
-                q = hvp_guest_resume(g);
-        else
-                q = in_window ? hvp_guest_resume_orphaned(g) : 0;
+        q = hvp_guest_resume(g);
         if (q < 0 && r == 0)
                 r = q;
         if (r == 0) {
                 journal_remove(state_dir, uuid);
-                if (!paused_here && in_window) {
+                if (in_window) {
                         size_t len = strlen(summary);
 
-                        snprintf(summary + len, sizeof(summary) - len, "; resumed the guest it had left paused");
+                        snprintf(summary + len, sizeof(summary) - len, "; the guest runs again");
                 }
                 if (ret_summary)
                         *ret_summary = strdup(summary);

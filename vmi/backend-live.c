@@ -65,7 +65,9 @@ struct live_be {
         struct xfer *xfer;      /* scratch for one process_vm_readv/writev batch */
 
         bool paused;            /* we paused the domain */
-        bool gdb_open;          /* gdbstub session of the current pause window */
+        bool paused_by_stub;    /* ... by connecting to the gdbstub (fast path) */
+        bool gdb_listening;     /* the stub listens on gdb_dir/gdb.sock */
+        bool gdb_open;          /* we are connected to it */
         struct hvp_gdb gdb;
         char gdb_dir[64];
 };
@@ -607,27 +609,39 @@ static int gdb_dir_create(struct live_be *b)
         return 0;
 }
 
-static int gdb_session_close(struct live_be *b)
+/* Stop listening (`gdbserver none`): only ever while nobody is connected. */
+static int gdb_unlisten(struct live_be *b)
 {
         _cleanup_free_ char *out = NULL;
         int r;
 
-        if (!b->gdb_open)
+        if (!b->gdb_listening)
                 return 0;
-        /* Close our end first and never send 'D': QEMU's detach would resume the VM. */
-        hvp_gdb_close(&b->gdb);
-        b->gdb_open = false;
         r = monitor(b, "gdbserver none", true, &out);
+        b->gdb_listening = false;
         gdb_dir_remove(b);
         return r;
 }
 
-static int gdb_session_open(struct live_be *b)
+static int gdb_session_close(struct live_be *b)
+{
+        if (!b->gdb_open)
+                return gdb_unlisten(b);
+        /* Close our end and never send 'D' here: QEMU's detach would resume the VM. */
+        hvp_gdb_close(&b->gdb);
+        b->gdb_open = false;
+        return gdb_unlisten(b);
+}
+
+/* Make the stub listen on a private socket. The VM keeps running until someone connects. */
+static int gdb_listen(struct live_be *b)
 {
         _cleanup_free_ char *out = NULL;
         char cmd[160], sock[sizeof(b->gdb_dir) + 16];
         int r;
 
+        if (b->gdb_listening)
+                return 0;
         r = gdbstub_in_use(b);
         if (r < 0)
                 return r;
@@ -637,30 +651,50 @@ static int gdb_session_open(struct live_be *b)
         snprintf(sock, sizeof(sock), "%s/gdb.sock", b->gdb_dir);
         snprintf(cmd, sizeof(cmd), "gdbserver unix:%s,server=on,wait=off", sock);
         r = monitor(b, cmd, true, &out);
-        if (r < 0)
-                goto fail_dir;
+        if (r < 0) {
+                gdb_dir_remove(b);
+                return r;
+        }
+        b->gdb_listening = true;
         if (!strstr(out, "Waiting for gdb connection")) {
                 r = hvp_fail(-EIO, "QEMU could not start its gdbstub: %.200s", out);
-                goto fail_stub;
-        }
-        /* Attaching stops the VM (a no-op: we only get here while paused). */
-        r = hvp_gdb_connect_unix(sock, GDB_TIMEOUT_MS, &b->gdb);
-        if (r < 0)
-                goto fail_stub;
-        b->gdb_open = true;
-        r = hvp_gdb_phys_mode(&b->gdb);
-        if (r < 0) {
-                (void)gdb_session_close(b);
+                (void)gdb_unlisten(b);
                 return r;
         }
         return 0;
+}
 
-fail_stub:
-        free(out);
-        out = NULL;
-        (void)monitor(b, "gdbserver none", true, &out);
-fail_dir:
-        gdb_dir_remove(b);
+/*
+ * Connect: QEMU stops the VM when a gdb client connects (vm_stop in the chardev's
+ * open event, handled before our first packet), so once the first reply is in, every
+ * vCPU is stopped.
+ */
+static int gdb_connect(struct live_be *b)
+{
+        char sock[sizeof(b->gdb_dir) + 16];
+        int r;
+
+        snprintf(sock, sizeof(sock), "%s/gdb.sock", b->gdb_dir);
+        r = hvp_gdb_connect_unix(sock, GDB_TIMEOUT_MS, &b->gdb);
+        if (r < 0)
+                return r;
+        b->gdb_open = true;
+        r = hvp_gdb_phys_mode(&b->gdb);
+        if (r < 0) {
+                hvp_gdb_close(&b->gdb);
+                b->gdb_open = false;
+        }
+        return r;
+}
+
+static int gdb_session_open(struct live_be *b)
+{
+        int r = gdb_listen(b);
+
+        if (r == 0)
+                r = gdb_connect(b);
+        if (r < 0)
+                (void)gdb_session_close(b);
         return r;
 }
 
@@ -724,9 +758,17 @@ static int live_pause(void *be)
                                 "what it paused", b->name, paused_reason(reason));
         if (state != VIR_DOMAIN_RUNNING)
                 return hvp_fail(-ESRCH, "domain %s is not running (state %s)", b->name, state_name(state));
-        if (virDomainSuspend(b->dom) < 0)
-                return lv_fail(-EIO, "cannot pause the domain");
-        b->paused = true;
+        if (b->gdb_listening && !b->gdb_open) {
+                /* Fast path, prepared before the window: connecting is the pause. */
+                r = gdb_connect(b);
+                if (r < 0)
+                        return r;
+                b->paused = b->paused_by_stub = true;
+        } else {
+                if (virDomainSuspend(b->dom) < 0)
+                        return lv_fail(-EIO, "cannot pause the domain");
+                b->paused = true;
+        }
         /* Checked once paused: no job may start writing pages behind our back now. */
         r = job_check(b);
         if (r < 0) {
@@ -736,11 +778,32 @@ static int live_pause(void *be)
         return 0;
 }
 
+/* End a pause taken by connecting to the stub: detach, which continues the VM. */
+static int resume_from_stub(struct live_be *b)
+{
+        int r = hvp_gdb_detach(&b->gdb);
+
+        hvp_gdb_close(&b->gdb);
+        b->gdb_open = false;
+        b->paused_by_stub = false;
+        if (r < 0) {
+                /* The careful way round: no stub, then libvirt's resume. */
+                hvp_warn("gdbstub detach failed (%s); resuming through libvirt", hvp_last_error());
+                (void)gdb_unlisten(b);
+                if (virDomainResume(b->dom) < 0)
+                        return lv_fail(-EIO, "cannot resume the domain");
+        }
+        b->paused = false;
+        return 0;
+}
+
 static int live_resume(void *be)
 {
         struct live_be *b = be;
         int state, reason, r, q;
 
+        if (b->paused && b->paused_by_stub)
+                return resume_from_stub(b);
         /* The stub goes first: the guest must not run with a debugger attached. */
         r = gdb_session_close(b);
         if (!b->paused)
@@ -758,6 +821,40 @@ static int live_resume(void *be)
         return q < 0 ? q : r;
 }
 
+/* Before a pause window: on the gdbstub path, have the stub listen already. */
+static int live_prepare(void *be)
+{
+        struct live_be *b = be;
+
+        return b->path == HVP_WRITE_GDBSTUB && !b->paused ? gdb_listen(b) : 0;
+}
+
+/* After the window, with the guest running again: stop the stub listening. */
+static int live_release(void *be)
+{
+        struct live_be *b = be;
+
+        return b->gdb_open ? 0 : gdb_unlisten(b);
+}
+
+/* Recovery: a dead hvpatch left the domain paused, perhaps with its stub listening. */
+static int live_adopt_pause(void *be)
+{
+        struct live_be *b = be;
+        _cleanup_free_ char *out = NULL;
+        int state, reason, r;
+
+        r = domain_state(b, &state, &reason);
+        if (r < 0)
+                return r;
+        if (state != VIR_DOMAIN_PAUSED)
+                return 0;
+        /* Its stub (if any) has nobody connected now: stopping it does not resume the VM. */
+        (void)monitor(b, "gdbserver none", true, &out);
+        b->paused = true;       /* the ordinary resume (libvirt's) ends it */
+        return 1;
+}
+
 static int live_write(void *be, uint64_t gpa, const void *buf, size_t len)
 {
         struct live_be *b = be;
@@ -767,6 +864,8 @@ static int live_write(void *be, uint64_t gpa, const void *buf, size_t len)
                 return direct_write(b, gpa, buf, len);
         if (b->paused)
                 return gdb_write(b, gpa, buf, len);
+        if (b->gdb_listening)
+                return hvp_fail(-EINVAL, "gdbstub write outside the prepared pause window");
         /* Outside a pause window: one of our own, so the stub never stops a running VM. */
         r = live_pause(b);
         if (r < 0)
@@ -799,6 +898,7 @@ static void live_close(void *be)
         if (b->dom) {
                 if (b->paused || b->gdb_open)
                         (void)live_resume(b);
+                (void)gdb_unlisten(b);
                 virDomainFree(b->dom);
         }
         gdb_dir_remove(b);
@@ -820,6 +920,9 @@ static const struct hvp_backend_ops live_ops = {
         .write_phys = live_write,
         .pause = live_pause,
         .resume = live_resume,
+        .adopt_pause = live_adopt_pause,
+        .prepare_window = live_prepare,
+        .release_window = live_release,
         .read_regs = live_read_regs,
         .close = live_close,
 };
@@ -922,6 +1025,11 @@ int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
         r = hvp_guest_new(&live_ops, b, name, ranges, (size_t)r, NULL, 0, &g);
         if (r < 0)
                 return r;
+        r = hvp_guest_set_uuid(g, b->uuid);
+        if (r < 0) {
+                hvp_guest_free(g);
+                return r;
+        }
         if (vcpus > 0 && (unsigned)vcpus != hvp_guest_vcpu_count(g)) {
                 r = hvp_fail(-EIO, "libvirt says %d vCPUs, info registers shows %u", vcpus,
                              hvp_guest_vcpu_count(g));

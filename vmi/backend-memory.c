@@ -51,6 +51,11 @@ static int memory_pause(void *be)
         return 0;
 }
 
+static int memory_adopt(void *be)
+{
+        return 1;
+}
+
 static void memory_close(void *be)
 {
         struct memory_be *m = be;
@@ -66,7 +71,7 @@ static const struct hvp_backend_ops memory_ops = {
         .write_phys = memory_write,
         .pause = memory_pause,
         .resume = memory_pause,
-        .resume_orphaned = memory_pause,
+        .adopt_pause = memory_adopt,
         .close = memory_close,
 };
 

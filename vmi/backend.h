@@ -22,8 +22,14 @@ struct hvp_backend_ops {
         /* NULL: -ENOTSUP. */
         int (*pause)(void *be);
         int (*resume)(void *be);
-        /* Resume a guest paused by someone else (a dead hvpatch); no-op when running. */
-        int (*resume_orphaned)(void *be);
+        /*
+         * Optional: get ready for a pause window while the guest runs (open what the
+         * pause and the writes need), and release that after the resume.
+         */
+        int (*prepare_window)(void *be);
+        int (*release_window)(void *be);
+        /* Take over a pause left by a dead hvpatch: 1 adopted, 0 not paused. */
+        int (*adopt_pause)(void *be);
         /* Fill regs[0..n) for every vCPU; *ret_n is the count. NULL: registers fixed at open. */
         int (*read_regs)(void *be, struct hvp_vcpu_regs *regs, unsigned max, unsigned *ret_n);
         void (*close)(void *be);

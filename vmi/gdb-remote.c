@@ -240,6 +240,11 @@ static int expect_ok(struct hvp_gdb *g, const char *cmd, const char *what)
         return 0;
 }
 
+int hvp_gdb_detach(struct hvp_gdb *g)
+{
+        return expect_ok(g, "D", "detach");
+}
+
 int hvp_gdb_phys_mode(struct hvp_gdb *g)
 {
         return expect_ok(g, "Qqemu.PhyMemMode:1", "physical memory mode");

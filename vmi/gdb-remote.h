@@ -1,8 +1,8 @@
 /*
  * Internal: a minimal client of the GDB remote serial protocol, enough to write
  * guest-physical memory through QEMU's gdbstub (Qqemu.PhyMemMode:1, M, m).
- * It never sends 'D' (detach) or 'k' (kill): QEMU's detach resumes the VM and kill
- * ends it. Every wait is bounded by a timeout; every reply by a length.
+ * It never sends 'k' (kill: it ends the VM). 'D' (detach) is sent only by
+ * hvp_gdb_detach(), whose point is that QEMU's detach resumes the VM. Every wait is bounded by a timeout; every reply by a length.
  */
 #ifndef HVP_VMI_GDB_REMOTE_H
 #define HVP_VMI_GDB_REMOTE_H
@@ -31,6 +31,9 @@ void hvp_gdb_close(struct hvp_gdb *g);
  * unsolicited stop replies skipped). reply gets a NUL-terminated string.
  */
 int hvp_gdb_command(struct hvp_gdb *g, const char *cmd, char *reply, size_t max);
+
+/* Detach: QEMU continues the VM it stopped when we connected ("D" -> "OK"). */
+int hvp_gdb_detach(struct hvp_gdb *g);
 
 /* Switch the stub to guest-physical addresses ("Qqemu.PhyMemMode:1" -> "OK"). */
 int hvp_gdb_phys_mode(struct hvp_gdb *g);

@@ -265,13 +265,28 @@ int hvp_guest_resume(struct hvp_guest *g)
         return r;
 }
 
-int hvp_guest_resume_orphaned(struct hvp_guest *g)
+int hvp_guest_prepare_window(struct hvp_guest *g)
 {
+        return g->ops->prepare_window ? g->ops->prepare_window(g->be) : 0;
+}
+
+int hvp_guest_release_window(struct hvp_guest *g)
+{
+        return g->ops->release_window ? g->ops->release_window(g->be) : 0;
+}
+
+int hvp_guest_adopt_pause(struct hvp_guest *g)
+{
+        int r;
+
         if (g->paused)
-                return hvp_guest_resume(g);
-        if (!g->ops->resume_orphaned)
-                return hvp_fail(-ENOTSUP, "the %s backend cannot resume", g->ops->name);
-        return g->ops->resume_orphaned(g->be);
+                return 1;
+        if (!g->ops->adopt_pause)
+                return hvp_fail(-ENOTSUP, "the %s backend cannot pause", g->ops->name);
+        r = g->ops->adopt_pause(g->be);
+        if (r > 0)
+                g->paused = true;
+        return r;
 }
 
 bool hvp_guest_is_paused(const struct hvp_guest *g)
