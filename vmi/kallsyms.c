@@ -22,6 +22,12 @@
  * From there everything is checked against everything else: the token index
  * against the strings, every name record, every marker, the position of each table
  * relative to the others, the sortedness of the addresses.
+ *
+ * /proc/kallsyms prints a core-kernel symbol's stored type unchanged (s_show()
+ * changes the case only for module symbols), so hvp_symbol.type is that char.
+ * Not handled: kernels without CONFIG_KALLSYMS_BASE_RELATIVE (before 4.6 on
+ * x86-64), and the place-relative offsets of Linux 7.0 (no kallsyms_relative_base):
+ * both end in -EINVAL "no sorted address table".
  */
 #include <errno.h>
 #include <stdio.h>
@@ -414,7 +420,7 @@ static bool markers_check(struct ks_search *s, struct ks_layout *lay)
  * offset is an absolute value (per-cpu symbols) and a negative one means
  * relative_base - 1 - offset; without it every offset is unsigned from
  * relative_base. The relative base is the first relative symbol, so its offset is
- * -1 (or 0), and the table is sorted by address.
+ * -1 (or 0), and the table is sorted by address. false if the sum overflows.
  */
 static bool offset_address(const struct ks_layout *lay, int32_t off, uint64_t *ret)
 {
@@ -443,6 +449,7 @@ static bool offsets_check(struct ks_search *s, struct ks_layout *lay, uint64_t o
         lay->relative_base = hvp_le64(rb);
         if (lay->relative_base < KS_KERNEL_HALF)
                 return false;
+        /* Relative offsets span the image (< 1 GiB): only absolute per-cpu mode stores negatives. */
         lay->absolute_percpu = false;
         for (uint32_t i = 0; i < n; i++)
                 if ((int32_t)hvp_le32(o + 4ull * i) < 0) {
@@ -456,7 +463,6 @@ static bool offsets_check(struct ks_search *s, struct ks_layout *lay, uint64_t o
 
                 if (!offset_address(lay, off, &a))
                         return false;
-
                 if (relative && !seen_relative) {
                         if (off != (lay->absolute_percpu ? -1 : 0))
                                 return false;
@@ -691,7 +697,7 @@ int hvp_kallsyms_decode(const struct hvp_kmem *km, uint64_t text_base, struct hv
 
         if (!km || !km->read || km->start >= km->end || !ret_symtab)
                 return hvp_fail(-EINVAL, "kallsyms: bad arguments");
-        chunk = malloc(KS_SCAN_CHUNK);
+        chunk = malloc((size_t)HVP_MIN((uint64_t)KS_SCAN_CHUNK, km->end - km->start));
         if (!chunk)
                 return hvp_fail(-ENOMEM, "out of memory");
         for (uint64_t a = km->start; km->end - a >= DIGIT_RUN_LEN;) {
