@@ -44,12 +44,27 @@ struct hvp_kmem {
         void *ctx;
         uint64_t start;         /* the kernel image: [start, end) is searched for tables */
         uint64_t end;
+        /*
+         * Optional (NULL: every page is tried). Called after a read at va failed:
+         * returns the end of the unreadable range that holds va (e.g. the end of the
+         * 2 MiB or 1 GiB slot whose page-table entry is not present), so that holes
+         * (freed init memory, gaps between sections) are skipped without a read per
+         * page. A value <= va means "just this page".
+         */
+        uint64_t (*hole_end)(void *ctx, uint64_t va);
 };
 
 /*
  * Find and decode kallsyms inside km->[start, end). text_base is the address of
  * _text (used to check the result; 0 if unknown). Bounded: at most
  * HVP_KALLSYMS_MAX_SYMS symbols.
+ *
+ * Handles the x86-64 layouts of CONFIG_KALLSYMS_BASE_RELATIVE kernels (4.6 and
+ * later): offsets and relative base before the names (up to 6.3, with or without
+ * kallsyms_seqs_of_names, which 6.2 added and Debian's 6.1 has) or after the token
+ * index (6.4 and later); absolute per-cpu symbols; one- and two-byte name lengths.
+ * Errors: -ENOENT no tables found, -EINVAL tables found but inconsistent (or _text
+ * is not text_base), -E2BIG a count or size past its bound, -ENOMEM.
  */
 #define HVP_KALLSYMS_MAX_SYMS (4u << 20)
 int hvp_kallsyms_decode(const struct hvp_kmem *km, uint64_t text_base, struct hvp_symtab **ret_symtab);
@@ -87,6 +102,17 @@ int hvp_linux_attach(struct hvp_guest *g, struct hvp_mmu **ret_mmu, struct hvp_k
 /* Discover the kernel running in the address space of mmu. */
 int hvp_kernel_find(struct hvp_mmu *mmu, struct hvp_kernel **ret_kernel);
 void hvp_kernel_free(struct hvp_kernel *k);
+
+/*
+ * Discover the kernel in an image readable through km (a vmlinux file, or guest
+ * memory): decode kallsyms (text_base: the expected _text, 0 if unknown) and read
+ * the banner and the build id. base is set from the symbol _text, kaslr_offset from
+ * base. Fields the kernel cannot give are left empty: without CONFIG_KALLSYMS_ALL
+ * there is no linux_banner, _end or __start_notes symbol (banner "", image_end 0,
+ * build_id_len 0). Errors as hvp_kallsyms_decode(), and -EINVAL for a banner not
+ * starting with "Linux version " or malformed notes.
+ */
+int hvp_kernel_from_kmem(const struct hvp_kmem *km, uint64_t text_base, struct hvp_kernel **ret_kernel);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,790 @@
+/*
+ * kallsyms: the kernel's own compressed symbol table, found and decoded from memory
+ * with no symbol file.
+ *
+ * scripts/kallsyms writes these tables into .rodata, each one starting 8-aligned
+ * (".balign 8" before every label on 64-bit):
+ *
+ *   up to 6.3   offsets s32[n] | relative_base u64 | num_syms u32 | names |
+ *               markers u32[(n + 255) / 256] | [seqs_of_names] | token_table |
+ *               token_index u16[256]
+ *   6.4 on      num_syms | names | markers | token_table | token_index |
+ *               offsets | relative_base | seqs_of_names
+ *
+ * seqs_of_names (6.2 on, and backported into Debian's 6.1) is 3 bytes per symbol.
+ * names: per symbol a length, one byte or (6.1 on, when the top bit is set) two
+ * bytes of ULEB128, then that many token indices. The expansion's first char is the
+ * nm type that /proc/kallsyms prints for core-kernel symbols unchanged; the rest is
+ * the name. markers[i] is the offset in names of symbol 256 * i.
+ * token_table: 256 NUL-terminated strings; token_index[i] is the offset of string i.
+ * Every char used in a name stays a one-char token at its own code, so the table
+ * holds the 20 bytes "0\0" "1\0" ... "9\0" at codes '0'..'9': the anchor we search.
+ * From there everything is checked against everything else: the token index
+ * against the strings, every name record, every marker, the position of each table
+ * relative to the others, the sortedness of the addresses.
+ *
+ * /proc/kallsyms prints a core-kernel symbol's stored type unchanged (s_show()
+ * changes the case only for module symbols), so hvp_symbol.type is that char.
+ * Not handled: kernels without CONFIG_KALLSYMS_BASE_RELATIVE (before 4.6 on
+ * x86-64), and the place-relative offsets of Linux 7.0 (no kallsyms_relative_base):
+ * both end in -EINVAL "no sorted address table".
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hvpatch/kernel.h>
+
+#include "common/error.h"
+#include "common/util.h"
+
+#define KS_ALIGN 8u
+#define KS_TOKENS 256u
+#define KS_NAME_MAX 512u                /* KSYM_NAME_LEN: type char + name */
+#define KS_PAGE 4096u
+#define KS_SCAN_CHUNK (1u << 20)
+/* token_index is u16: the table ends at most one token past 64 KiB. */
+#define KS_TOKEN_SPAN (0x10000u + KS_NAME_MAX + 2 * KS_TOKENS + 2 * KS_ALIGN)
+/* How far from the token table the other tables may lie (names of 4 Mi symbols). */
+#define KS_TABLE_SPAN (64ull << 20)
+#define KS_WINDOW_START (2u << 20)
+#define KS_NAMES_BYTES_MAX (64u << 20)  /* decoded names, all symbols */
+/* Name records parsed over all candidates before giving up (the real one: n). */
+#define KS_RECORD_BUDGET (4ull * HVP_KALLSYMS_MAX_SYMS)
+#define KS_KERNEL_HALF 0xffff800000000000ull
+
+static const char digit_run[] = "0\0" "1\0" "2\0" "3\0" "4\0" "5\0" "6\0" "7\0" "8\0" "9";
+#define DIGIT_RUN_LEN sizeof(digit_run)         /* 20: includes the last NUL */
+
+struct hvp_symtab {
+        size_t count;
+        struct hvp_symbol *syms;
+        char *names;
+        uint32_t *hash;                 /* index + 1; 0: empty slot */
+        size_t hash_mask;
+};
+
+struct ks_tokens {
+        uint64_t table, index;          /* addresses of token_table, token_index */
+        uint8_t *data;                  /* a copy of the strings */
+        uint16_t off[KS_TOKENS];
+        uint16_t len[KS_TOKENS];
+};
+
+/* A buffer over [lo, hi) of kernel memory that grows on demand within [min, max). */
+struct ks_window {
+        const struct hvp_kmem *km;
+        uint64_t lo, hi, min, max;
+        uint8_t *buf;
+};
+
+struct ks_layout {
+        uint32_t n;
+        uint64_t names, markers, offsets, relative_base_at;
+        size_t names_size;
+        size_t decoded_size;            /* sum over symbols of type char + name + NUL */
+        unsigned marker_size;
+        bool seqs_before_tokens;
+        uint64_t relative_base;
+        bool absolute_percpu;
+};
+
+struct ks_search {
+        struct ks_window w;
+        struct ks_tokens tk;
+        uint32_t *marks;                /* offsets of every 256th record seen in a walk */
+        size_t marks_cap;
+        uint64_t budget;
+};
+
+static inline uint64_t align_up(uint64_t v)
+{
+        return (v + KS_ALIGN - 1) & ~(uint64_t)(KS_ALIGN - 1);
+}
+
+static inline uint64_t align_down(uint64_t v)
+{
+        return v & ~(uint64_t)(KS_ALIGN - 1);
+}
+
+/*
+ * Read [va, va + len) into buf, zero-filling what cannot be read (holes in the
+ * kernel mapping). A hole is skipped in one step where km->hole_end says how big
+ * it is.
+ */
+static void read_span(const struct hvp_kmem *km, uint64_t va, uint8_t *buf, size_t len)
+{
+        size_t off = 0;
+
+        if (len == 0 || km->read(km->ctx, va, buf, len) == 0)
+                return;
+        while (off < len) {
+                uint64_t a = va + off;
+                size_t n = HVP_MIN(KS_PAGE - (size_t)(a & (KS_PAGE - 1)), len - off);
+
+                if (km->read(km->ctx, a, buf + off, n) < 0) {
+                        uint64_t e = km->hole_end ? km->hole_end(km->ctx, a) : 0;
+
+                        if (e > a + n)
+                                n = (size_t)HVP_MIN(e - a, (uint64_t)(len - off));
+                        memset(buf + off, 0, n);
+                }
+                off += n;
+        }
+}
+
+static void window_init(struct ks_window *w, const struct hvp_kmem *km, uint64_t min, uint64_t max)
+{
+        *w = (struct ks_window){ .km = km, .min = min, .max = max };
+}
+
+static void window_free(struct ks_window *w)
+{
+        free(w->buf);
+        w->buf = NULL;
+        w->lo = w->hi = 0;
+}
+
+/*
+ * Make the window cover [lo, hi). Growing at least doubles the window on the side
+ * that grows, so a scan that extends it step by step reads each byte once or twice.
+ * -ERANGE if [lo, hi) leaves the bounds. Pointers from window_at() are invalidated.
+ */
+static int window_cover(struct ks_window *w, uint64_t lo, uint64_t hi)
+{
+        uint64_t nlo, nhi, size;
+        uint8_t *nb;
+
+        if (lo > hi || lo < w->min || hi > w->max)
+                return -ERANGE;
+        if (w->buf && lo >= w->lo && hi <= w->hi)
+                return 0;
+        if (!w->buf) {
+                w->lo = w->hi = lo;
+        }
+        size = HVP_MAX(w->hi - w->lo, (uint64_t)KS_WINDOW_START);
+        nlo = w->lo;
+        nhi = w->hi;
+        if (lo < w->lo)
+                nlo = HVP_MIN(lo, w->lo - HVP_MIN(size, w->lo - w->min));
+        if (hi > w->hi)
+                nhi = HVP_MAX(hi, w->hi + HVP_MIN(size, w->max - w->hi));
+        if (nhi - nlo > SIZE_MAX / 2)
+                return -E2BIG;
+        nb = malloc(nhi - nlo ? nhi - nlo : 1);
+        if (!nb)
+                return -ENOMEM;
+        if (w->buf)
+                memcpy(nb + (w->lo - nlo), w->buf, w->hi - w->lo);
+        read_span(w->km, nlo, nb, w->lo - nlo);
+        read_span(w->km, w->hi, nb + (w->hi - nlo), nhi - w->hi);
+        free(w->buf);
+        w->buf = nb;
+        w->lo = nlo;
+        w->hi = nhi;
+        return 0;
+}
+
+/* A pointer to [va, va + len) if the window holds all of it, else NULL. */
+static const uint8_t *window_at(const struct ks_window *w, uint64_t va, uint64_t len)
+{
+        if (!w->buf || !hvp_range_within(va, len, w->lo, w->hi - w->lo))
+                return NULL;
+        return w->buf + (va - w->lo);
+}
+
+static bool token_char_ok(uint8_t c)
+{
+        return c > 0x20 && c < 0x7f;
+}
+
+/* The nm type letter stored as a name's first char ('?' for unknown types). */
+static bool type_char_ok(uint8_t c)
+{
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '?';
+}
+
+/*
+ * Strings from p: count of them, each NUL-terminated, made of symbol chars and at
+ * most KS_NAME_MAX long. Returns the address past the last NUL, or 0.
+ */
+static uint64_t skip_strings(const struct ks_window *w, uint64_t p, unsigned count)
+{
+        for (unsigned i = 0; i < count; i++) {
+                size_t l = 0;
+                const uint8_t *s;
+
+                for (;;) {
+                        s = window_at(w, p + l, 1);
+                        if (!s || l > KS_NAME_MAX)
+                                return 0;
+                        if (*s == 0)
+                                break;
+                        if (!token_char_ok(*s))
+                                return 0;
+                        l++;
+                }
+                p += l + 1;
+        }
+        return p;
+}
+
+/*
+ * Given the digit run at d, find and check the whole token table and token index:
+ * the index follows the table (8-aligned) and index[i] must be the offset of the
+ * i-th string, for all 256.
+ */
+static int tokens_at(const struct hvp_kmem *km, uint64_t d, struct ks_tokens *tk)
+{
+        struct ks_window w;
+        uint64_t lo, hi, end, index, table, p;
+        const uint8_t *idx;
+        int r;
+
+        lo = d - km->start > KS_TOKEN_SPAN ? d - KS_TOKEN_SPAN : km->start;
+        hi = km->end - d > KS_TOKEN_SPAN ? d + KS_TOKEN_SPAN : km->end;
+        window_init(&w, km, lo, hi);
+        r = window_cover(&w, lo, hi);
+        if (r < 0)
+                goto out;
+        r = -EINVAL;
+        /* The strings '0' (code 0x30) .. 0xff, then the index. */
+        end = skip_strings(&w, d, KS_TOKENS - '0');
+        if (!end)
+                goto out;
+        index = align_up(end);
+        idx = window_at(&w, index, 2 * KS_TOKENS);
+        if (!idx || hvp_le16(idx) != 0 || hvp_le16(idx + 2 * '0') > d - lo)
+                goto out;
+        table = d - hvp_le16(idx + 2 * '0');
+        if (table % KS_ALIGN)
+                goto out;
+        p = table;
+        for (unsigned i = 0; i < KS_TOKENS; i++) {
+                uint64_t next;
+
+                if (p - table != hvp_le16(idx + 2 * i))
+                        goto out;
+                next = skip_strings(&w, p, 1);
+                if (!next)
+                        goto out;
+                tk->off[i] = (uint16_t)(p - table);
+                tk->len[i] = (uint16_t)(next - p - 1);
+                p = next;
+        }
+        if (p != end)
+                goto out;
+        tk->data = malloc(end - table);
+        if (!tk->data) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(tk->data, window_at(&w, table, end - table), end - table);
+        tk->table = table;
+        tk->index = index;
+        r = 0;
+out:
+        window_free(&w);
+        return r;
+}
+
+/*
+ * One names record at p (avail bytes): its size in bytes and the length of its
+ * expansion (type char + name). false if it is not a record scripts/kallsyms
+ * could have written.
+ */
+static bool record_parse(const struct ks_tokens *tk, const uint8_t *p, size_t avail,
+                         size_t *ret_size, size_t *ret_dlen)
+{
+        size_t len, hdr = 1, dlen = 0;
+
+        if (avail < 1)
+                return false;
+        len = p[0];
+        if (len & 0x80) {
+                if (avail < 2 || (p[1] & 0x80))
+                        return false;
+                len = (len & 0x7f) | (size_t)p[1] << 7;
+                hdr = 2;
+                if (len < 0x80)         /* the tool writes short lengths in one byte */
+                        return false;
+        }
+        if (len == 0 || len > avail - hdr)
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                size_t tl = tk->len[p[hdr + i]];
+
+                if (tl == 0)            /* an unused code */
+                        return false;
+                dlen += tl;
+                if (dlen > KS_NAME_MAX)
+                        return false;
+        }
+        if (dlen < 2 || !type_char_ok(tk->data[tk->off[p[hdr]]]))
+                return false;
+        *ret_size = hdr + len;
+        *ret_dlen = dlen;
+        return true;
+}
+
+static int marks_reserve(struct ks_search *s, size_t count)
+{
+        uint32_t *m;
+
+        if (count <= s->marks_cap)
+                return 0;
+        count = HVP_MAX(count, 2 * s->marks_cap);
+        m = realloc(s->marks, count * sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        s->marks = m;
+        s->marks_cap = count;
+        return 0;
+}
+
+/*
+ * Walk n name records from lay->names up to the token table; on success
+ * lay->names_size, decoded_size and s->marks are set. -EINVAL: not names.
+ */
+static int names_walk(struct ks_search *s, struct ks_layout *lay)
+{
+        const uint8_t *names = window_at(&s->w, lay->names, s->tk.table - lay->names);
+        size_t avail = s->tk.table - lay->names, off = 0, decoded = 0;
+        int r;
+
+        if (!names)
+                return -EINVAL;
+        for (uint32_t i = 0; i < lay->n; i++) {
+                size_t size, dlen;
+
+                if (s->budget == 0)
+                        return hvp_fail(-E2BIG, "kallsyms search: gave up after %llu name records",
+                                        (unsigned long long)KS_RECORD_BUDGET);
+                s->budget--;
+                if (!record_parse(&s->tk, names + off, avail - off, &size, &dlen))
+                        return -EINVAL;
+                if ((i & 0xff) == 0) {
+                        r = marks_reserve(s, (size_t)i / 256 + 1);
+                        if (r < 0)
+                                return r;
+                        s->marks[i >> 8] = (uint32_t)off;
+                }
+                off += size;
+                decoded += dlen;
+        }
+        lay->names_size = off;
+        lay->decoded_size = decoded;
+        return 0;
+}
+
+/*
+ * The markers follow the names: one per 256 symbols, u32 (or, in old kernels,
+ * unsigned long), each the offset of its record. Then the token table, directly or
+ * after seqs_of_names.
+ */
+static bool markers_check(struct ks_search *s, struct ks_layout *lay)
+{
+        uint64_t m = ((uint64_t)lay->n + 255) / 256;
+        uint64_t at = align_up(lay->names + lay->names_size);
+
+        for (unsigned size = 4; size <= 8; size += 4) {
+                const uint8_t *p = window_at(&s->w, at, m * size);
+                uint64_t end = at + m * size, seqs = align_up(end);
+                uint64_t i;
+
+                if (!p || end > s->tk.table)
+                        continue;
+                for (i = 0; i < m; i++)
+                        if ((size == 4 ? hvp_le32(p + 4 * i) : hvp_le64(p + 8 * i)) != s->marks[i])
+                                break;
+                if (i < m)
+                        continue;
+                lay->markers = at;
+                lay->marker_size = size;
+                if (seqs == s->tk.table) {
+                        lay->seqs_before_tokens = false;
+                        return true;
+                }
+                if (align_up(seqs + 3ull * lay->n) == s->tk.table ||
+                    align_up(seqs + 4ull * lay->n) == s->tk.table) {
+                        lay->seqs_before_tokens = true;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/*
+ * kallsyms_sym_address(): with CONFIG_KALLSYMS_ABSOLUTE_PERCPU a non-negative
+ * offset is an absolute value (per-cpu symbols) and a negative one means
+ * relative_base - 1 - offset; without it every offset is unsigned from
+ * relative_base. The relative base is the first relative symbol, so its offset is
+ * -1 (or 0), and the table is sorted by address. false if the sum overflows.
+ */
+static bool offset_address(const struct ks_layout *lay, int32_t off, uint64_t *ret)
+{
+        if (!lay->absolute_percpu)
+                return !__builtin_add_overflow(lay->relative_base, (uint64_t)(uint32_t)off, ret);
+        if (off >= 0) {
+                *ret = (uint64_t)off;
+                return true;
+        }
+        return !__builtin_add_overflow(lay->relative_base, (uint64_t)(-(int64_t)off - 1), ret);
+}
+
+static bool offsets_check(struct ks_search *s, struct ks_layout *lay, uint64_t offsets, uint64_t rb_at)
+{
+        const uint8_t *o, *rb;
+        bool seen_relative = false;
+        uint64_t prev = 0;
+        uint32_t n = lay->n;
+
+        if (window_cover(&s->w, offsets, rb_at + 8) < 0)
+                return false;
+        o = window_at(&s->w, offsets, 4ull * n);
+        rb = window_at(&s->w, rb_at, 8);
+        if (!o || !rb)
+                return false;
+        lay->relative_base = hvp_le64(rb);
+        if (lay->relative_base < KS_KERNEL_HALF)
+                return false;
+        /* Relative offsets span the image (< 1 GiB): only absolute per-cpu mode stores negatives. */
+        lay->absolute_percpu = false;
+        for (uint32_t i = 0; i < n; i++)
+                if ((int32_t)hvp_le32(o + 4ull * i) < 0) {
+                        lay->absolute_percpu = true;
+                        break;
+                }
+        for (uint32_t i = 0; i < n; i++) {
+                int32_t off = (int32_t)hvp_le32(o + 4ull * i);
+                bool relative = !lay->absolute_percpu || off < 0;
+                uint64_t a;
+
+                if (!offset_address(lay, off, &a))
+                        return false;
+                if (relative && !seen_relative) {
+                        if (off != (lay->absolute_percpu ? -1 : 0))
+                                return false;
+                        seen_relative = true;
+                }
+                if (i > 0 && a < prev)
+                        return false;
+                prev = a;
+        }
+        lay->offsets = offsets;
+        lay->relative_base_at = rb_at;
+        return seen_relative;
+}
+
+/* Where the offsets and relative base lie: before num_syms (to 6.3), after the token index (6.4 on). */
+static bool addresses_find(struct ks_search *s, struct ks_layout *lay, uint64_t num_syms_at)
+{
+        uint64_t table_bytes = 4ull * lay->n, after;
+
+        if (num_syms_at - s->w.min >= 8 + table_bytes &&
+            offsets_check(s, lay, align_down(num_syms_at - 8 - table_bytes), num_syms_at - 8))
+                return true;
+        if (lay->seqs_before_tokens)
+                return false;
+        after = s->tk.index + 2 * KS_TOKENS;
+        return offsets_check(s, lay, after, align_up(after + table_bytes));
+}
+
+/*
+ * Scan down from the token table for kallsyms_num_syms: a count followed by the
+ * zero padding, then names that walk exactly into markers that point back at them.
+ */
+static int layout_find(struct ks_search *s, struct ks_layout *lay)
+{
+        uint64_t t = s->tk.table, p = t;
+        int r;
+
+        while (p - s->w.min >= 8) {
+                const uint8_t *q;
+                uint32_t n;
+
+                p -= 8;
+                if (p < s->w.lo) {
+                        r = window_cover(&s->w, p, s->tk.index + 2 * KS_TOKENS);
+                        if (r < 0)
+                                return r == -ERANGE ? -ENOENT : r;
+                }
+                q = window_at(&s->w, p, 8);
+                n = hvp_le32(q);
+                if (n == 0 || n > HVP_KALLSYMS_MAX_SYMS || hvp_le32(q + 4) != 0)
+                        continue;
+                /* room for n records of 2 bytes at least, and their markers */
+                if (t - p - 8 < 2ull * n + 4ull * ((n + 255) / 256))
+                        continue;
+                *lay = (struct ks_layout){ .n = n, .names = p + 8 };
+                r = names_walk(s, lay);
+                if (r == -EINVAL)
+                        continue;
+                if (r < 0)
+                        return r;
+                if (!markers_check(s, lay))
+                        continue;
+                if (!addresses_find(s, lay, p))
+                        return hvp_fail(-EINVAL, "kallsyms: %u names at 0x%llx but no sorted address table",
+                                        n, (unsigned long long)lay->names);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+static uint64_t name_hash(const char *s)
+{
+        uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a */
+
+        while (*s)
+                h = (h ^ (uint8_t)*s++) * 0x100000001b3ull;
+        return h;
+}
+
+void hvp_symtab_free(struct hvp_symtab *st)
+{
+        if (!st)
+                return;
+        free(st->syms);
+        free(st->names);
+        free(st->hash);
+        free(st);
+}
+
+static int symtab_index(struct hvp_symtab *st)
+{
+        size_t size = 16;
+
+        while (size < 2 * st->count)
+                size *= 2;
+        st->hash = calloc(size, sizeof(*st->hash));
+        if (!st->hash)
+                return -ENOMEM;
+        st->hash_mask = size - 1;
+        for (size_t i = 0; i < st->count; i++) {
+                size_t h = name_hash(st->syms[i].name) & st->hash_mask;
+
+                for (; st->hash[h]; h = (h + 1) & st->hash_mask)
+                        if (!strcmp(st->syms[st->hash[h] - 1].name, st->syms[i].name))
+                                break;
+                if (!st->hash[h])       /* a repeated name keeps its first symbol */
+                        st->hash[h] = (uint32_t)i + 1;
+        }
+        return 0;
+}
+
+static int symtab_build(struct ks_search *s, const struct ks_layout *lay, struct hvp_symtab **ret)
+{
+        const uint8_t *names = window_at(&s->w, lay->names, lay->names_size);
+        const uint8_t *offs = window_at(&s->w, lay->offsets, 4ull * lay->n);
+        struct hvp_symtab *st;
+        size_t off = 0, pos = 0;
+        int r = -ENOMEM;
+
+        if (!names || !offs)
+                return hvp_fail(-EINVAL, "kallsyms: tables left the window");
+        if (lay->decoded_size > KS_NAMES_BYTES_MAX)
+                return hvp_fail(-E2BIG, "kallsyms: %zu bytes of names (at most %u)", lay->decoded_size,
+                                KS_NAMES_BYTES_MAX);
+        st = calloc(1, sizeof(*st));
+        if (!st)
+                return hvp_fail(-ENOMEM, "out of memory");
+        st->count = lay->n;
+        st->syms = calloc(lay->n, sizeof(*st->syms));
+        st->names = malloc(lay->decoded_size);
+        if (!st->syms || !st->names)
+                goto fail;
+        for (uint32_t i = 0; i < lay->n; i++) {
+                size_t size, dlen, hdr;
+                bool first = true;
+
+                /* checked by names_walk(); parsed again for the lengths */
+                if (!record_parse(&s->tk, names + off, lay->names_size - off, &size, &dlen)) {
+                        r = hvp_fail(-EINVAL, "kallsyms: record %u changed", i);
+                        goto fail;
+                }
+                hdr = (names[off] & 0x80) ? 2 : 1;
+                /* checked by offsets_check() */
+                offset_address(lay, (int32_t)hvp_le32(offs + 4ull * i), &st->syms[i].addr);
+                st->syms[i].name = st->names + pos;
+                for (size_t k = hdr; k < size; k++) {
+                        uint8_t t = names[off + k];
+                        const uint8_t *tok = s->tk.data + s->tk.off[t];
+                        size_t tl = s->tk.len[t];
+
+                        if (first) {
+                                st->syms[i].type = (char)tok[0];
+                                tok++;
+                                tl--;
+                                first = false;
+                        }
+                        memcpy(st->names + pos, tok, tl);
+                        pos += tl;
+                }
+                st->names[pos++] = '\0';
+                off += size;
+        }
+        r = symtab_index(st);
+        if (r < 0)
+                goto fail;
+        *ret = st;
+        return 0;
+fail:
+        hvp_symtab_free(st);
+        return r == -ENOMEM ? hvp_fail(-ENOMEM, "out of memory") : r;
+}
+
+static void search_free(struct ks_search *s)
+{
+        window_free(&s->w);
+        free(s->tk.data);
+        s->tk.data = NULL;
+        free(s->marks);
+        s->marks = NULL;
+        s->marks_cap = 0;
+}
+
+/* Everything else, given a checked token table. */
+static int decode_from_tokens(struct ks_search *s, const struct hvp_kmem *km, struct hvp_symtab **ret)
+{
+        struct ks_layout lay;
+        uint64_t t = s->tk.table, min, max;
+        int r;
+
+        min = t - km->start > KS_TABLE_SPAN ? t - KS_TABLE_SPAN : km->start;
+        max = km->end - t > KS_TABLE_SPAN ? t + KS_TABLE_SPAN : km->end;
+        window_init(&s->w, km, min, max);
+        r = window_cover(&s->w, t - HVP_MIN(t - min, (uint64_t)KS_WINDOW_START),
+                         s->tk.index + 2 * KS_TOKENS);
+        if (r < 0)
+                return r == -ERANGE ? hvp_fail(-EINVAL, "kallsyms: token index past the image") :
+                                      hvp_fail(r, "out of memory");
+        r = layout_find(s, &lay);
+        if (r == -ENOENT)
+                return hvp_fail(-EINVAL, "kallsyms: token table at 0x%llx but no names and markers before it",
+                                (unsigned long long)t);
+        if (r == -ENOMEM)
+                return hvp_fail(r, "out of memory");
+        if (r < 0)
+                return r;
+        hvp_debug("kallsyms: %u symbols, names at 0x%llx, markers (%u bytes each) at 0x%llx, "
+                  "token table at 0x%llx, offsets at 0x%llx (%s), relative base 0x%llx%s",
+                  lay.n, (unsigned long long)lay.names, lay.marker_size, (unsigned long long)lay.markers,
+                  (unsigned long long)t, (unsigned long long)lay.offsets,
+                  lay.offsets < t ? "before the names" : "after the token index",
+                  (unsigned long long)lay.relative_base, lay.absolute_percpu ? ", absolute per-cpu" : "");
+        return symtab_build(s, &lay, ret);
+}
+
+static int check_text(struct hvp_symtab *st, uint64_t text_base)
+{
+        const struct hvp_symbol *text = hvp_symtab_lookup(st, "_text");
+
+        if (!text)
+                return hvp_fail(-EINVAL, "kallsyms: no _text symbol");
+        if (text_base && text->addr != text_base)
+                return hvp_fail(-EINVAL, "kallsyms: _text is 0x%llx, expected 0x%llx",
+                                (unsigned long long)text->addr, (unsigned long long)text_base);
+        return 0;
+}
+
+int hvp_kallsyms_decode(const struct hvp_kmem *km, uint64_t text_base, struct hvp_symtab **ret_symtab)
+{
+        _cleanup_free_ uint8_t *chunk = NULL;
+        char reason[512] = "";
+        int last = 0, r;
+
+        if (!km || !km->read || km->start >= km->end || !ret_symtab)
+                return hvp_fail(-EINVAL, "kallsyms: bad arguments");
+        chunk = malloc((size_t)HVP_MIN((uint64_t)KS_SCAN_CHUNK, km->end - km->start));
+        if (!chunk)
+                return hvp_fail(-ENOMEM, "out of memory");
+        for (uint64_t a = km->start; km->end - a >= DIGIT_RUN_LEN;) {
+                size_t len = (size_t)HVP_MIN((uint64_t)KS_SCAN_CHUNK, km->end - a);
+                const uint8_t *p = chunk, *end = chunk + len;
+
+                read_span(km, a, chunk, len);
+                while ((p = memmem(p, (size_t)(end - p), digit_run, DIGIT_RUN_LEN))) {
+                        struct ks_search s = { .budget = KS_RECORD_BUDGET };
+                        struct hvp_symtab *st = NULL;
+                        uint64_t d = a + (uint64_t)(p - chunk);
+
+                        p++;
+                        r = tokens_at(km, d, &s.tk);
+                        if (r == -ENOMEM)
+                                return hvp_fail(r, "out of memory");
+                        if (r < 0)
+                                continue;
+                        r = decode_from_tokens(&s, km, &st);
+                        search_free(&s);
+                        if (r == 0)
+                                r = check_text(st, text_base);
+                        if (r == 0) {
+                                *ret_symtab = st;
+                                return 0;
+                        }
+                        hvp_symtab_free(st);
+                        if (r == -ENOMEM || r == -E2BIG)
+                                return r;
+                        /* kept: later failing reads overwrite the last error */
+                        snprintf(reason, sizeof(reason), "%s", hvp_last_error());
+                        hvp_debug("%s", reason);
+                        last = r;
+                }
+                if (len == km->end - a)
+                        break;
+                a += len - (DIGIT_RUN_LEN - 1);
+        }
+        if (last)
+                return hvp_fail(last, "%s", reason);
+        return hvp_fail(-ENOENT, "no kallsyms token table in 0x%llx..0x%llx",
+                        (unsigned long long)km->start, (unsigned long long)km->end);
+}
+
+size_t hvp_symtab_count(const struct hvp_symtab *st)
+{
+        return st ? st->count : 0;
+}
+
+const struct hvp_symbol *hvp_symtab_get(const struct hvp_symtab *st, size_t index)
+{
+        if (!st || index >= st->count)
+                return NULL;
+        return &st->syms[index];
+}
+
+const struct hvp_symbol *hvp_symtab_lookup(const struct hvp_symtab *st, const char *name)
+{
+        if (!st || !name || !st->hash)
+                return NULL;
+        for (size_t h = name_hash(name) & st->hash_mask; st->hash[h]; h = (h + 1) & st->hash_mask) {
+                const struct hvp_symbol *s = &st->syms[st->hash[h] - 1];
+
+                if (!strcmp(s->name, name))
+                        return s;
+        }
+        return NULL;
+}
+
+const struct hvp_symbol *hvp_symtab_find_addr(const struct hvp_symtab *st, uint64_t addr)
+{
+        size_t lo = 0, hi;
+
+        if (!st || st->count == 0 || st->syms[0].addr > addr)
+                return NULL;
+        /* the last symbol at or below addr ... */
+        hi = st->count;
+        while (hi - lo > 1) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (st->syms[mid].addr <= addr)
+                        lo = mid;
+                else
+                        hi = mid;
+        }
+        /* ... and of those at its address, the first, as the kernel's lookup picks */
+        while (lo > 0 && st->syms[lo - 1].addr == st->syms[lo].addr)
+                lo--;
+        return &st->syms[lo];
+}
