@@ -25,6 +25,8 @@ static const char apply_help[] =
         "Options:\n"
         "  --sig FILE             signature file (default BUNDLE.minisig)\n"
         "  --write-path PATH      auto (default: direct for kvm, gdbstub for TCG), direct, gdbstub\n"
+        "  --area AREA            where redirect code goes: auto (default: slack if it fits,\n"
+        "                         else the device), slack, device (docs/operations.md)\n"
         "  --insecure-unsigned    FOR TESTS: no signature and no policy check\n"
         "Exit codes: 3 refused (signature, policy, sequence), 4 guest busy, 5 site mismatch.\n";
 
@@ -33,13 +35,14 @@ static const char check_help[] =
         "every site against live memory, patch-area room) and reports each reason why\n"
         "the bundle would not apply. Writes nothing and does not pause the guest.\n"
         "Exit code 0 if it would apply, else the code apply would exit with.\n"
-        "Options as apply (--sig, --insecure-unsigned).\n";
+        "Options as apply (--sig, --area, --insecure-unsigned).\n";
 
 struct job {
         struct cli *c;
         bool dry_run, insecure;
         const char *bundle_path, *sig_path;
         struct hvp_live_options live;
+        enum hvp_area_choice area;
         void *bytes;
         size_t len;
         struct hvp_policy *policy;
@@ -95,6 +98,17 @@ static int parse_args(struct job *j, int argc, char **argv)
         for (int i = 0; i < argc; i++) {
                 if (strcmp(argv[i], "--insecure-unsigned") == 0) {
                         j->insecure = true;
+                } else if (strcmp(argv[i], "--area") == 0 && i + 1 < argc) {
+                        const char *a = argv[++i];
+
+                        if (strcmp(a, "auto") == 0)
+                                j->area = HVP_AREA_AUTO;
+                        else if (strcmp(a, "slack") == 0)
+                                j->area = HVP_AREA_SLACK;
+                        else if (strcmp(a, "device") == 0)
+                                j->area = HVP_AREA_DEVICE;
+                        else
+                                return cli_error(j->c, EXIT_USAGE, "--area: auto, slack or device");
                 } else if (strcmp(argv[i], "--sig") == 0 && i + 1 < argc) {
                         j->sig_path = argv[++i];
                 } else if (strcmp(argv[i], "--write-path") == 0 && i + 1 < argc) {
@@ -316,8 +330,8 @@ static int run(struct cli *c, int argc, char **argv, bool dry_run)
         r = hvp_guest_check_idle(j.t.guest);
         if (r < 0 && (lib_failed(&j, "guest", r), !dry_run))
                 goto done;
-        r = hvp_plan_build(j.t.mmu, j.t.kernel, j.bundle, j.signed_ok ? j.sig.key_name : "", j.rec, &j.txn,
-                           &j.pure, j.replaces);
+        r = hvp_plan_build(j.t.mmu, j.t.kernel, j.bundle, j.signed_ok ? j.sig.key_name : "", j.rec, j.area,
+                           &j.txn, &j.pure, j.replaces);
         if (r < 0) {
                 lib_failed(&j, "plan", r);
                 goto done;

@@ -7,12 +7,21 @@
 #include "common/util.h"
 
 #define PAGE_SIZE 4096u
+#define SLOT_SIZE (2ull << 20)
+#define KERNEL_RANGE_START 0xffffffff80000000ull
+#define KERNEL_RANGE_END 0xffffffffc0000000ull  /* MODULES_VADDR */
+
+/* PDE bits: present, page size (2 MiB), global. Not writable, not user, executable. */
+#define PDE_P (1ull << 0)
+#define PDE_PS (1ull << 7)
+#define PDE_G (1ull << 8)
+#define PDE_ADDR_MASK 0x000fffffffe00000ull
 
 int hvp_area_find_slack(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_area *ret_area)
 {
         uint64_t start = k->text_end, end = (start + PAGE_SIZE - 1) & ~(uint64_t)(PAGE_SIZE - 1);
-        uint8_t page[PAGE_SIZE];
         struct hvp_translation tr;
+        uint8_t last;
         int r;
 
         if (start == 0 || end - start < 16)
@@ -23,12 +32,54 @@ int hvp_area_find_slack(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct 
                 return hvp_fail_context(-EFAULT, "the page of _etext");
         if (tr.flags & HVP_PF_NX)
                 return hvp_fail(-EFAULT, "the page of _etext is not executable");
-        r = hvp_mmu_read(mmu, start, page, end - start);
+        /* The linker fills the tail with one byte (0xcc for text, or 0): the page's last one. */
+        r = hvp_guest_read_phys(hvp_mmu_guest(mmu), tr.pa + (end - start - 1), &last, 1);
         if (r < 0)
                 return r;
-        /* The linker fills the tail with one byte (0xcc for text, or 0). */
-        *ret_area = (struct hvp_area){ .kind = "slack", .start = start, .len = end - start,
-                                       .filler = page[end - start - 1] };
+        *ret_area = (struct hvp_area){ .kind = "slack", .start = start, .gpa = tr.pa, .len = end - start,
+                                       .filler = last };
+        return 0;
+}
+
+int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_area *ret_area)
+{
+        struct hvp_guest *g = hvp_mmu_guest(mmu);
+        uint64_t gpa, size, slot, pde_gpa, pde, free_slot = 0, free_pde_gpa = 0, free_pde = 0;
+        uint64_t image_start = k->base & ~(SLOT_SIZE - 1);
+        uint64_t image_end = (k->image_end + SLOT_SIZE - 1) & ~(SLOT_SIZE - 1);
+        int r;
+
+        r = hvp_guest_area_device(g, &gpa, &size);
+        if (r < 0)
+                return r;
+        if (size < SLOT_SIZE || (gpa & (SLOT_SIZE - 1)))
+                return hvp_fail(-EINVAL, "the patch-area device's BAR (0x%llx+0x%llx) is not a 2 MiB-aligned 2 MiB region",
+                                (unsigned long long)gpa, (unsigned long long)size);
+        if (!k->image_end || image_end <= image_start)
+                return hvp_fail(-EINVAL, "the kernel image's extent (_end) is unknown");
+        /* Every slot outside the image: reuse one mapping the BAR, else note the first empty one. */
+        for (slot = KERNEL_RANGE_START; slot < KERNEL_RANGE_END; slot += SLOT_SIZE) {
+                if (slot >= image_start && slot < image_end)
+                        continue;
+                r = hvp_mmu_entry(mmu, slot, 2, &pde_gpa, &pde);
+                if (r < 0)
+                        continue;       /* no page directory there: not a candidate */
+                if ((pde & PDE_P) && (pde & PDE_PS) && (pde & PDE_ADDR_MASK) == gpa) {
+                        *ret_area = (struct hvp_area){ .kind = "device", .start = slot, .gpa = gpa,
+                                                       .len = SLOT_SIZE, .filler = 0 };
+                        return 0;
+                }
+                if (pde == 0 && !free_slot && slot >= image_end) {
+                        free_slot = slot;
+                        free_pde_gpa = pde_gpa;
+                        free_pde = pde;
+                }
+        }
+        if (!free_slot)
+                return hvp_fail(-EEXIST, "no free 2 MiB slot after the kernel image to map the patch-area device");
+        *ret_area = (struct hvp_area){ .kind = "device", .start = free_slot, .gpa = gpa, .len = SLOT_SIZE,
+                                       .filler = 0, .map_needed = true, .pde_gpa = free_pde_gpa,
+                                       .pde_old = free_pde, .pde_new = gpa | PDE_P | PDE_PS | PDE_G };
         return 0;
 }
 
@@ -37,7 +88,7 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
         return a < b + blen && b < a + alen;
 }
 
-int hvp_area_alloc(struct hvp_mmu *mmu, const struct hvp_area *area, const struct hvp_area_use *used,
+int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struct hvp_area_use *used,
                    size_t nr_used, size_t size, size_t align, uint64_t *ret_addr)
 {
         uint8_t buf[PAGE_SIZE];
@@ -60,7 +111,7 @@ int hvp_area_alloc(struct hvp_mmu *mmu, const struct hvp_area *area, const struc
                 for (size_t off = 0; off < size; off += sizeof(buf)) {
                         size_t n = HVP_MIN(sizeof(buf), size - off);
 
-                        r = hvp_mmu_read(mmu, addr + off, buf, n);
+                        r = hvp_guest_read_phys(g, area->gpa + (addr - area->start) + off, buf, n);
                         if (r < 0)
                                 return r;
                         for (size_t i = 0; i < n; i++)

@@ -25,8 +25,10 @@ struct planner {
         const struct hvp_record *rec;
         const struct hvp_record_entry *replaced;        /* the applied patch of the same series */
         struct hvp_plan *pure;
-        struct hvp_area area;
-        bool have_area;
+        enum hvp_area_choice choice;
+        struct hvp_area slack, device;
+        bool have_slack, have_device;
+        bool map_device;                /* the txn maps the device area first */
         struct hvp_area_use used[MAX_AREA_USES];
         size_t nr_used;
 };
@@ -133,22 +135,71 @@ static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned i
         return add_range(pl, sym->addr + s->offset, s->expected, s->new_bytes, s->len, n_insns > 1, false, idx);
 }
 
-static int area_reserve(struct planner *pl, size_t size, size_t align, uint64_t *ret_addr)
+static int area_get(struct planner *pl, bool device, const struct hvp_area **ret)
 {
         int r;
 
-        if (!pl->have_area) {
-                r = hvp_area_find_slack(pl->mmu, pl->k, &pl->area);
+        if (device && !pl->have_device) {
+                r = hvp_area_find_device(pl->mmu, pl->k, &pl->device);
                 if (r < 0)
                         return r;
-                pl->have_area = true;
+                pl->have_device = true;
+        } else if (!device && !pl->have_slack) {
+                r = hvp_area_find_slack(pl->mmu, pl->k, &pl->slack);
+                if (r < 0)
+                        return r;
+                pl->have_slack = true;
         }
-        r = hvp_area_alloc(pl->mmu, &pl->area, pl->used, pl->nr_used, size, align, ret_addr);
-        if (r < 0)
-                return r;
+        *ret = device ? &pl->device : &pl->slack;
+        return 0;
+}
+
+/* Room for size bytes: the slack when it fits (auto), else the device area. */
+static int area_reserve(struct planner *pl, size_t size, size_t align, const struct hvp_area **ret_area,
+                        uint64_t *ret_addr)
+{
+        struct hvp_guest *g = hvp_mmu_guest(pl->mmu);
+        const struct hvp_area *a = NULL;
+        int r = -ENOSPC;
+
         if (pl->nr_used >= MAX_AREA_USES)
                 return hvp_fail(-E2BIG, "too many patch-area ranges");
+        if (pl->choice != HVP_AREA_DEVICE) {
+                r = area_get(pl, false, &a);
+                if (r == 0)
+                        r = hvp_area_alloc(g, a, pl->used, pl->nr_used, size, align, ret_addr);
+                if (r != -ENOSPC || pl->choice == HVP_AREA_SLACK)
+                        goto out;
+                hvp_info("the slack area has no room for %zu bytes: trying the patch-area device", size);
+        }
+        r = area_get(pl, true, &a);
+        if (r == 0)
+                r = hvp_area_alloc(g, a, pl->used, pl->nr_used, size, align, ret_addr);
+        if (r == 0 && a->map_needed)
+                pl->map_device = true;
+out:
+        if (r < 0)
+                return r;
         pl->used[pl->nr_used++] = (struct hvp_area_use){ *ret_addr, size };
+        *ret_area = a;
+        return 0;
+}
+
+/* Area bytes by guest-physical address: a device area is not mapped until the window. */
+static int add_area_range(struct planner *pl, const struct hvp_area *a, uint64_t va, const uint8_t *old,
+                          const uint8_t *new, size_t len, unsigned site)
+{
+        while (len > 0) {
+                size_t n = HVP_MIN(len, PAGE_SIZE - (va & (PAGE_SIZE - 1)));
+                int r = hvp_plan_add_write(pl->pure, va, a->gpa + (va - a->start), old, new, n, false, true, site);
+
+                if (r < 0)
+                        return r;
+                va += n;
+                old += n;
+                new += n;
+                len -= n;
+        }
         return 0;
 }
 
@@ -157,6 +208,7 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
         const struct hvp_symbol *sym = hvp_symtab_lookup(pl->k->symtab, s->symbol);
         const struct hvp_symbol *fentry = hvp_symtab_lookup(pl->k->symtab, "__fentry__");
         _cleanup_free_ uint8_t *code = NULL, *filler = NULL;
+        const struct hvp_area *area = NULL;
         struct hvp_entry_site entry;
         uint8_t head[16], jmp[5];
         uint64_t target, new_fn;
@@ -172,7 +224,7 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
         if (r < 0)
                 return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
 
-        r = area_reserve(pl, s->code_size, s->code_align, &target);
+        r = area_reserve(pl, s->code_size, s->code_align, &area, &target);
         if (r < 0)
                 return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
         r = hvp_reloc_object(s->payload->data, s->payload->size, s->function, target, resolve_symbol,
@@ -182,12 +234,12 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
         filler = malloc(code_len);
         if (!filler)
                 return -ENOMEM;
-        memset(filler, pl->area.filler, code_len);
+        memset(filler, area->filler, code_len);
         r = hvp_encode_jmp_rel32(entry.addr, new_fn, jmp);
         if (r < 0)
                 return r;
         /* New code first, then the jump to it: the order of the writes in the window. */
-        r = add_range(pl, target, filler, code, code_len, false, true, idx);
+        r = add_area_range(pl, area, target, filler, code, code_len, idx);
         if (r < 0)
                 return r;
         if (!pl->pure->area_len) {
@@ -207,14 +259,13 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
  * The transition: undo the replaced patch and do the new one in one window. A range
  * both touch becomes one write (replaced's new bytes -> new patch's bytes).
  */
-static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced, struct hvp_plan **ret_txn)
+static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced, const struct hvp_area *map,
+                    struct hvp_plan **ret_txn)
 {
         struct hvp_plan *txn = NULL, *undo = NULL;
         int r;
 
-        if (!replaced)
-                return hvp_plan_copy(pure, ret_txn);
-        r = hvp_plan_inverse(replaced, &undo);
+        r = replaced ? hvp_plan_inverse(replaced, &undo) : 0;
         if (r < 0)
                 return r;
         txn = hvp_plan_new_like(pure);
@@ -222,12 +273,16 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
                 hvp_plan_free(undo);
                 return -ENOMEM;
         }
+        /* 0. map the device area: in no record, never undone (see area.h) */
+        if (map)
+                r = hvp_plan_add_write(txn, map->start, map->pde_gpa, &map->pde_old, &map->pde_new,
+                                       sizeof(map->pde_new), false, true, 0);
         /* 1. the new patch's writes, merged with an undo of the same range */
         for (size_t i = 0; i < pure->nr_writes && r == 0; i++) {
                 const struct hvp_write *w = &pure->writes[i];
                 const uint8_t *expect = w->old;
 
-                for (size_t j = 0; j < undo->nr_writes; j++) {
+                for (size_t j = 0; undo && j < undo->nr_writes; j++) {
                         struct hvp_write *u = &undo->writes[j];
 
                         if (u->len == 0 || u->va + u->len <= w->va || w->va + w->len <= u->va)
@@ -245,7 +300,7 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
                                                w->site);
         }
         /* 2. the rest of the undo (old area code back to filler last) */
-        for (size_t j = 0; j < undo->nr_writes && r == 0; j++) {
+        for (size_t j = 0; undo && j < undo->nr_writes && r == 0; j++) {
                 const struct hvp_write *u = &undo->writes[j];
 
                 if (u->len)
@@ -262,8 +317,8 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
 }
 
 int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct hvp_bundle *b,
-                   const char *key_name, const struct hvp_record *rec, struct hvp_plan **ret_txn,
-                   struct hvp_plan **ret_pure, char *ret_replaces)
+                   const char *key_name, const struct hvp_record *rec, enum hvp_area_choice area,
+                   struct hvp_plan **ret_txn, struct hvp_plan **ret_pure, char *ret_replaces)
 {
         const struct hvp_manifest *m = &b->manifest;
         struct planner *pl;
@@ -282,7 +337,7 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
         pl = calloc(1, sizeof(*pl));
         if (!pl)
                 return -ENOMEM;
-        *pl = (struct planner){ .mmu = mmu, .k = k, .rec = rec };
+        *pl = (struct planner){ .mmu = mmu, .k = k, .rec = rec, .choice = area };
         pl->replaced = hvp_record_find_series(rec, m->series);
         if (pl->replaced && pl->replaced->plan->seq >= m->sequence) {
                 r = hvp_fail(-EPERM, "series %s: sequence %u is not newer than the applied %s (sequence %llu)",
@@ -290,10 +345,14 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
                              (unsigned long long)pl->replaced->plan->seq);
                 goto out;
         }
-        for (size_t i = 0; i < rec->nr_entries && pl->nr_used < MAX_AREA_USES; i++)
-                if (rec->entries[i].plan->area_len)
-                        pl->used[pl->nr_used++] = (struct hvp_area_use){ rec->entries[i].plan->area_start,
-                                                                         rec->entries[i].plan->area_len };
+        /* Area bytes of applied patches are taken (those of the replaced one too, until the swap). */
+        for (size_t i = 0; i < rec->nr_entries; i++) {
+                const struct hvp_plan *p = rec->entries[i].plan;
+
+                for (size_t j = 0; j < p->nr_writes && pl->nr_used < MAX_AREA_USES; j++)
+                        if (p->writes[j].area)
+                                pl->used[pl->nr_used++] = (struct hvp_area_use){ p->writes[j].va, p->writes[j].len };
+        }
         pl->pure = hvp_plan_new();
         if (!pl->pure) {
                 r = -ENOMEM;
@@ -316,7 +375,8 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
                 r = s->kind == HVP_SITE_REPLACE ? plan_replace(pl, s, (unsigned)i) : plan_redirect(pl, s, (unsigned)i);
         }
         if (r == 0)
-                r = make_txn(pl->pure, pl->replaced ? pl->replaced->plan : NULL, &txn);
+                r = make_txn(pl->pure, pl->replaced ? pl->replaced->plan : NULL,
+                             pl->map_device ? &pl->device : NULL, &txn);
         if (r < 0)
                 goto out;
         snprintf(ret_replaces, HVP_ID_MAX, "%s", pl->pure->replaces);

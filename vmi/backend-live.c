@@ -64,6 +64,9 @@ struct live_be {
 
         struct xfer *xfer;      /* scratch for one process_vm_readv/writev batch */
 
+        char area_region[64];   /* QEMU region of the patch-area device's BAR, "" if none */
+        uint64_t area_gpa, area_size;
+
         bool paused;            /* we paused the domain */
         bool paused_by_stub;    /* ... by connecting to the gdbstub (fast path) */
         bool gdb_listening;     /* the stub listens on gdb_dir/gdb.sock */
@@ -155,6 +158,42 @@ static int monitor(struct live_be *b, const char *cmd, bool hmp, char **ret)
 }
 
 /* The domain's type attribute: 'kvm' or 'qemu' decides the write path. */
+static xmlNodePtr child_element(xmlNodePtr parent, const char *name)
+{
+        for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next)
+                if (n->type == XML_ELEMENT_NODE && xmlStrcmp(n->name, BAD_CAST name) == 0)
+                        return n;
+        return NULL;
+}
+
+/*
+ * The patch-area device: <shmem name='hvpatch-area'> with <model type='ivshmem-plain'/>.
+ * QEMU names its BAR's RAM region "shmmem-" + the device's alias.
+ */
+static void find_area_device(struct live_be *b, xmlNodePtr root)
+{
+        xmlNodePtr devices = child_element(root, "devices");
+
+        for (xmlNodePtr n = devices ? devices->children : NULL; n; n = n->next) {
+                xmlChar *name, *model_type = NULL, *alias_name = NULL;
+
+                if (n->type != XML_ELEMENT_NODE || xmlStrcmp(n->name, BAD_CAST "shmem") != 0)
+                        continue;
+                name = xmlGetProp(n, BAD_CAST "name");
+                if (child_element(n, "model"))
+                        model_type = xmlGetProp(child_element(n, "model"), BAD_CAST "type");
+                if (child_element(n, "alias"))
+                        alias_name = xmlGetProp(child_element(n, "alias"), BAD_CAST "name");
+                if (name && xmlStrcmp(name, BAD_CAST HVP_AREA_DEVICE_NAME) == 0 && model_type &&
+                    xmlStrcmp(model_type, BAD_CAST "ivshmem-plain") == 0 && alias_name &&
+                    xmlStrlen(alias_name) < 48)
+                        snprintf(b->area_region, sizeof(b->area_region), "shmmem-%s", (const char *)alias_name);
+                xmlFree(name);
+                xmlFree(model_type);
+                xmlFree(alias_name);
+        }
+}
+
 static int read_domain_xml(struct live_be *b)
 {
         xmlDocPtr doc;
@@ -180,6 +219,8 @@ static int read_domain_xml(struct live_be *b)
         else
                 snprintf(b->type, sizeof(b->type), "%s", (const char *)type);
         xmlFree(type);
+        if (r == 0 && root)
+                find_area_device(b, root);
         xmlFreeDoc(doc);
         return r;
 }
@@ -345,6 +386,47 @@ static int gpa2hva(struct live_be *b, uint64_t gpa, const char *region, uint64_t
         return hvp_hmp_parse_gpa2hva(out, gpa, region, ret);
 }
 
+/*
+ * The patch-area device's BAR is host memory QEMU maps into the guest: hvpatch
+ * treats it as guest memory it may read and write (the only device memory it does).
+ * Missing or unmapped: no device area, not an error.
+ */
+static int add_area_device(struct live_be *b, const char *flat)
+{
+        uint64_t gpa, size, first, last;
+        size_t i;
+        int r;
+
+        if (!b->area_region[0])
+                return 0;
+        r = hvp_hmp_find_flat_ram(flat, b->area_region, &gpa, &size);
+        if (r < 0) {
+                hvp_warn("patch-area device: %s", hvp_last_error());
+                return 0;
+        }
+        r = gpa2hva(b, gpa, b->area_region, &first);
+        if (r == 0)
+                r = gpa2hva(b, gpa + size - 1, b->area_region, &last);
+        if (r == 0 && (last < first || last - first != size - 1))
+                r = hvp_fail(-EIO, "gpa2hva: %s is not one host mapping", b->area_region);
+        if (r == 0)
+                r = check_mappings(b, first, size);
+        if (r < 0)
+                return r;
+        if (b->nr_map >= HVP_MAX_RAM_RANGES)
+                return hvp_fail(-E2BIG, "too many RAM ranges");
+        for (i = 0; i < b->nr_map && b->map[i].gpa < gpa; i++)
+                ;
+        if ((i > 0 && b->map[i - 1].gpa + b->map[i - 1].size > gpa) || (i < b->nr_map && gpa + size > b->map[i].gpa))
+                return hvp_fail(-EIO, "%s overlaps guest RAM", b->area_region);
+        memmove(&b->map[i + 1], &b->map[i], (b->nr_map - i) * sizeof(b->map[0]));
+        b->map[i] = (struct hva_range){ gpa, size, first };
+        b->nr_map++;
+        b->area_gpa = gpa;
+        b->area_size = size;
+        return 0;
+}
+
 static int read_ram_map(struct live_be *b, struct hvp_ram_range *ranges)
 {
         _cleanup_free_ char *tree = NULL, *flat = NULL;
@@ -383,6 +465,10 @@ static int read_ram_map(struct live_be *b, struct hvp_ram_range *ranges)
                           (unsigned long long)first);
         }
         b->nr_map = n;
+        r = add_area_device(b, flat);
+        if (r < 0)
+                return r;
+        n = b->nr_map;
         /* What the guest sees as one stretch of RAM is one range, whatever backs it. */
         nr = 0;
         for (size_t i = 0; i < n; i++) {
@@ -1041,6 +1127,18 @@ int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
 }
 
 /* ------------------------------------------------- live-only accessors */
+
+int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t *ret_size)
+{
+        struct live_be *b = hvp_guest_backend_data(g, &live_ops);
+
+        if (!b || !b->area_size)
+                return hvp_fail(-ENOENT, "no patch-area device (<shmem name='%s'> ivshmem-plain) in the domain",
+                                HVP_AREA_DEVICE_NAME);
+        *ret_gpa = b->area_gpa;
+        *ret_size = b->area_size;
+        return 0;
+}
 
 int hvp_guest_check_idle(struct hvp_guest *g)
 {

@@ -327,6 +327,40 @@ static int flat_is_main_ram(const struct ram_layout *lay, const struct mtree_ent
         return 1;
 }
 
+int hvp_hmp_find_flat_ram(const char *flat, const char *name, uint64_t *ret_gpa, uint64_t *ret_size)
+{
+        bool block_is_memory = false, found = false;
+        struct mtree_entry e;
+        struct lines l;
+        int r;
+
+        r = lines_init(&l, flat, "info mtree -f");
+        if (r < 0)
+                return r;
+        while ((r = lines_next(&l, "info mtree -f")) > 0) {
+                if (starts_with(l.buf, "FlatView #")) {
+                        block_is_memory = false;
+                        continue;
+                }
+                if (starts_with(l.buf, " AS \"memory\", ")) {
+                        block_is_memory = true;
+                        continue;
+                }
+                if (!block_is_memory || !parse_mtree_entry(l.buf, &e) || strcmp(e.name, name) != 0)
+                        continue;
+                if (strcmp(e.type, "ram") != 0 || e.has_offset || found || e.end == UINT64_MAX)
+                        return hvp_fail(-EIO, "info mtree -f line %u: %s is not one whole RAM range", l.no, name);
+                *ret_gpa = e.start;
+                *ret_size = e.end - e.start + 1;
+                found = true;
+        }
+        if (r < 0)
+                return r;
+        if (!found)
+                return hvp_fail(-ENOENT, "%s is not mapped in the guest's address space (BAR not enabled?)", name);
+        return 0;
+}
+
 int hvp_hmp_parse_ram(const char *tree, const char *flat, struct hvp_hmp_ram *ret_ram, size_t max,
                       size_t *ret_n)
 {

@@ -38,6 +38,12 @@ int hvp_hmp_parse_ram(const char *tree, const char *flat, struct hvp_hmp_ram *re
                       size_t max, size_t *ret_n);
 
 /*
+ * The one range of RAM region NAME (e.g. "shmmem-shmem0", an ivshmem BAR) in the
+ * flat view of address space "memory". -ENOENT not mapped, -EIO split or not RAM.
+ */
+int hvp_hmp_find_flat_ram(const char *flat, const char *name, uint64_t *ret_gpa, uint64_t *ret_size);
+
+/*
  * `gpa2hva ADDR`: "Host virtual address for 0x... (REGION) is 0x...". Checks that
  * the address and the region are the ones asked about.
  */

@@ -390,6 +390,37 @@ static int walk(struct hvp_mmu *mmu, uint64_t va, struct hvp_translation *ret)
         return 0;
 }
 
+int hvp_mmu_entry(struct hvp_mmu *mmu, uint64_t va, int level, uint64_t *ret_entry_gpa, uint64_t *ret_entry)
+{
+        struct hvp_translation scratch;
+        uint64_t table = mmu->root, e = 0;
+        int r;
+
+        if (level < 1 || level > (int)mmu->mode)
+                return hvp_fail(-EINVAL, "no level %d in %d-level paging", level, (int)mmu->mode);
+        if (!canonical(mmu, va))
+                return hvp_fail(-EINVAL, "0x%llx is not canonical", (unsigned long long)va);
+        for (int l = (int)mmu->mode;; l--) {
+                unsigned idx = (unsigned)(va >> level_shift(l)) & 511;
+
+                r = read_entry(mmu, va, l, table, idx, &e, &scratch);
+                if (r < 0)
+                        return r;
+                if (l == level) {
+                        *ret_entry_gpa = table + idx * 8u;
+                        *ret_entry = e;
+                        return 0;
+                }
+                if (!(e & PTE_P))
+                        return hvp_fail(-EFAULT, "0x%llx: %s[%u] not present (level %d)", (unsigned long long)va,
+                                        entry_names[l], idx, l);
+                if ((l <= 3 && (e & PTE_PS)) || (e & reserved_bits(mmu, l, e)))
+                        return hvp_fail(-EINVAL, "0x%llx: %s[%u] maps a large page or has reserved bits (level %d)",
+                                        (unsigned long long)va, entry_names[l], idx, l);
+                table = e & mmu->addr_mask;
+        }
+}
+
 static int translate_hit(struct hvp_mmu *mmu, uint64_t va, const struct tlb_entry *e,
                          struct hvp_translation *ret)
 {

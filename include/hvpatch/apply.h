@@ -129,9 +129,17 @@ struct hvp_bundle;
 struct hvp_kernel;
 struct hvp_mmu;
 struct hvp_record;
+
+/* Where redirect code goes (include/hvpatch/area.h). */
+enum hvp_area_choice {
+        HVP_AREA_AUTO = 0,      /* the slack when the code fits, else the device area */
+        HVP_AREA_SLACK,
+        HVP_AREA_DEVICE,
+};
+
 int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct hvp_bundle *b,
-                   const char *key_name, const struct hvp_record *rec, struct hvp_plan **ret_txn,
-                   struct hvp_plan **ret_pure, char *ret_replaces);
+                   const char *key_name, const struct hvp_record *rec, enum hvp_area_choice area,
+                   struct hvp_plan **ret_txn, struct hvp_plan **ret_pure, char *ret_replaces);
 
 /* --- Records: what is applied to a domain, in STATE_DIR/domains/UUID.json ------- */
 

@@ -176,6 +176,15 @@ int hvp_guest_adopt_pause(struct hvp_guest *g);
  */
 int hvp_guest_check_idle(struct hvp_guest *g);
 
+/*
+ * The patch-area device: a libvirt <shmem name='hvpatch-area'> of model ivshmem-plain
+ * (2 MiB or more). Its BAR, once the guest's firmware mapped it, is host memory
+ * that hvpatch may read and write like guest RAM; it is part of the RAM ranges.
+ * -ENOENT: no such device, or its BAR is not mapped.
+ */
+#define HVP_AREA_DEVICE_NAME "hvpatch-area"
+int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t *ret_size);
+
 /* The live domain XML read at open (owned by the guest), NULL for other backends. */
 const char *hvp_guest_domain_xml(const struct hvp_guest *g);
 /* The domain's type attribute, "kvm" or "qemu" (live), NULL for other backends. */

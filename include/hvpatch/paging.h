@@ -90,6 +90,13 @@ int hvp_mmu_translate(struct hvp_mmu *mmu, uint64_t va, struct hvp_translation *
  */
 int hvp_mmu_set_maxphyaddr(struct hvp_mmu *mmu, unsigned bits);
 
+/*
+ * The paging-structure entry of va at level (1 = PTE, 2 = PDE, ...): its
+ * guest-physical address and value, present or not. The levels above must be present
+ * tables (-EFAULT / -EINVAL otherwise). Bypasses the TLB.
+ */
+int hvp_mmu_entry(struct hvp_mmu *mmu, uint64_t va, int level, uint64_t *ret_entry_gpa, uint64_t *ret_entry);
+
 /* Forget cached translations (after the guest ran, or page tables were written). */
 void hvp_mmu_flush(struct hvp_mmu *mmu);
 
