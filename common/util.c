@@ -16,7 +16,7 @@ void hvp_hex_encode(const void *data, size_t len, char *out)
         out[2 * len] = '\0';
 }
 
-static int hex_digit(char c)
+int hvp_hex_digit(char c)
 {
         if (c >= '0' && c <= '9')
                 return c - '0';
@@ -38,8 +38,8 @@ int hvp_hex_decode(const char *hex, uint8_t *out, size_t max, size_t *ret_len)
                         p++;
                         continue;
                 }
-                hi = hex_digit(p[0]);
-                lo = hi < 0 ? -1 : hex_digit(p[1]);
+                hi = hvp_hex_digit(p[0]);
+                lo = hi < 0 ? -1 : hvp_hex_digit(p[1]);
                 if (lo < 0)
                         return hvp_fail(-EINVAL, "bad hex at \"%.8s\"", p);
                 if (n >= max)

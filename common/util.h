@@ -46,6 +46,9 @@ static inline uint64_t hvp_le64(const void *p)
         return (uint64_t)hvp_le32(b) | (uint64_t)hvp_le32(b + 4) << 32;
 }
 
+/* Value of one hex digit, -1 if c is none. */
+int hvp_hex_digit(char c);
+
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void hvp_hex_encode(const void *data, size_t len, char *out);
 /* Parse hex (whitespace allowed between bytes) into out; -EINVAL on bad input, -E2BIG if over max. */

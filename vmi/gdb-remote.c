@@ -119,17 +119,6 @@ static int send_packet(struct hvp_gdb *g, const char *payload)
         return r;
 }
 
-static int hex_digit(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /*
  * Receive one packet into out (NUL-terminated). *ret_nak is set when our last
  * packet was refused ('-') before any reply started: the caller retransmits.
@@ -174,8 +163,8 @@ static int recv_packet(struct hvp_gdb *g, int64_t deadline, char *out, size_t ma
                                 return r;
                 }
                 out[n] = '\0';
-                hi = hex_digit(h[0]);
-                lo = hex_digit(h[1]);
+                hi = hvp_hex_digit(h[0]);
+                lo = hvp_hex_digit(h[1]);
                 if (hi < 0 || lo < 0 || (uint8_t)(hi << 4 | lo) != cs) {
                         r = send_all(g, "-", 1);        /* ask for it again */
                         if (r < 0)
@@ -194,7 +183,7 @@ static int recv_packet(struct hvp_gdb *g, int64_t deadline, char *out, size_t ma
 /* A stop reply ("T05thread:01;", "S05") the stub may send on its own. */
 static bool is_stop_reply(const char *p)
 {
-        return (p[0] == 'T' || p[0] == 'S') && hex_digit(p[1]) >= 0 && hex_digit(p[2]) >= 0;
+        return (p[0] == 'T' || p[0] == 'S') && hvp_hex_digit(p[1]) >= 0 && hvp_hex_digit(p[2]) >= 0;
 }
 
 int hvp_gdb_command(struct hvp_gdb *g, const char *cmd, char *reply, size_t max)
@@ -268,7 +257,7 @@ int hvp_gdb_read(struct hvp_gdb *g, uint64_t addr, void *buf, size_t len)
                                         (unsigned long long)addr, reply);
                 }
                 for (size_t i = 0; i < n; i++) {
-                        int hi = hex_digit(reply[2 * i]), lo = hex_digit(reply[2 * i + 1]);
+                        int hi = hvp_hex_digit(reply[2 * i]), lo = hvp_hex_digit(reply[2 * i + 1]);
 
                         if (hi < 0 || lo < 0)
                                 return hvp_fail(-EIO, "gdbstub: bad hex in memory reply");

@@ -58,17 +58,6 @@ static bool starts_with(const char *s, const char *prefix)
         return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* At most 16 hex digits (leading zeros beyond that are refused too: QEMU never prints them). */
 static bool parse_hex(const char **p, uint64_t *ret)
 {
@@ -76,10 +65,10 @@ static bool parse_hex(const char **p, uint64_t *ret)
         uint64_t v = 0;
         int n = 0;
 
-        while (hexval(*s) >= 0) {
+        while (hvp_hex_digit(*s) >= 0) {
                 if (++n > 16)
                         return false;
-                v = v << 4 | (uint64_t)hexval(*s);
+                v = v << 4 | (uint64_t)hvp_hex_digit(*s);
                 s++;
         }
         if (n == 0)
