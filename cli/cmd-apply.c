@@ -26,7 +26,9 @@ static const char apply_help[] =
         "  --sig FILE             signature file (default BUNDLE.minisig)\n"
         "  --write-path PATH      auto (default: direct for kvm, gdbstub for TCG), direct, gdbstub\n"
         "  --insecure-unsigned    FOR TESTS: no signature and no policy check\n"
-        "Exit codes: 3 refused (signature, policy, sequence), 4 guest busy, 5 site mismatch.\n";
+        "Exit codes: 3 refused (unsigned, bad or untrusted signature; no usable policy;\n"
+        "the policy's verdict; sequence), 4 guest busy, 5 site mismatch. Every apply and\n"
+        "every refusal is audited to syslog (docs/policy.md).\n";
 
 static const char check_help[] =
         "Dry run of apply: runs every check apply would (signature, bundle, policy,\n"
