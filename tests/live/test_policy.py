@@ -28,7 +28,6 @@ import base64
 import datetime
 import json
 import os
-import re
 import shutil
 import socket
 import struct
@@ -100,6 +99,12 @@ class Audit:
 
     def close(self):
         self.sock.close()
+
+
+def weekday_in(days):
+    """The policy's name (docs/policy.md) of the UTC weekday `days` days from now."""
+    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days)
+    return ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[when.weekday()]
 
 
 def container_offsets(data):
@@ -449,7 +454,7 @@ class PolicyLive(unittest.TestCase):
 
     def test_outside_window(self):
         # a whole day two days from now (UTC): now is outside it whatever the hour
-        day = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)).strftime("%a").lower()
+        day = weekday_in(2)
         self.policy("closed.xml", window=f'<window days="{day}" tz="UTC"/>')
         self.assert_refused(self.s1, "outside every maintenance window", policy="closed.xml")
 
@@ -491,7 +496,7 @@ class PolicyLive(unittest.TestCase):
     def test_check_lists_every_reason(self):
         p = self.bad_copy("evil-closed", sig=b"")
         self.minisign("-S", "-s", "evil.key", "-m", p)
-        day = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3)).strftime("%a").lower()
+        day = weekday_in(3)
         self.policy("closed-sb.xml", window=f'<window days="{day}"/>', require='uefi="yes" secure-boot="yes"')
         res = self.assert_refused(p, "not a trusted key", policy="closed-sb.xml")
         stages = [r["stage"] for r in res["reasons"]]
