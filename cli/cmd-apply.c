@@ -28,7 +28,9 @@ static const char apply_help[] =
         "  --area AREA            where redirect code goes: auto (default: slack if it fits,\n"
         "                         else the device), slack, device (docs/operations.md)\n"
         "  --insecure-unsigned    FOR TESTS: no signature and no policy check\n"
-        "Exit codes: 3 refused (signature, policy, sequence), 4 guest busy, 5 site mismatch.\n";
+        "Exit codes: 3 refused (unsigned, bad or untrusted signature; no usable policy;\n"
+        "the policy's verdict; sequence), 4 guest busy, 5 site mismatch. Every apply and\n"
+        "every refusal is audited to syslog (docs/policy.md).\n";
 
 static const char check_help[] =
         "Dry run of apply: runs every check apply would (signature, bundle, policy,\n"
@@ -40,7 +42,7 @@ static const char check_help[] =
 struct job {
         struct cli *c;
         bool dry_run, insecure;
-        const char *bundle_path, *sig_path;
+        const char *domain, *bundle_path, *sig_path;
         struct hvp_live_options live;
         enum hvp_area_choice area;
         void *bytes;
@@ -131,6 +133,7 @@ static int parse_args(struct job *j, int argc, char **argv)
         if (pos != 2)
                 return cli_usage(j->c, cli_find_command(j->dry_run ? "check" : "apply"));
         j->bundle_path = positional[1];
+        j->domain = positional[0];
         argv[0] = (char *)positional[0];
         return 0;
 }
@@ -140,7 +143,7 @@ static int verify_stage(struct job *j)
 {
         void *sig = NULL;
         size_t sig_len;
-        char sig_path[4200];
+        char sig_path[4200], why[1024];
         int r;
 
         r = hvp_read_file_bounded(j->bundle_path, HVP_BUNDLE_MAX, &j->bytes, &j->len);
@@ -150,9 +153,9 @@ static int verify_stage(struct job *j)
                 fprintf(stderr, "hvpatch: WARNING: --insecure-unsigned: no signature or policy check\n");
                 return 0;
         }
-        r = cli_load_policy(j->c, true, &j->policy);
+        r = cli_open_policy(j->c, true, &j->policy, why, sizeof(why));
         if (r)
-                return stage_failed(j, "policy", r, "%s", "no usable policy (see the error above)");
+                return stage_failed(j, "policy", r, "%s", why);
         snprintf(sig_path, sizeof(sig_path), "%s", j->sig_path ? j->sig_path : "");
         if (!j->sig_path)
                 snprintf(sig_path, sizeof(sig_path), "%s.minisig", j->bundle_path);
@@ -169,6 +172,22 @@ static int verify_stage(struct job *j)
         return 0;
 }
 
+/* The verdict as an operator reads it: "reboot required", not "reboot-required". */
+static const char *verdict_words(enum hvp_verdict v)
+{
+        return v == HVP_VERDICT_REBOOT_REQUIRED ? "reboot required" : hvp_verdict_name(v);
+}
+
+/* Give the reason just noted its stable code (check's JSON). */
+static void reason_code(struct job *j, const char *code)
+{
+        size_t n = j->reasons ? json_object_array_length(j->reasons) : 0;
+
+        if (n)
+                json_object_object_add(json_object_array_get_idx(j->reasons, n - 1), "code",
+                                       json_object_new_string(code));
+}
+
 static int authorize_stage(struct job *j)
 {
         const struct hvp_manifest *m = &j->bundle->manifest;
@@ -177,7 +196,7 @@ static int authorize_stage(struct job *j)
         struct cli_facts f;
         int r;
 
-        if (j->insecure)
+        if (j->insecure || !j->policy)  /* no policy: the policy stage has already failed */
                 return 0;
         r = cli_gather_facts(j->c, &j->t, j->rec, &f);
         if (r)
@@ -191,9 +210,11 @@ static int authorize_stage(struct job *j)
                 return 0;
         if (r != -EPERM)
                 return lib_failed(j, "policy", r);
-        for (size_t i = 0; i < j->decision.n_reasons; i++)
-                stage_failed(j, "policy", EXIT_REFUSED, "%s: %s", hvp_verdict_name(j->decision.verdict),
+        for (size_t i = 0; i < j->decision.n_reasons; i++) {
+                stage_failed(j, "policy", EXIT_REFUSED, "%s: %s", verdict_words(j->decision.verdict),
                              j->decision.reasons[i].text);
+                reason_code(j, hvp_reason_name(j->decision.reasons[i].code));
+        }
         return EXIT_REFUSED;
 }
 
@@ -216,7 +237,8 @@ static void audit_refusal(struct job *j)
 {
         struct hvp_audit_event ev = {
                 .action = HVP_AUDIT_REFUSE,
-                .domain = j->t.guest ? hvp_guest_name(j->t.guest) : NULL,
+                /* refusals before the guest is opened (signature, policy) name it as given */
+                .domain = j->t.guest ? hvp_guest_name(j->t.guest) : j->domain,
                 .bundle_id = j->bundle ? j->bundle->manifest.id : NULL,
                 .seq = j->bundle ? j->bundle->manifest.sequence : 0,
                 .key_name = j->signed_ok ? j->sig.key_name : NULL,

@@ -9,7 +9,7 @@
 #include "cli/compliance.h"
 #include "common/util.h"
 
-int cli_load_policy(struct cli *c, bool required, struct hvp_policy **ret_policy)
+int cli_open_policy(struct cli *c, bool required, struct hvp_policy **ret_policy, char *why, size_t why_size)
 {
         const char *path = c->policy ? c->policy : HVP_POLICY_DEFAULT_PATH;
         int r;
@@ -18,12 +18,25 @@ int cli_load_policy(struct cli *c, bool required, struct hvp_policy **ret_policy
         if (!c->policy && !required && access(path, F_OK) != 0)
                 return EXIT_OK;
         r = hvp_policy_load(path, ret_policy);
-        if (r == -ENOENT)
-                return cli_error(c, EXIT_REFUSED, "no policy at %s: nothing may be applied without one (--policy FILE)",
-                                 path);
-        if (r < 0)
-                return cli_lib_error(c, r, path);
+        if (r == -ENOENT) {
+                snprintf(why, why_size, "no policy at %s: nothing may be applied without one (--policy FILE)", path);
+                return EXIT_REFUSED;
+        }
+        if (r < 0) {
+                /* The library's reason names the file. A policy that does not load allows nothing. */
+                snprintf(why, why_size, "unusable policy, nothing may be applied: %s",
+                         hvp_last_error()[0] ? hvp_last_error() : strerror(-r));
+                return required ? EXIT_REFUSED : cli_exit_code(r);
+        }
         return EXIT_OK;
+}
+
+int cli_load_policy(struct cli *c, bool required, struct hvp_policy **ret_policy)
+{
+        char why[1024];
+        int r = cli_open_policy(c, required, ret_policy, why, sizeof(why));
+
+        return r ? cli_error(c, r, "%s", why) : EXIT_OK;
 }
 
 int cli_gather_facts(struct cli *c, const struct cli_target *t, const struct hvp_record *rec,

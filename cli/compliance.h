@@ -12,6 +12,11 @@
  * default file is not an error (*ret_policy NULL). Prints errors; returns an exit code.
  */
 int cli_load_policy(struct cli *c, bool required, struct hvp_policy **ret_policy);
+/*
+ * The same without printing: on failure the reason goes to why and the exit code is
+ * returned (3 when required: a missing or unusable policy refuses the apply).
+ */
+int cli_open_policy(struct cli *c, bool required, struct hvp_policy **ret_policy, char *why, size_t why_size);
 
 /* Facts of the guest for the policy: domain XML, kernel, record, clock. */
 struct cli_facts {
