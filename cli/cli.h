@@ -23,7 +23,7 @@ struct cli {
         const char *uri;        /* -c URI */
         const char *policy;     /* --policy FILE */
         bool json;              /* --json */
-        bool verbose;           /* -v */
+        unsigned verbose;       /* -v: progress; -vv: debug too */
 };
 
 struct cli_command {

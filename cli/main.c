@@ -49,7 +49,7 @@ static void usage(FILE *f)
                 "  -c, --connect URI   libvirt connection (default qemu:///system)\n"
                 "      --json          one JSON document on stdout, errors too\n"
                 "      --policy FILE   policy file (default /etc/hvpatch/policy.xml)\n"
-                "  -v, --verbose       progress on stderr\n"
+                "  -v, --verbose       progress on stderr (twice: debug messages too)\n"
                 "  -h, --help          this help;  --version  the version\n\n"
                 "Commands:\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -88,7 +88,7 @@ static void log_to_stderr(enum hvp_log_level level, const char *msg, void *userd
 {
         const struct cli *c = userdata;
 
-        if (level <= HVP_LOG_WARNING || (c->verbose && level <= HVP_LOG_INFO))
+        if (level <= HVP_LOG_WARNING || (c->verbose && level <= HVP_LOG_INFO) || c->verbose > 1)
                 fprintf(stderr, "hvpatch: %s\n", msg);
 }
 
@@ -120,7 +120,7 @@ int main(int argc, char **argv)
                         c.policy = optarg;
                         break;
                 case 'v':
-                        c.verbose = true;
+                        c.verbose++;
                         break;
                 case 'h':
                         usage(stdout);

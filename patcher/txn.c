@@ -34,6 +34,15 @@ static void sleep_ms(unsigned ms)
         nanosleep(&t, NULL);
 }
 
+/* A timing probe of the window (debug log): time since the previous one. */
+static double probe(double since, const char *what)
+{
+        double now = now_ms();
+
+        hvp_debug("window: %s %.3f ms", what, now - since);
+        return now;
+}
+
 /* Read every write's current bytes in one scatter read into bufs (concatenated). */
 static int read_current(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *bufs)
 {
@@ -122,6 +131,24 @@ static int restore(struct hvp_guest *g, const struct hvp_plan *p, size_t n)
         return r;
 }
 
+/* Recovery: write old bytes back where memory does not hold them already (last first). */
+static int restore_changed(struct hvp_guest *g, const struct hvp_plan *p)
+{
+        int r = 0, q;
+
+        for (size_t i = p->nr_writes; i-- > 0;) {
+                const struct hvp_write *w = &p->writes[i];
+                enum hvp_site_state st;
+
+                if (hvp_write_state(g, w, &st) == 0 && st == HVP_SITE_OLD)
+                        continue;
+                q = hvp_guest_write_phys(g, w->gpa, w->old, w->len);
+                if (q < 0 && r == 0)
+                        r = q;
+        }
+        return r;
+}
+
 /* --- journal ----------------------------------------------------------------- */
 
 static int journal_write(const char *state_dir, const char *uuid, const struct hvp_plan *txn,
@@ -182,13 +209,14 @@ static int commit_record(const char *state_dir, const char *uuid, const struct h
 static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, struct hvp_apply_report *rep)
 {
         size_t written = 0;
-        double t0;
+        double t0, t;
         int r, q;
 
-        t0 = now_ms();
+        t0 = t = now_ms();
         r = hvp_guest_pause(g);
         if (r < 0)
                 return r;
+        t = probe(t, "pause");
         hvp_fault_point("paused");
 
         r = check_rips(g, p);
@@ -203,6 +231,7 @@ static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, s
                 r = compare(p, cur, false);     /* the guest ran since the plan was made */
         if (r < 0)
                 goto out;
+        t = probe(t, "rip check and re-check read");
         hvp_fault_point("checked");
 
         for (; written < p->nr_writes; written++) {
@@ -215,11 +244,13 @@ static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, s
                 if (written == 0)
                         hvp_fault_point("written-1");
         }
+        t = probe(t, "writes");
         if (r == 0) {
                 hvp_fault_point("written");
                 r = read_current(g, p, cur);
                 if (r == 0)
                         r = compare(p, cur, true);
+                t = probe(t, "verify read");
         } else {
                 written++;      /* the failed write may have landed in part */
         }
@@ -230,6 +261,7 @@ static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, s
         }
 out:
         q = hvp_guest_resume(g);
+        probe(t, "resume");
         rep->pause_ms = now_ms() - t0;
         if (q < 0 && r == 0)
                 r = q;                          /* a failed resume is never hidden */
@@ -369,7 +401,7 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
         struct hvp_plan *txn = NULL, *add = NULL;
         char remove_id[HVP_ID_MAX], summary[1024];
         size_t n_new = 0, n_old = 0, n_other = 0;
-        bool in_window = false;
+        bool in_window = false, adopted;
         int pid = 0, r, q;
 
         r = load_journal(state_dir, uuid, &txn, &add, remove_id, sizeof(remove_id), &in_window, &pid);
@@ -377,12 +409,14 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                 return r;
         /*
          * The repair happens paused: a guest the dead process left paused inside its
-         * window is taken over; a running one is paused here. A guest paused by someone
+         * window is taken over (adopting also clears a stub it left listening on a
+         * guest that runs); a running one is paused here. A guest paused by someone
          * else is not ours to resume.
          */
-        r = hvp_guest_pause(g);
-        if (r == -EALREADY && in_window)
-                r = hvp_guest_adopt_pause(g) > 0 ? 0 : -EALREADY;
+        r = in_window ? hvp_guest_adopt_pause(g) : 0;
+        adopted = r > 0;
+        if (r >= 0 && !hvp_guest_is_paused(g))
+                r = hvp_guest_pause(g);
         if (r < 0) {
                 hvp_plan_free(txn);
                 hvp_plan_free(add);
@@ -403,7 +437,7 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                 snprintf(summary, sizeof(summary), "transaction of %s by pid %d had completed: recorded it",
                          txn->patch_id, pid);
         } else {
-                r = restore(g, txn, txn->nr_writes);
+                r = restore_changed(g, txn);
                 for (size_t i = 0; r == 0 && i < txn->nr_writes; i++) {
                         enum hvp_site_state st;
 
@@ -421,7 +455,7 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                 r = q;
         if (r == 0) {
                 journal_remove(state_dir, uuid);
-                if (in_window) {
+                if (adopted) {
                         size_t len = strlen(summary);
 
                         snprintf(summary + len, sizeof(summary) - len, "; the guest runs again");

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libvirt/libvirt.h>
@@ -76,6 +77,19 @@ struct live_be {
 };
 
 static const struct hvp_backend_ops live_ops;
+
+/* Timing probes of the pause window (debug log): time since the previous probe. */
+static double probe(double since, const char *what)
+{
+        struct timespec t;
+        double now;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        now = (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+        if (since > 0)
+                hvp_debug("live: %s %.3f ms", what, now - since);
+        return now;
+}
 
 /* ---------------------------------------------------------------- libvirt */
 
@@ -758,14 +772,18 @@ static int gdb_listen(struct live_be *b)
 static int gdb_connect(struct live_be *b)
 {
         char sock[sizeof(b->gdb_dir) + 16];
+        double t;
         int r;
 
         snprintf(sock, sizeof(sock), "%s/gdb.sock", b->gdb_dir);
+        t = probe(0, NULL);
         r = hvp_gdb_connect_unix(sock, GDB_TIMEOUT_MS, &b->gdb);
         if (r < 0)
                 return r;
         b->gdb_open = true;
+        t = probe(t, "gdbstub connect()");
         r = hvp_gdb_phys_mode(&b->gdb);
+        probe(t, "gdbstub PhyMemMode (first reply: stopped)");
         if (r < 0) {
                 hvp_gdb_close(&b->gdb);
                 b->gdb_open = false;
@@ -787,6 +805,8 @@ static int gdb_session_open(struct live_be *b)
 static int gdb_write(struct live_be *b, uint64_t gpa, const void *buf, size_t len)
 {
         _cleanup_free_ uint8_t *check = malloc(len);
+        struct hvp_phys_iov v = { gpa, NULL, len };
+        double t;
         int r;
 
         if (!check)
@@ -796,14 +816,25 @@ static int gdb_write(struct live_be *b, uint64_t gpa, const void *buf, size_t le
                 if (r < 0)
                         return r;
         }
+        t = probe(0, NULL);
         r = hvp_gdb_write(&b->gdb, gpa, buf, len);
-        if (r == 0)
-                r = hvp_gdb_read(&b->gdb, gpa, check, len);
+        t = probe(t, "gdbstub M");
         if (r < 0)
                 return hvp_fail_context(r, "writing 0x%zx bytes at 0x%llx through the gdbstub", len,
                                         (unsigned long long)gpa);
+        /*
+         * The stub wrote into the RAM block we read through process_vm_readv: reading
+         * back there checks the bytes landed where every read of ours looks, for
+         * microseconds instead of another stub round trip ('m') inside the window.
+         */
+        v.buf = check;
+        r = transfer(b, false, &v, 1);
+        probe(t, "read-back");
+        if (r < 0)
+                return hvp_fail_context(r, "reading back 0x%zx bytes at 0x%llx after the gdbstub write", len,
+                                        (unsigned long long)gpa);
         if (memcmp(check, buf, len) != 0)
-                return hvp_fail(-EIO, "gdbstub read-back of 0x%zx bytes at 0x%llx differs from what was written",
+                return hvp_fail(-EIO, "read-back of 0x%zx bytes at 0x%llx differs from what the gdbstub wrote",
                                 len, (unsigned long long)gpa);
         return 0;
 }
@@ -833,12 +864,14 @@ static int live_pause(void *be)
 {
         struct live_be *b = be;
         int state, reason, r;
+        double t = probe(0, NULL);
 
         if (b->paused)
                 return 0;
         r = domain_state(b, &state, &reason);
         if (r < 0)
                 return r;
+        t = probe(t, "pause: domain state");
         if (state == VIR_DOMAIN_PAUSED)
                 return hvp_fail(-EALREADY, "domain %s is already paused (reason: %s); hvpatch only resumes "
                                 "what it paused", b->name, paused_reason(reason));
@@ -850,13 +883,24 @@ static int live_pause(void *be)
                 if (r < 0)
                         return r;
                 b->paused = b->paused_by_stub = true;
+                t = probe(t, "pause: gdbstub connect (the stop)");
         } else {
                 if (virDomainSuspend(b->dom) < 0)
                         return lv_fail(-EIO, "cannot pause the domain");
                 b->paused = true;
+                t = probe(t, "pause: virDomainSuspend");
         }
-        /* Checked once paused: no job may start writing pages behind our back now. */
+        /*
+         * Direct writes bypass QEMU, so a migration or snapshot job would miss them:
+         * checked once paused, when no job can start writing pages behind our back.
+         * Gdbstub writes go through QEMU's memory API, which marks the pages dirty:
+         * for them the check made before the window (live_prepare) is enough, and
+         * it stays out of the pause.
+         */
+        if (b->paused_by_stub)
+                return 0;
         r = job_check(b);
+        probe(t, "pause: job check");
         if (r < 0) {
                 (void)live_resume(b);
                 return r;
@@ -867,8 +911,10 @@ static int live_pause(void *be)
 /* End a pause taken by connecting to the stub: detach, which continues the VM. */
 static int resume_from_stub(struct live_be *b)
 {
+        double t = probe(0, NULL);
         int r = hvp_gdb_detach(&b->gdb);
 
+        probe(t, "resume: gdbstub detach");
         hvp_gdb_close(&b->gdb);
         b->gdb_open = false;
         b->paused_by_stub = false;
@@ -907,12 +953,21 @@ static int live_resume(void *be)
         return q < 0 ? q : r;
 }
 
-/* Before a pause window: on the gdbstub path, have the stub listen already. */
+/*
+ * Before a pause window: on the gdbstub path, check for libvirt jobs and have the
+ * stub listen already, so that the window holds neither monitor round trip.
+ */
 static int live_prepare(void *be)
 {
         struct live_be *b = be;
+        int r;
 
-        return b->path == HVP_WRITE_GDBSTUB && !b->paused ? gdb_listen(b) : 0;
+        if (b->path != HVP_WRITE_GDBSTUB || b->paused)
+                return 0;
+        r = job_check(b);
+        if (r < 0)
+                return r;
+        return gdb_listen(b);
 }
 
 /* After the window, with the guest running again: stop the stub listening. */
@@ -923,20 +978,70 @@ static int live_release(void *be)
         return b->gdb_open ? 0 : gdb_unlisten(b);
 }
 
-/* Recovery: a dead hvpatch left the domain paused, perhaps with its stub listening. */
+/*
+ * The folder of a stub hvpatch made (GDB_SOCK_ROOT/gdb-XXXXXX/gdb.sock) that
+ * `info chardev` shows listening, into dir; false if there is none, or the stub is
+ * not one of ours (someone's debugger: never touched).
+ */
+static bool stale_stub_dir(struct live_be *b, char *dir, size_t size)
+{
+        static const char prefix[] = GDB_SOCK_ROOT "/gdb-";
+        _cleanup_free_ char *out = NULL;
+        const char *p, *path;
+        size_t n;
+
+        if (monitor(b, "info chardev", true, &out) < 0)
+                return false;
+        for (p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+                if (strncmp(p, "gdb:", 4) == 0)
+                        break;
+        if (!p || !*p)
+                return false;
+        path = strstr(p, "unix:");
+        if (!path || (strchr(p, '\n') && path > strchr(p, '\n')))
+                return false;
+        path += 5;
+        if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+                return false;
+        n = sizeof(prefix) - 1 + 6;     /* mkdtemp's XXXXXX */
+        for (size_t i = sizeof(prefix) - 1; i < n; i++)
+                if (!isalnum((unsigned char)path[i]))
+                        return false;
+        if (strncmp(path + n, "/gdb.sock,", 10) != 0 || n >= size)
+                return false;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+        return true;
+}
+
+/*
+ * Recovery: a dead hvpatch may have left the domain paused, and its stub listening
+ * (paused or not). Its stub has nobody connected now: stopping it does not resume
+ * the VM; its socket folder is removed too.
+ */
 static int live_adopt_pause(void *be)
 {
         struct live_be *b = be;
         _cleanup_free_ char *out = NULL;
+        char dir[sizeof(b->gdb_dir)], sock[sizeof(b->gdb_dir) + 16];
         int state, reason, r;
 
+        if (b->gdb_listening || b->paused)
+                return b->paused ? 1 : 0;
+        if (stale_stub_dir(b, dir, sizeof(dir))) {
+                r = monitor(b, "gdbserver none", true, &out);
+                if (r < 0)
+                        return r;
+                snprintf(sock, sizeof(sock), "%s/gdb.sock", dir);
+                (void)unlink(sock);
+                (void)rmdir(dir);
+                hvp_info("closed the gdbstub a dead hvpatch left listening (%s)", dir);
+        }
         r = domain_state(b, &state, &reason);
         if (r < 0)
                 return r;
         if (state != VIR_DOMAIN_PAUSED)
                 return 0;
-        /* Its stub (if any) has nobody connected now: stopping it does not resume the VM. */
-        (void)monitor(b, "gdbserver none", true, &out);
         b->paused = true;       /* the ordinary resume (libvirt's) ends it */
         return 1;
 }

@@ -155,8 +155,9 @@ bool hvp_guest_is_paused(const struct hvp_guest *g);
 /*
  * Around a pause window: prepare, while the guest runs, what the pause and the
  * writes need (the gdbstub path has QEMU's stub listen, so that connecting to it is
- * the pause and detaching the resume: no monitor round trip inside the window);
- * release it after the resume. Both are no-ops where a backend needs nothing.
+ * the pause and detaching the resume: no monitor round trip inside the window;
+ * it also checks for libvirt jobs there, -EBUSY if one runs); release it after
+ * the resume. Both are no-ops where a backend needs nothing.
  */
 int hvp_guest_prepare_window(struct hvp_guest *g);
 int hvp_guest_release_window(struct hvp_guest *g);
@@ -165,7 +166,8 @@ int hvp_guest_release_window(struct hvp_guest *g);
  * Recovery only: take over the pause of a guest that a dead hvpatch left paused,
  * cleaning up what it left attached (a gdbstub), so that writes work and
  * hvp_guest_resume() resumes it. Returns 1 if adopted, 0 if the guest runs (nothing
- * adopted), -ENOTSUP for backends that cannot pause.
+ * adopted; a stub a dead hvpatch left listening is closed all the same),
+ * -ENOTSUP for backends that cannot pause.
  */
 int hvp_guest_adopt_pause(struct hvp_guest *g);
 

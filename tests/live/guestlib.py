@@ -195,6 +195,40 @@ class Guest:
             raise GuestError(f"guest command {cmd!r} exited {status}: {out[-500:]}")
         return out
 
+    def ready_count(self):
+        """How many times HVP-READY appears on the console (once per boot)."""
+        try:
+            with open(self.console_log, "rb") as f:
+                return f.read().count(b"HVP-READY")
+        except OSError:
+            return 0
+
+    def reboot(self, timeout=180):
+        """Reboot from inside (sysrq 'b': an immediate reset, as a crash reboot would be).
+
+        virsh reboot asks by ACPI, which the busybox init does not answer; sysrq goes
+        through the same QEMU reset and OVMF direct kernel boot as a power cycle,
+        in the same QEMU process (the console log and channel socket stay). The
+        command never returns, so it is sent without waiting for HVP-END. Returns
+        the seconds until HVP-READY was seen again."""
+        before = self.ready_count()
+        t0 = time.monotonic()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(10)
+            s.connect(self.sock)
+            s.sendall(b"\necho b > /proc/sysrq-trigger\n")
+            time.sleep(0.5)         # let QEMU pass the line on before we hang up
+        except OSError as e:
+            raise GuestError(f"cannot send the reboot to {self.name}: {e}") from None
+        finally:
+            s.close()
+        while self.ready_count() <= before:
+            if time.monotonic() - t0 > timeout:
+                raise GuestError(f"{self.name}: no HVP-READY within {timeout}s of the reboot")
+            time.sleep(0.2)
+        return time.monotonic() - t0
+
     def kallsyms(self, timeout=120):
         """The guest's /proc/kallsyms as [(addr, type, name, module or None)].
 
