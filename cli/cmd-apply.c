@@ -355,7 +355,11 @@ static int run(struct cli *c, int argc, char **argv, bool dry_run)
         r = hvp_plan_build(j.t.mmu, j.t.kernel, j.bundle, j.signed_ok ? j.sig.key_name : "", j.rec, j.area,
                            &j.txn, &j.pure, j.replaces);
         if (r < 0) {
-                lib_failed(&j, "plan", r);
+                /* A symbol the bundle needs is not in this kernel: the bundle does not fit it. */
+                if (r == -ENOENT)
+                        stage_failed(&j, "plan", EXIT_MISMATCH, "%s", hvp_last_error());
+                else
+                        lib_failed(&j, "plan", r);
                 goto done;
         }
         if (dry_run || j.exit_code)

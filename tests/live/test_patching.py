@@ -445,7 +445,7 @@ class PatchingBase:
             ("another build id", c.b["fake"], 3, r"for kernel build 0{40}; the guest runs " + c.build_id),
             ("wrong expected bytes", c.b["wrong"], 5, r"does not match: expected be0b000000, found be0a000000"),
             ("range splits an instruction", c.b["split"], 5, r"inside the instruction"),
-            ("missing symbol", c.b["missing"], 1, r"undefined symbol hvp_test_no_such_symbol"),
+            ("missing symbol", c.b["missing"], 5, r"undefined symbol hvp_test_no_such_symbol"),
         ]
         for what, bundle, code, reason in cases:
             with self.subTest(what):
