@@ -29,7 +29,8 @@ static const char apply_help[] =
         "                         else the device), slack, device (docs/operations.md)\n"
         "  --insecure-unsigned    FOR TESTS: no signature and no policy check\n"
         "Exit codes: 3 refused (unsigned, bad or untrusted signature; no usable policy;\n"
-        "the policy's verdict; sequence), 4 guest busy, 5 site mismatch. Every apply and\n"
+        "the policy's verdict; sequence), 4 guest busy, 5 a site does not match (bytes,\n"
+        "instruction boundaries, a symbol missing from the kernel). Every apply and\n"
         "every refusal is audited to syslog (docs/policy.md).\n";
 
 static const char check_help[] =
