@@ -339,10 +339,15 @@ static int run_live(const char *domain, uint8_t *buf)
         uint8_t *src = malloc(BULK);
         double unc, cac, rd, mc;
         size_t n;
+        int r = 1;
 
-        if (!src || hvp_guest_open_live(domain, &o, &g) < 0 || hvp_linux_attach(g, &mmu, &k, NULL) < 0) {
-                fprintf(stderr, "bench-translate: %s: %s\n", domain, src ? hvp_last_error() : "out of memory");
+        if (!src) {
+                fprintf(stderr, "bench-translate: out of memory\n");
                 return 1;
+        }
+        if (hvp_guest_open_live(domain, &o, &g) < 0 || hvp_linux_attach(g, &mmu, &k, NULL) < 0) {
+                fprintf(stderr, "bench-translate: %s: %s\n", domain, hvp_last_error());
+                goto out;
         }
         n = live_addresses(mmu, k, va);
         printf("live %s: %s paging, %zu kernel addresses (text, rodata, data, bss)\n", domain,
@@ -357,7 +362,7 @@ static int run_live(const char *domain, uint8_t *buf)
                 if (hvp_mmu_read(mmu, k->base + off, small, sizeof(small)) < 0 ||
                     memcmp(small, buf + off, sizeof(small)) != 0) {
                         fprintf(stderr, "bench-translate: the 16 MiB read differs at _text+0x%zx\n", off);
-                        return 1;
+                        goto out;
                 }
         }
         memset(src, 0x5a, BULK);
@@ -366,11 +371,13 @@ static int run_live(const char *domain, uint8_t *buf)
         print_rates("live", unc, cac, rd, mc);
         fprintf(stderr, "(live: %llu hits, %llu misses, checksum %llx)\n", (unsigned long long)hits,
                 (unsigned long long)misses, (unsigned long long)sum);
+        r = 0;
+out:
         hvp_kernel_free(k);
         hvp_mmu_free(mmu);
         hvp_guest_free(g);
         free(src);
-        return 0;
+        return r;
 }
 
 int main(int argc, char **argv)
