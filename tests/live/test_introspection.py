@@ -41,6 +41,7 @@ import guestlib  # noqa: E402
 
 IMAGES = os.path.join(guestlib.REPO, "images")
 NON_KASLR_TEXT = 0xffffffff81000000
+MODULES_VADDR = 0xffffffffc0000000     # the kernel image's 1 GiB ends here (x86-64)
 PREFIX = "hvp-ti-"
 N_ADDRESSES = 1200          # >= 1,000 translations compared per guest
 HMP_BATCH = 200             # gva2gpa commands per virsh process
@@ -255,14 +256,16 @@ class IntrospectionBase:
             pa = rng.randrange(0, 256 << 20) if i < 90 else (256 << 20) + rng.randrange(0, 1 << 30)
             picked.append(("directmap", pob + pa))
         # the module area: whatever the kernel put there (no modules are loaded)
-        picked += [("modules", 0xffffffffc0000000 + i * 0x100000 + 0x123) for i in range(30)]
-        # nothing maps these: past _end in the kernel image's 1 GiB (the kernel
-        # unmaps what follows its image at boot), user space, non-canonical
+        picked += [("modules", MODULES_VADDR + i * 0x100000 + 0x123) for i in range(30)]
+        # nothing maps these: past _end up to the module area (the kernel clears
+        # the PMDs after its image at boot: cleanup_highmap), user space, and
+        # non-canonical addresses, 110 in all
         end = (self.ksym("_end") + (2 << 20) - 1) & ~((2 << 20) - 1)
-        unmapped = [end + (32 << 20) + i * 0x101000 for i in range(80)]
+        room = (MODULES_VADDR - end) // 80 & ~0xfff
+        unmapped = [end + i * min(room, 0x101000) for i in range(80)] if room else []
         unmapped += [0x1000 * (i + 1) * 7 for i in range(20)]
-        unmapped += [0xdead000000000000 + i * 0x1000 for i in range(5)]
         unmapped += [0x0000800000000000 + i * 0x1000 for i in range(5)]
+        unmapped += [0xdead000000000000 + i * 0x1000 for i in range(110 - len(unmapped))]
         picked += [("unmapped", va) for va in unmapped]
         self.assertGreaterEqual(len(picked), 1000)
         return picked
