@@ -27,6 +27,8 @@ cmake --build "$build" -j"$(nproc)"
 HVP_KERNEL_DIR=$("$top/images/fetch-kernel.sh" | tail -n 1)
 export HVP_KERNEL_DIR
 log "kernel fixture: $HVP_KERNEL_DIR"
+# The kallsyms unit test's oracle: this kernel's own /proc/kallsyms (boots a guest once).
+"$top/images/capture-kallsyms.sh" "$HVP_KERNEL_DIR" >/dev/null
 
 status=0
 (cd "$build" && ctest --output-on-failure --timeout 1800 "$@") || status=$?

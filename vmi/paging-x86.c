@@ -63,6 +63,21 @@ struct tlb_array {
         unsigned shift;
 };
 
+/*
+ * The last table read at each level during one hvp_mmu_read/write. Such a range over
+ * 4 KiB pages walks the same page table up to 512 times: a table used by two walks in
+ * a row is read whole, once, and later entries come from this copy (on the live
+ * backend every read is a system call, about 2 µs). Valid for that call only (bulk);
+ * hvp_mmu_translate alone still reads 8 bytes per level and never sees a copy.
+ */
+struct table_copy {
+        uint64_t pa;
+        uint64_t bulk;          /* the call it belongs to */
+        bool tried;             /* to read it whole */
+        bool whole;             /* page[] holds the table */
+        uint8_t page[PAGE_SIZE];
+};
+
 struct hvp_mmu {
         struct hvp_guest *g;
         uint64_t root;
@@ -75,6 +90,9 @@ struct hvp_mmu {
         uint64_t hits, misses;
         struct tlb_array tlb[3];        /* index: level - 1 */
         struct tlb_entry storage[TLB_4K_ENTRIES + TLB_2M_ENTRIES + TLB_1G_ENTRIES];
+        uint64_t bulk;                  /* inside collect_runs: its call number, else 0 */
+        uint64_t bulk_calls;
+        struct table_copy tables[5];    /* index: level - 1 */
 };
 
 static const char *const entry_names[] = { "", "PTE", "PDE", "PDPTE", "PML4E", "PML5E" };
@@ -314,9 +332,25 @@ static uint64_t reserved_bits(const struct hvp_mmu *mmu, int level, uint64_t e)
 static int read_entry(struct hvp_mmu *mmu, uint64_t va, int level, uint64_t table, unsigned idx,
                       uint64_t *ret_entry, struct hvp_translation *ret)
 {
+        struct table_copy *tc = &mmu->tables[level - 1];
         uint8_t raw[8];
         int r;
 
+        if (mmu->bulk && tc->bulk == mmu->bulk && tc->pa == table) {
+                /* the second walk through this table: copy it whole (if that fails, read entries alone) */
+                if (!tc->tried) {
+                        tc->tried = true;
+                        tc->whole = hvp_guest_read_phys(mmu->g, table, tc->page, sizeof(tc->page)) == 0;
+                }
+                if (tc->whole) {
+                        *ret_entry = hvp_le64(tc->page + idx * 8u);
+                        return 0;
+                }
+        } else if (mmu->bulk) {
+                tc->pa = table;
+                tc->bulk = mmu->bulk;
+                tc->tried = tc->whole = false;
+        }
         r = hvp_guest_read_phys(mmu->g, table + idx * 8u, raw, sizeof(raw));
         if (r == -EFAULT) {
                 fill_failure(ret, va, HVP_WALK_OUTSIDE_RAM, level);
@@ -543,6 +577,7 @@ static int collect_runs(struct hvp_mmu *mmu, uint64_t va, size_t len, struct run
         if (len > 0 && va + (len - 1) < va)
                 return hvp_fail(-EINVAL, "0x%llx+0x%zx wraps around the address space",
                                 (unsigned long long)va, len);
+        mmu->bulk = ++mmu->bulk_calls;
         while (left > 0) {
                 struct hvp_translation tr;
                 const struct hvp_ram_range *c;
@@ -570,8 +605,10 @@ static int collect_runs(struct hvp_mmu *mmu, uint64_t va, size_t len, struct run
                 pos += chunk;
                 left -= (size_t)chunk;
         }
+        mmu->bulk = 0;
         return 0;
 fail:
+        mmu->bulk = 0;
         runs_free(rs);
         return r;
 }

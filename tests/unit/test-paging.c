@@ -611,6 +611,39 @@ static void test_read_across_pages(void **state)
         img_close(&im);
 }
 
+/*
+ * A long read over 4 KiB pages (the walker copies a page table it walks twice within
+ * one read): every byte right, across two page tables; and the copy does not outlive
+ * the read: a later translation of another page under the same table sees a PTE
+ * changed since.
+ */
+static void test_read_many_4k_pages(void **state)
+{
+        const uint64_t va = 0xff11000000000000ull + 0x1ff000;       /* one page below a PT boundary */
+        const unsigned pages = 600;
+        uint64_t *buf = malloc(pages * 4096ull);
+        struct img im;
+
+        (void)state;
+        assert_non_null(buf);
+        img_open(&im, 5, true);
+        /* physically in reverse order, so no two pages merge into one run */
+        for (unsigned i = 0; i < pages + 2; i++)
+                map(&im, va + i * 4096ull, 0x400000 + (pages + 1 - i) * 4096ull, 4 * KIB, P);
+        assert_int_equal(hvp_mmu_read(im.mmu, va, buf, pages * 4096ull), 0);
+        for (unsigned i = 0; i < pages; i++)
+                for (unsigned w = 0; w < 512; w++)
+                        if (buf[i * 512 + w] != 0x400000 + (pages + 1 - i) * 4096ull + w * 8)
+                                fail_msg("page %u word %u: 0x%llx", i, w, (unsigned long long)buf[i * 512 + w]);
+        /* the page after the read, under the same page table, remapped without a flush */
+        set_entry(&im, va + pages * 4096ull, 1, 0x300000 | P);
+        expect_pa(&im, va + pages * 4096ull, 0x300000, 4 * KIB);
+        set_entry(&im, va + (pages + 1) * 4096ull, 1, 0);
+        expect_fail(&im, va + (pages + 1) * 4096ull, -EFAULT, HVP_WALK_NOT_PRESENT, 1);
+        img_close(&im);
+        free(buf);
+}
+
 static void test_read_into_unmapped_fails_whole(void **state)
 {
         const uint64_t va = 0xffffffffa0000000ull;
@@ -904,6 +937,7 @@ int main(void)
                 cmocka_unit_test(test_non_canonical),
                 cmocka_unit_test(test_flags),
                 cmocka_unit_test(test_read_across_pages),
+                cmocka_unit_test(test_read_many_4k_pages),
                 cmocka_unit_test(test_read_into_unmapped_fails_whole),
                 cmocka_unit_test(test_read_spanning_adjacent_ram_ranges),
                 cmocka_unit_test(test_partial_frame_at_ram_end),

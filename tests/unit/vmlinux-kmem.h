@@ -166,4 +166,27 @@ static inline size_t vmlinux_section_build_id(const struct vmlinux *v, uint8_t *
         return 0;
 }
 
+/* The address of the section called name (through the section headers); false if none. */
+static inline bool vmlinux_section_addr(const struct vmlinux *v, const char *name, uint64_t *ret_addr)
+{
+        const Elf64_Ehdr *eh = (const Elf64_Ehdr *)v->map;
+        const Elf64_Shdr *sh, *strtab;
+        size_t len = strlen(name) + 1;
+
+        if (eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shstrndx >= eh->e_shnum ||
+            eh->e_shoff + (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr) > v->size)
+                return false;
+        sh = (const Elf64_Shdr *)(v->map + eh->e_shoff);
+        strtab = &sh[eh->e_shstrndx];
+        for (unsigned i = 0; i < eh->e_shnum; i++) {
+                if (strtab->sh_offset + sh[i].sh_name + len > v->size)
+                        continue;
+                if (!memcmp(v->map + strtab->sh_offset + sh[i].sh_name, name, len)) {
+                        *ret_addr = sh[i].sh_addr;
+                        return true;
+                }
+        }
+        return false;
+}
+
 #endif
