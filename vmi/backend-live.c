@@ -1238,7 +1238,7 @@ int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t
         struct live_be *b = hvp_guest_backend_data(g, &live_ops);
 
         if (!b || !b->area_size)
-                return hvp_fail(-ENOENT, "no patch-area device (<shmem name='%s'> ivshmem-plain) in the domain",
+                return hvp_fail(-ENODEV, "no patch-area device (<shmem name='%s'> ivshmem-plain) in the domain",
                                 HVP_AREA_DEVICE_NAME);
         *ret_gpa = b->area_gpa;
         *ret_size = b->area_size;

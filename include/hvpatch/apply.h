@@ -123,6 +123,7 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
  * of its series; -EEXIST already applied, or a site held by another patch;
  * -ESTALE a site's bytes differ from the expected ones; -EILSEQ a range that splits
  * an instruction; -ENOENT a missing symbol; -ENOSPC no room in the patch area;
+ * -ENODEV the device area was asked for and the domain has none;
  * others from patch.h.
  */
 struct hvp_bundle;

@@ -19,7 +19,7 @@
  *
  * Errors:
  *   -ENOSPC    no area, or no room left in it for the request
- *   -ENOENT    no patch-area device in the domain
+ *   -ENODEV    no patch-area device in the domain (or its BAR is not mapped)
  *   -EFAULT    the area's page is not mapped, or not executable
  *   -EEXIST    the area's bytes are not the filler: something else wrote into it
  *              (hvpatch refuses to overwrite what it did not write), or no free slot

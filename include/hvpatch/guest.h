@@ -182,7 +182,7 @@ int hvp_guest_check_idle(struct hvp_guest *g);
  * The patch-area device: a libvirt <shmem name='hvpatch-area'> of model ivshmem-plain
  * (2 MiB or more). Its BAR, once the guest's firmware mapped it, is host memory
  * that hvpatch may read and write like guest RAM; it is part of the RAM ranges.
- * -ENOENT: no such device, or its BAR is not mapped.
+ * -ENODEV: no such device, or its BAR is not mapped.
  */
 #define HVP_AREA_DEVICE_NAME "hvpatch-area"
 int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t *ret_size);
