@@ -202,6 +202,19 @@ int hvp_minisign_key_from_base64(const char *b64, struct hvp_minisign_key *ret_k
         return key_from_b64(b64, strnlen(b64, 128), 1, ret_key);
 }
 
+/* The first line of both file kinds: "untrusted comment: ...", whose text nothing trusts. */
+static int skip_untrusted_comment(struct lines *l)
+{
+        const char *line;
+        size_t n;
+        int r;
+
+        r = next_line(l, UNTRUSTED_LINE_MAX, false, "untrusted comment", &line, &n);
+        if (r < 0)
+                return r;
+        return expect_prefix(line, n, UNTRUSTED_PREFIX, l->lineno);
+}
+
 int hvp_minisign_key_parse(const void *text, size_t len, struct hvp_minisign_key *ret_key)
 {
         struct lines l = { .p = text, .end = (const char *)text + len };
@@ -211,10 +224,7 @@ int hvp_minisign_key_parse(const void *text, size_t len, struct hvp_minisign_key
 
         if (len > HVP_MINISIGN_KEY_FILE_MAX)
                 return hvp_fail(-E2BIG, "public key file larger than %u bytes", HVP_MINISIGN_KEY_FILE_MAX);
-        r = next_line(&l, UNTRUSTED_LINE_MAX, false, "untrusted comment", &line, &n);
-        if (r < 0)
-                return r;
-        r = expect_prefix(line, n, UNTRUSTED_PREFIX, l.lineno);
+        r = skip_untrusted_comment(&l);
         if (r < 0)
                 return r;
         r = next_line(&l, 128, true, "public key", &line, &n);
@@ -252,10 +262,7 @@ int hvp_minisig_parse(const void *text, size_t len, struct hvp_minisig *ret_sig)
 
         if (len > HVP_MINISIGN_SIG_FILE_MAX)
                 return hvp_fail(-E2BIG, "signature file larger than %u bytes", HVP_MINISIGN_SIG_FILE_MAX);
-        r = next_line(&l, UNTRUSTED_LINE_MAX, false, "untrusted comment", &line, &n);
-        if (r < 0)
-                return r;
-        r = expect_prefix(line, n, UNTRUSTED_PREFIX, l.lineno);
+        r = skip_untrusted_comment(&l);
         if (r < 0)
                 return r;
 

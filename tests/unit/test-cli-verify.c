@@ -17,26 +17,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/shell.h"
 #include <json-c/json.h>
 
 #include <hvpatch/patch.h>
 
 static char dir[256];
 static const char *hvpatch;
-
-__attribute__((format(printf, 1, 2)))
-static int run(const char *fmt, ...)
-{
-        char cmd[4096];
-        va_list ap;
-        int st;
-
-        va_start(ap, fmt);
-        vsnprintf(cmd, sizeof(cmd), fmt, ap);
-        va_end(ap);
-        st = system(cmd);
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 #define BUILD_ID "4b1c0e3f9d0c5a1e7f2b6c8d9e0f1a2b3c4d5e6f"
 #define MANIFEST_HEAD \

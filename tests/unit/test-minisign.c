@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/shell.h"
 #include <sodium.h>
 
 #include <hvpatch/hvpatch.h>
@@ -43,20 +45,6 @@ static char *path(const char *name)
         i = (i + 1) % 4;
         snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
         return buf[i];
-}
-
-__attribute__((format(printf, 1, 2)))
-static int run(const char *fmt, ...)
-{
-        char cmd[2048];
-        va_list ap;
-        int st;
-
-        va_start(ap, fmt);
-        vsnprintf(cmd, sizeof(cmd), fmt, ap);
-        va_end(ap);
-        st = system(cmd);
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void write_file(const char *p, const void *data, size_t len)

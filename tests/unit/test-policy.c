@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/shell.h"
 #include <sodium.h>
 
 #include <hvpatch/hvpatch.h>
@@ -109,20 +111,6 @@ static time_t utc(int y, int mon, int d, int h, int min)
         struct tm tm = { .tm_year = y - 1900, .tm_mon = mon - 1, .tm_mday = d, .tm_hour = h, .tm_min = min };
 
         return timegm(&tm);
-}
-
-__attribute__((format(printf, 1, 2)))
-static int run(const char *fmt, ...)
-{
-        char cmd[4096];
-        va_list ap;
-        int st;
-
-        va_start(ap, fmt);
-        vsnprintf(cmd, sizeof(cmd), fmt, ap);
-        va_end(ap);
-        st = system(cmd);
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static int setup(void **state)
