@@ -100,7 +100,7 @@ int hvp_pe_parse(const void *buf, size_t len, enum hvp_pe_layout layout, struct 
  *     digits, Data2 and Data3 as 4, the 8 bytes of Data4) followed by the age in hex
  *     without leading zeros: 33 to 40 digits, e.g. "3844dbb920174967be7aa4a2c20430fa1";
  *   without one: the binary's key, TimeDateStamp as 8 digits followed by SizeOfImage
- *     in hex without leading zeros, e.g. "63f14e3b12d000".
+ *     in hex without leading zeros, e.g. "63f14e2b12d000" (wine 8.0's ntoskrnl.exe).
  * This is what hvpatch uses as a Windows kernel's build id (DESIGN: "for Windows the
  * image's PDB GUID/TimeDateStamp"). out holds HVP_PE_IDENTITY_MAX bytes.
  */

@@ -13,18 +13,24 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/paging.h>
 #include <hvpatch/windows.h>
+#include <json-c/json.h>
+
+#include "core-builder.h"
 
 #define KIB 1024ull
 #define MIB (1024ull * KIB)
@@ -126,6 +132,23 @@ static void assert_error_contains(const char *needle)
                 fail_msg("error \"%s\" does not contain \"%s\"", hvp_last_error(), needle);
 }
 
+/* HVP_PE_WRITE_SEEDS=DIR: write the fuzz target's seeds (layout byte + image prefix). */
+static void write_seed(const char *name, bool mapped, const uint8_t *data, size_t len)
+{
+        const char *dir = getenv("HVP_PE_WRITE_SEEDS");
+        char path[4096];
+        FILE *fp;
+
+        if (!dir)
+                return;
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        fp = fopen(path, "wb");
+        assert_non_null(fp);
+        fputc(mapped ? 1 : 0, fp);
+        assert_int_equal(fwrite(data, 1, len, fp), len);
+        assert_int_equal(fclose(fp), 0);
+}
+
 /* ------------------------------------------------------------ real files -- */
 
 static void test_wine_ntoskrnl_file(void **state)
@@ -159,6 +182,7 @@ static void test_wine_ntoskrnl_file(void **state)
         /* with the subsystem a real ntoskrnl has, the export name identifies it */
         pe.subsystem = HVP_PE_SUBSYSTEM_NATIVE;
         assert_true(hvp_pe_is_windows_kernel(&pe, NULL, 0));
+        write_seed("wine-ntoskrnl-headers", false, f.data, 4096);
         free(f.data);
 }
 
@@ -184,6 +208,7 @@ static void test_linux_efi_stub_is_not_windows(void **state)
         /* even if it claimed to be native, nothing names it ntoskrnl */
         pe.subsystem = HVP_PE_SUBSYSTEM_NATIVE;
         assert_false(hvp_pe_is_windows_kernel(&pe, why, sizeof(why)));
+        write_seed("vmlinuz-headers", false, f.data, 1024);
         free(f.data);
 }
 
@@ -225,25 +250,25 @@ static void build_image(uint8_t *img, const char *export_name, const char *pdb)
         put32(opt + 60, 0x400);                         /* SizeOfHeaders */
         put16(opt + 68, HVP_PE_SUBSYSTEM_NATIVE);
         put32(opt + 108, 16);
-        put32(opt + 112 + 0 * 8, 0x2000);               /* export directory */
+        put32(opt + 112 + 0 * 8, 0x1000);               /* export directory */
         put32(opt + 112 + 0 * 8 + 4, 40);
-        put32(opt + 112 + 6 * 8, 0x2100);               /* debug directory: one entry */
+        put32(opt + 112 + 6 * 8, 0x1100);               /* debug directory: one entry */
         put32(opt + 112 + 6 * 8 + 4, 28);
         memcpy(sec, ".rdata\0\0", 8);
         put32(sec + 8, 0x3000);
         put32(sec + 12, 0x1000);
         put32(sec + 16, 0x3000);
         put32(sec + 20, 0x1000);
-        put32(img + 0x2000 + 12, 0x2080);               /* export Name RVA */
-        strcpy((char *)img + 0x2080, export_name);
-        put32(img + 0x2100 + 12, 2);                    /* IMAGE_DEBUG_TYPE_CODEVIEW */
-        put32(img + 0x2100 + 16, 24 + (uint32_t)strlen(pdb) + 1);
-        put32(img + 0x2100 + 20, 0x2200);
-        put32(img + 0x2100 + 24, 0x2200);
-        memcpy(img + 0x2200, "RSDS", 4);
-        memcpy(img + 0x2204, guid, 16);
-        put32(img + 0x2214, 0x1f);
-        strcpy((char *)img + 0x2218, pdb);
+        put32(img + 0x1000 + 12, 0x1080);               /* export Name RVA */
+        strcpy((char *)img + 0x1080, export_name);
+        put32(img + 0x1100 + 12, 2);                    /* IMAGE_DEBUG_TYPE_CODEVIEW */
+        put32(img + 0x1100 + 16, 24 + (uint32_t)strlen(pdb) + 1);
+        put32(img + 0x1100 + 20, 0x1200);
+        put32(img + 0x1100 + 24, 0x1200);
+        memcpy(img + 0x1200, "RSDS", 4);
+        memcpy(img + 0x1204, guid, 16);
+        put32(img + 0x1214, 0x1f);
+        strcpy((char *)img + 0x1218, pdb);
 }
 
 static void test_codeview_identity(void **state)
@@ -264,6 +289,7 @@ static void test_codeview_identity(void **state)
         /* the symbol store's key: GUID text without dashes, then the age */
         assert_string_equal(id, "3844dbb920174967be7aa4a2c20430fa1f");
         assert_true(hvp_pe_is_windows_kernel(&pe, NULL, 0));    /* by its PDB name */
+        write_seed("mapped-codeview", true, img, 0x1240);
 
         build_image(img, "hal.dll", "hal.pdb");
         assert_int_equal(hvp_pe_parse(img, B_SIZE, HVP_PE_LAYOUT_MAPPED, &pe), 0);
@@ -271,7 +297,7 @@ static void test_codeview_identity(void **state)
 
         /* a PDB name without its NUL inside the record: no CodeView, still parses */
         build_image(img, "ntoskrnl.exe", "x.pdb");
-        put32(img + 0x2100 + 16, 24 + 5);
+        put32(img + 0x1100 + 16, 24 + 5);
         assert_int_equal(hvp_pe_parse(img, B_SIZE, HVP_PE_LAYOUT_MAPPED, &pe), 0);
         assert_false(pe.has_codeview);
         assert_true(hvp_pe_is_windows_kernel(&pe, NULL, 0));    /* by its export name */
@@ -342,11 +368,11 @@ static void test_corrupt_headers(void **state)
 
         /* a hostile export name RVA, and one without a NUL before the end of the image */
         memcpy(copy, img, B_SIZE);
-        put32(copy + 0x2000 + 12, 0xfffffff0);
+        put32(copy + 0x1000 + 12, 0xfffffff0);
         assert_int_equal(hvp_pe_parse(copy, B_SIZE, HVP_PE_LAYOUT_MAPPED, &pe), 0);
         assert_string_equal(pe.export_name, "");
         memcpy(copy, img, B_SIZE);
-        put32(copy + 0x2000 + 12, B_SIZE - 4);
+        put32(copy + 0x1000 + 12, B_SIZE - 4);
         memset(copy + B_SIZE - 4, 'A', 4);
         assert_int_equal(hvp_pe_parse(copy, B_SIZE, HVP_PE_LAYOUT_MAPPED, &pe), 0);
         assert_string_equal(pe.export_name, "");
@@ -359,12 +385,14 @@ static void test_corrupt_headers(void **state)
 #define P  (1ull << 0)
 #define RW (1ull << 1)
 #define NX (1ull << 63)
-#define RAM_SIZE (8 * MIB)
-#define TABLES_END (256 * KIB)
+/* Tables at 16 MiB, where the core builder's vCPU 0 has its CR3 (the CLI test writes a core). */
+#define RAM_SIZE (17 * MIB)
+#define ROOT_PA (16 * MIB)
+#define TABLES_END (ROOT_PA + 256 * KIB)
 #define IMAGE_PA (1 * MIB)
 #define IDT_PA (TABLES_END - 4096)
 #define KBASE 0xfffff80123400000ull
-#define IDT_VA 0xfffff80200001000ull
+#define IDT_VA 0xfffffe0000000000ull        /* CB_IDT */
 
 struct space {
         uint8_t *ram;
@@ -435,8 +463,8 @@ static void space_open(struct space *s, const struct file *f, uint16_t subsystem
         memset(s, 0, sizeof(*s));
         s->ram = calloc(1, RAM_SIZE);
         assert_non_null(s->ram);
-        s->root = 0x1000;
-        s->next_table = 0x2000;
+        s->root = ROOT_PA;
+        s->next_table = ROOT_PA + 0x1000;
         *ret_soi = load_image(s, f, subsystem);
         /* the IDT: 64-bit interrupt gates (type 0xe, present) to the handlers */
         for (size_t v = 0; v < n; v++) {
@@ -564,6 +592,97 @@ static void test_find_kmem(void **state)
         free(img);
 }
 
+/* ------------------------------------------------------ hvpatch inspect -- */
+
+static json_object *run_inspect(const char *core, int *ret_status)
+{
+        const char *hvpatch = getenv("HVPATCH");
+        char cmd[8192], out[65536];
+        size_t n;
+        FILE *p;
+
+        if (!hvpatch || access(hvpatch, X_OK) != 0)
+                fail_msg("HVPATCH (%s) is not an executable: build the hvpatch target", hvpatch ? hvpatch : "unset");
+        snprintf(cmd, sizeof(cmd), "'%s' --json inspect --core '%s'", hvpatch, core);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        *ret_status = pclose(p);
+        return json_tokener_parse(out);
+}
+
+static const char *jstr(json_object *o, const char *a, const char *b)
+{
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, a, &v) || (b && !json_object_object_get_ex(v, b, &v)))
+                fail_msg("no %s%s%s in the JSON output", a, b ? "." : "", b ? b : "");
+        return json_object_get_string(v);
+}
+
+static void write_core(const struct space *s, const char *path)
+{
+        struct cb_spec spec = { .nr_vcpus = 1, .prstatus = true, .qemu_size = 440, .nr_loads = 1 };
+        struct cb_core c;
+        FILE *fp;
+
+        spec.load[0].gpa = 0;
+        spec.load[0].size = RAM_SIZE;
+        assert_true(cb_build(&spec, &c));
+        memcpy(c.buf + c.load_off[0], s->ram, RAM_SIZE);
+        fp = fopen(path, "wb");
+        assert_non_null(fp);
+        assert_int_equal(fwrite(c.buf, 1, c.size, fp), c.size);
+        assert_int_equal(fclose(fp), 0);
+        free(c.buf);
+}
+
+static void test_cli_inspect_windows_core(void **state)
+{
+        struct file f;
+        struct oracle o;
+        struct space s;
+        uint32_t soi;
+        uint64_t handlers[2] = { KBASE + 0x22410, KBASE + 0x22500 };
+        char path[] = "/tmp/hvp-test-pe-XXXXXX", want[64], base[32];
+        json_object *j;
+        int fd, status;
+
+        (void)state;
+        load_file("HVP_PE_DIR", "ntoskrnl.exe", &f);
+        read_oracle(f.path, &o);
+        space_open(&s, &f, HVP_PE_SUBSYSTEM_NATIVE, handlers, 2, &soi);
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        write_core(&s, path);
+
+        j = run_inspect(path, &status);
+        assert_non_null(j);
+        assert_int_equal(status, 0);
+        assert_string_equal(jstr(j, "os", NULL), "windows");
+        snprintf(base, sizeof(base), "0x%llx", (unsigned long long)KBASE);
+        assert_string_equal(jstr(j, "kernel", "base"), base);
+        snprintf(want, sizeof(want), "%08x%x", o.timestamp, o.size_of_image);
+        assert_string_equal(jstr(j, "kernel", "build_id"), want);
+        assert_int_equal(json_object_get_int64(json_object_object_get(json_object_object_get(j, "kernel"),
+                                                                       "timestamp")), o.timestamp);
+        json_object_put(j);
+
+        /* not Windows either (the header page gone): Linux's error, unchanged, exit 1 */
+        map4k(&s, KBASE, 0, 0);
+        write_core(&s, path);
+        j = run_inspect(path, &status);
+        assert_non_null(j);
+        assert_int_equal(WEXITSTATUS(status), 1);
+        assert_non_null(strstr(jstr(j, "error", NULL), "no Linux kernel found"));
+        json_object_put(j);
+        unlink(path);
+        space_close(&s);
+        free(f.data);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -573,6 +692,7 @@ int main(void)
                 cmocka_unit_test(test_corrupt_headers),
                 cmocka_unit_test(test_find_in_guest_memory),
                 cmocka_unit_test(test_find_kmem),
+                cmocka_unit_test(test_cli_inspect_windows_core),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
