@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hvpatch/patch.h>
+#include <hvpatch/windows.h>
 
 #include "cli/commands.h"
 #include "cli/compliance.h"
@@ -189,6 +191,15 @@ static void reason_code(struct job *j, const char *code)
                                        json_object_new_string(code));
 }
 
+static void report_decision(struct job *j)
+{
+        for (size_t i = 0; i < j->decision.n_reasons; i++) {
+                stage_failed(j, "policy", EXIT_REFUSED, "%s: %s", verdict_words(j->decision.verdict),
+                             j->decision.reasons[i].text);
+                reason_code(j, hvp_reason_name(j->decision.reasons[i].code));
+        }
+}
+
 static int authorize_stage(struct job *j)
 {
         const struct hvp_manifest *m = &j->bundle->manifest;
@@ -211,10 +222,47 @@ static int authorize_stage(struct job *j)
                 return 0;
         if (r != -EPERM)
                 return lib_failed(j, "policy", r);
-        for (size_t i = 0; i < j->decision.n_reasons; i++) {
-                stage_failed(j, "policy", EXIT_REFUSED, "%s: %s", verdict_words(j->decision.verdict),
-                             j->decision.reasons[i].text);
-                reason_code(j, hvp_reason_name(j->decision.reasons[i].code));
+        report_decision(j);
+        return EXIT_REFUSED;
+}
+
+/*
+ * The guest runs no Linux kernel: if it runs Windows, refuse as the policy would
+ * (PatchGuard), and in any case, since hvpatch has no Windows patcher. 0 if not Windows.
+ */
+static int windows_refused(struct job *j)
+{
+        const struct hvp_manifest *m = &j->bundle->manifest;
+        struct hvp_guest_facts facts = { 0 };
+        struct hvp_bundle_facts bf;
+        struct hvp_windows_kernel w;
+        char target[2 * HVP_BUILD_ID_MAX + 1];
+        const char *xml = hvp_guest_domain_xml(j->t.guest);
+        bool patchguard = false;
+
+        if (hvp_windows_attach(j->t.guest, &w, NULL) < 0)
+                return 0;
+        cli_progress(j->c, "%s runs a Windows kernel (%s)", hvp_guest_name(j->t.guest), w.identity);
+        if (j->policy && !j->insecure) {
+                if (!xml || hvp_guest_facts_from_domain_xml(xml, strlen(xml), &facts) < 0)
+                        snprintf(facts.name, sizeof(facts.name), "%s", hvp_guest_name(j->t.guest));
+                facts.os = HVP_OS_WINDOWS;
+                facts.patchguard = HVP_PATCHGUARD_PRESENT;      /* unknown counts as present */
+                facts.kernel_build_id = w.identity;
+                facts.now = time(NULL);
+                hvp_hex_encode(m->build_id, m->build_id_len, target);
+                bf = (struct hvp_bundle_facts){ .patch_id = m->id, .series = m->series, .seq = m->sequence,
+                                                .target_build_id = target,
+                                                .signer = j->signed_ok ? j->sig.key_name : "(unverified)" };
+                if (hvp_policy_authorize(j->policy, &facts, &bf, &j->decision) == -EPERM)
+                        report_decision(j);
+                for (size_t i = 0; i < j->decision.n_reasons; i++)
+                        patchguard |= j->decision.reasons[i].code == HVP_REASON_PATCHGUARD;
+        }
+        if (!patchguard) {
+                stage_failed(j, "policy", EXIT_REFUSED,
+                             "Windows kernel images are guarded by PatchGuard: hvpatch refuses to patch them");
+                reason_code(j, hvp_reason_name(HVP_REASON_PATCHGUARD));
         }
         return EXIT_REFUSED;
 }
@@ -316,7 +364,11 @@ static int run(struct cli *c, int argc, char **argv, bool dry_run)
 
         if (hvp_guest_open_live(argv[0], &j.live, &j.t.guest) < 0 ||
             hvp_linux_attach(j.t.guest, &j.t.mmu, &j.t.kernel, &j.t.vcpu) < 0) {
-                stage_failed(&j, "guest", EXIT_ERROR, "%s: %s", argv[0], hvp_last_error());
+                char why[1024];
+
+                snprintf(why, sizeof(why), "%s", hvp_last_error());
+                if (!j.t.guest || !windows_refused(&j))
+                        stage_failed(&j, "guest", EXIT_ERROR, "%s: %s", argv[0], why);
                 if (j.t.guest)
                         hvp_guest_free(j.t.guest);
                 j.t.guest = NULL;

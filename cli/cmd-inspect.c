@@ -2,6 +2,7 @@
 #include <time.h>
 
 #include <hvpatch/kernel.h>
+#include <hvpatch/windows.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -10,6 +11,8 @@
 static const char help[] =
         "Reads, from the host alone, which kernel runs in a guest: OS, paging mode, CR3,\n"
         "kernel base and KASLR offset, text range, banner and GNU build id, vCPUs.\n"
+        "A Windows x64 kernel is recognized too (os \"windows\": base, size, PDB and\n"
+        "identity, docs/operations.md); hvpatch does not patch it.\n"
         "DOMAIN is a libvirt domain name or UUID; --core FILE reads a `virsh dump\n"
         "--memory-only` ELF core instead.\n";
 
@@ -21,9 +24,66 @@ static double ms_since(const struct timespec *t0)
         return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+static void print_windows(struct cli *c, struct hvp_guest *g, unsigned vcpu, const struct hvp_windows_kernel *w,
+                          double elapsed)
+{
+        struct hvp_vcpu_regs regs = { 0 };
+        enum hvp_paging_mode mode = HVP_PAGING_4LEVEL;
+        const char *paging;
+
+        hvp_guest_vcpu_regs(g, vcpu, &regs);
+        hvp_paging_mode(&regs, &mode);
+        paging = mode == HVP_PAGING_5LEVEL ? "5-level" : "4-level";
+        if (c->json) {
+                json_object *o = json_object_new_object(), *ko = json_object_new_object();
+
+                json_object_object_add(o, "domain", json_object_new_string(hvp_guest_name(g)));
+                json_object_object_add(o, "backend", json_object_new_string(hvp_guest_backend(g)));
+                json_object_object_add(o, "os", json_object_new_string("windows"));
+                json_object_object_add(o, "paging", json_object_new_string(paging));
+                json_object_object_add(o, "cr3", cli_json_addr(regs.cr3));
+                json_object_object_add(o, "vcpus", json_object_new_int((int)hvp_guest_vcpu_count(g)));
+                json_object_object_add(ko, "base", cli_json_addr(w->base));
+                json_object_object_add(ko, "size", json_object_new_int64(w->size));
+                json_object_object_add(ko, "build_id", json_object_new_string(w->identity));
+                json_object_object_add(ko, "pdb", w->pe.has_codeview ? json_object_new_string(w->pe.pdb_name) : NULL);
+                json_object_object_add(ko, "pdb_age", w->pe.has_codeview ? json_object_new_int64(w->pe.pdb_age) : NULL);
+                json_object_object_add(ko, "timestamp", json_object_new_int64(w->pe.timestamp));
+                json_object_object_add(ko, "export_name", json_object_new_string(w->pe.export_name));
+                json_object_object_add(o, "kernel", ko);
+                json_object_object_add(o, "elapsed_ms", json_object_new_double(elapsed));
+                cli_json_print(o);
+        } else {
+                printf("domain:        %s (%s)\n", hvp_guest_name(g), hvp_guest_backend(g));
+                printf("os:            windows (not patched by hvpatch: PatchGuard)\n");
+                printf("build id:      %s\n", w->identity);
+                printf("pdb:           %s\n", w->pe.has_codeview ? w->pe.pdb_name : "(no CodeView record)");
+                printf("timestamp:     0x%08x\n", w->pe.timestamp);
+                printf("paging:        %s, CR3 0x%llx (vCPU %u)\n", paging, (unsigned long long)regs.cr3, vcpu);
+                printf("kernel base:   0x%016llx (%s, %u bytes)\n", (unsigned long long)w->base,
+                       w->pe.export_name[0] ? w->pe.export_name : "no export name", w->size);
+                printf("vcpus:         %u\n", hvp_guest_vcpu_count(g));
+                printf("took:          %.1f ms\n", elapsed);
+        }
+}
+
+/* No Linux kernel: a Windows one, or the Linux error (err, why) as cli_attach would print it. */
+static int inspect_not_linux(struct cli *c, struct hvp_guest *g, int err, const char *why,
+                             const struct timespec *t0)
+{
+        struct hvp_windows_kernel w;
+        unsigned vcpu;
+
+        cli_progress(c, "%s: no Linux kernel; looking for a Windows one", hvp_guest_name(g));
+        if (hvp_windows_attach(g, &w, &vcpu) < 0)
+                return cli_error(c, cli_exit_code(err), "%s: %s", hvp_guest_name(g), why);
+        print_windows(c, g, vcpu, &w, ms_since(t0));
+        return EXIT_OK;
+}
+
 int cmd_inspect(struct cli *c, int argc, char **argv)
 {
-        struct cli_target t;
+        struct cli_target t = { 0 };
         struct hvp_vcpu_regs regs;
         const struct hvp_kernel *k;
         char build_id[2 * sizeof(k->build_id) + 1];
@@ -34,12 +94,22 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
         if (cli_wants_help(c, "inspect", argc, argv, help))
                 return EXIT_OK;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        r = cli_attach(c, &argc, &argv, &t);
+        r = cli_open_guest(c, &argc, &argv, &t.guest);
         if (r)
                 return r;
         if (argc > 0) {
                 cli_target_close(&t);
                 return cli_usage(c, cli_find_command("inspect"));
+        }
+        cli_progress(c, "%s: finding the kernel", hvp_guest_name(t.guest));
+        r = hvp_linux_attach(t.guest, &t.mmu, &t.kernel, &t.vcpu);
+        if (r < 0) {
+                char why[1024];
+
+                snprintf(why, sizeof(why), "%s", hvp_last_error());
+                r = inspect_not_linux(c, t.guest, r, why, &t0);
+                cli_target_close(&t);
+                return r;
         }
         elapsed = ms_since(&t0);
         k = t.kernel;

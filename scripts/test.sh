@@ -27,6 +27,10 @@ cmake --build "$build" -j"$(nproc)"
 HVP_KERNEL_DIR=$("$top/images/fetch-kernel.sh" | tail -n 1)
 export HVP_KERNEL_DIR
 log "kernel fixture: $HVP_KERNEL_DIR"
+# Real PE32+ images (wine's ntoskrnl.exe) for the PE parser's tests.
+HVP_PE_DIR=$("$top/images/fetch-pe-fixtures.sh" | tail -n 1)
+export HVP_PE_DIR
+log "PE fixtures: $HVP_PE_DIR"
 # The kallsyms unit test's oracle: this kernel's own /proc/kallsyms (boots a guest once).
 "$top/images/capture-kallsyms.sh" "$HVP_KERNEL_DIR" >/dev/null
 
