@@ -16,26 +16,13 @@
 #include <hvpatch/kernel.h>
 #include <hvpatch/paging.h>
 
+#include "bench/bench.h"
+
 #define MAX_RUNS 1000
-
-static double now_ms(void)
-{
-        struct timespec t;
-
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-
-        return x < y ? -1 : x > y;
-}
 
 static double median(double *v, int n)
 {
-        qsort(v, (size_t)n, sizeof(*v), cmp_double);
+        qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
         return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
@@ -56,25 +43,25 @@ int main(int argc, char **argv)
                 struct hvp_guest *g = NULL;
                 struct hvp_mmu *mmu = NULL;
                 struct hvp_kernel *k = NULL;
-                double t0 = now_ms(), t1, t2;
+                double t0 = hvp_now_ms(), t1, t2;
 
                 if (hvp_guest_open_live(argv[1], &o, &g) < 0) {
                         fprintf(stderr, "bench-inspect: open %s: %s\n", argv[1], hvp_last_error());
                         return 1;
                 }
-                t1 = now_ms();
+                t1 = hvp_now_ms();
                 if (hvp_linux_attach(g, &mmu, &k, NULL) < 0) {
                         fprintf(stderr, "bench-inspect: attach %s: %s\n", argv[1], hvp_last_error());
                         hvp_guest_free(g);
                         return 1;
                 }
-                t2 = now_ms();
+                t2 = hvp_now_ms();
                 nsyms = hvp_symtab_count(k->symtab);
                 mode = hvp_mmu_mode(mmu) == HVP_PAGING_5LEVEL ? "5-level" : "4-level";
                 hvp_kernel_free(k);
                 hvp_mmu_free(mmu);
                 hvp_guest_free(g);
-                freeing[i] = now_ms() - t2;
+                freeing[i] = hvp_now_ms() - t2;
                 opening[i] = t1 - t0;
                 attaching[i] = t2 - t1;
                 total[i] = t2 - t0;

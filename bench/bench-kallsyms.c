@@ -12,6 +12,8 @@
 
 #include "../tests/unit/vmlinux-kmem.h"
 
+#include "bench/bench.h"
+
 struct counting {
         struct vmlinux v;
         unsigned long reads, bytes;
@@ -29,21 +31,6 @@ static int counting_read(void *ctx, uint64_t va, void *buf, size_t len)
 static uint64_t counting_hole_end(void *ctx, uint64_t va)
 {
         return vmlinux_hole_end(&((struct counting *)ctx)->v, va);
-}
-
-static double now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-
-        return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -70,12 +57,12 @@ int main(int argc, char **argv)
                 for (int i = 0; i < runs; i++) {
                         struct hvp_symtab *st = NULL;
                         struct hvp_kernel *k = NULL;
-                        double t0 = now_ms();
+                        double t0 = hvp_now_ms();
                         int r;
 
                         c.reads = c.bytes = 0;
                         r = mode == 0 ? hvp_kallsyms_decode(&km, 0, &st) : hvp_kernel_from_kmem(&km, 0, &k);
-                        t[i] = now_ms() - t0;
+                        t[i] = hvp_now_ms() - t0;
                         if (r < 0) {
                                 fprintf(stderr, "decode failed: %s\n", hvp_last_error());
                                 return 1;
@@ -87,7 +74,7 @@ int main(int argc, char **argv)
                         hvp_symtab_free(st);
                         hvp_kernel_free(k);
                 }
-                qsort(t, (size_t)runs, sizeof(*t), cmp_double);
+                qsort(t, (size_t)runs, sizeof(*t), bench_cmp_double);
                 printf("  %d runs: min %.1f ms, median %.1f ms, max %.1f ms\n", runs, t[0], t[runs / 2],
                        t[runs - 1]);
         }

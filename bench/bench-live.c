@@ -14,26 +14,13 @@
 #include <hvpatch/guest.h>
 #include <hvpatch/hvpatch.h>
 
+#include "bench/bench.h"
+
 #define ROUNDS 50
-
-static double now_ms(void)
-{
-        struct timespec t;
-
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-
-        return x < y ? -1 : x > y;
-}
 
 static double median(double *v, int n)
 {
-        qsort(v, (size_t)n, sizeof(*v), cmp_double);
+        qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
         return v[n / 2];
 }
 
@@ -56,24 +43,24 @@ static void bench_path(const char *dom, enum hvp_write_path path, uint64_t gpa)
         struct hvp_guest *g;
         double t;
 
-        t = now_ms();
+        t = hvp_now_ms();
         check(hvp_guest_open_live(dom, &o, &g), "open");
-        printf("%-8s open %.1f ms (type %s)\n", hvp_write_path_name(hvp_guest_write_path(g)), now_ms() - t,
+        printf("%-8s open %.1f ms (type %s)\n", hvp_write_path_name(hvp_guest_write_path(g)), hvp_now_ms() - t,
                hvp_guest_domain_type(g));
         for (int i = 0; i < ROUNDS; i++) {
-                t = now_ms();
+                t = hvp_now_ms();
                 check(hvp_guest_pause(g), "pause");
-                a[i] = now_ms() - t;
+                a[i] = hvp_now_ms() - t;
                 check(hvp_guest_read_phys(g, gpa, orig, sizeof(orig)), "read");
-                t = now_ms();
+                t = hvp_now_ms();
                 check(hvp_guest_write_phys(g, gpa, pat, sizeof(pat)), "write");
-                b[i] = now_ms() - t;
-                t = now_ms();
+                b[i] = hvp_now_ms() - t;
+                t = hvp_now_ms();
                 check(hvp_guest_write_phys(g, gpa, orig, sizeof(orig)), "restore");
-                c[i] = now_ms() - t;
-                t = now_ms();
+                c[i] = hvp_now_ms() - t;
+                t = hvp_now_ms();
                 check(hvp_guest_resume(g), "resume");
-                d[i] = now_ms() - t;
+                d[i] = hvp_now_ms() - t;
         }
         printf("%-8s pause %.2f ms, first 5-byte write %.3f ms, next write %.3f ms, resume %.2f ms (medians of %d)\n",
                hvp_write_path_name(path), median(a, ROUNDS), median(b, ROUNDS), median(c, ROUNDS),
@@ -81,17 +68,17 @@ static void bench_path(const char *dom, enum hvp_write_path path, uint64_t gpa)
         check(hvp_guest_read_phys(g, gpa, back, sizeof(back)), "read");
         if (path == HVP_WRITE_DIRECT) {
                 for (int i = 0; i < ROUNDS; i++) {
-                        t = now_ms();
+                        t = hvp_now_ms();
                         check(hvp_guest_read_phys(g, gpa, orig, 8), "read");
-                        a[i] = now_ms() - t;
+                        a[i] = hvp_now_ms() - t;
                         for (int k = 0; k < 64; k++)
                                 iov[k] = (struct hvp_phys_iov){ 0x1000000 + (uint64_t)k * 0x11000, page[k], 4096 };
-                        t = now_ms();
+                        t = hvp_now_ms();
                         check(hvp_guest_read_phys_v(g, iov, 64), "read_v");
-                        b[i] = now_ms() - t;
-                        t = now_ms();
+                        b[i] = hvp_now_ms() - t;
+                        t = hvp_now_ms();
                         check(hvp_guest_refresh_regs(g), "registers");
-                        c[i] = now_ms() - t;
+                        c[i] = hvp_now_ms() - t;
                 }
                 printf("%-8s 8-byte read %.1f us, 64 scattered pages %.1f us, all vCPU registers %.2f ms\n", "",
                        median(a, ROUNDS) * 1e3, median(b, ROUNDS) * 1e3, median(c, ROUNDS));

@@ -32,23 +32,10 @@
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 
+#include "bench/bench.h"
+
 #define MAX_ROUNDS 1000
 #define OUT_MAX (64u << 10)
-
-static double now_ms(void)
-{
-        struct timespec t;
-
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-
-        return x < y ? -1 : x > y;
-}
 
 /* Median of n values (sorts a copy); the mean of the middle two for even n. */
 static double median(const double *v, int n)
@@ -58,7 +45,7 @@ static double median(const double *v, int n)
         if (!c)
                 exit(1);
         memcpy(c, v, (size_t)n * sizeof(*c));
-        qsort(c, (size_t)n, sizeof(*c), cmp_double);
+        qsort(c, (size_t)n, sizeof(*c), bench_cmp_double);
         m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
         free(c);
         return m;
@@ -71,7 +58,7 @@ static double percentile(const double *v, int n, double p)
         if (!c)
                 exit(1);
         memcpy(c, v, (size_t)n * sizeof(*c));
-        qsort(c, (size_t)n, sizeof(*c), cmp_double);
+        qsort(c, (size_t)n, sizeof(*c), bench_cmp_double);
         x = c[(int)(p * (n - 1) + 0.5)];
         free(c);
         return x;
@@ -97,7 +84,7 @@ static int run(char *const argv[], char *out, size_t max, double *ret_ms)
 {
         int fds[2], status;
         size_t n = 0;
-        double t = now_ms();
+        double t = hvp_now_ms();
         pid_t pid;
 
         if (pipe(fds) < 0)
@@ -128,7 +115,7 @@ static int run(char *const argv[], char *out, size_t max, double *ret_ms)
         out[n] = '\0';
         if (waitpid(pid, &status, 0) < 0)
                 return -1;
-        *ret_ms = now_ms() - t;
+        *ret_ms = hvp_now_ms() - t;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
@@ -210,12 +197,12 @@ int main(int argc, char **argv)
                 char *brevert[] = { (char *)other, json, cmd_revert, argv[optind], argv[optind + 2], NULL };
 
                 for (int i = 0; i < n; i++) {
-                        double t0 = now_ms(), t1, t2;
+                        double t0 = hvp_now_ms(), t1, t2;
 
                         qmp(dom, "{\"execute\":\"stop\"}");
-                        t1 = now_ms();
+                        t1 = hvp_now_ms();
                         qmp(dom, "{\"execute\":\"cont\"}");
-                        t2 = now_ms();
+                        t2 = hvp_now_ms();
                         stop[i] = t1 - t0;
                         cont[i] = t2 - t1;
                         floor_[i] = t2 - t0;

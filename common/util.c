@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <time.h>
 
 #include "common/error.h"
 #include "common/util.h"
@@ -49,4 +50,12 @@ int hvp_hex_decode(const char *hex, uint8_t *out, size_t max, size_t *ret_len)
         }
         *ret_len = n;
         return 0;
+}
+
+double hvp_now_ms(void)
+{
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }

@@ -46,6 +46,9 @@ static inline uint64_t hvp_le64(const void *p)
         return (uint64_t)hvp_le32(b) | (uint64_t)hvp_le32(b + 4) << 32;
 }
 
+/* CLOCK_MONOTONIC in milliseconds: for measuring, not for dates. */
+double hvp_now_ms(void);
+
 /* Value of one hex digit, -1 if c is none. */
 int hvp_hex_digit(char c);
 

@@ -19,14 +19,6 @@
 #include "common/util.h"
 #include "patcher/record.h"
 
-static double now_ms(void)
-{
-        struct timespec t;
-
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 static void sleep_ms(unsigned ms)
 {
         struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -37,7 +29,7 @@ static void sleep_ms(unsigned ms)
 /* A timing probe of the window (debug log): time since the previous one. */
 static double probe(double since, const char *what)
 {
-        double now = now_ms();
+        double now = hvp_now_ms();
 
         hvp_debug("window: %s %.3f ms", what, now - since);
         return now;
@@ -212,7 +204,7 @@ static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, s
         double t0, t;
         int r, q;
 
-        t0 = t = now_ms();
+        t0 = t = hvp_now_ms();
         r = hvp_guest_pause(g);
         if (r < 0)
                 return r;
@@ -262,7 +254,7 @@ static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, s
 out:
         q = hvp_guest_resume(g);
         probe(t, "resume");
-        rep->pause_ms = now_ms() - t0;
+        rep->pause_ms = hvp_now_ms() - t0;
         if (q < 0 && r == 0)
                 r = q;                          /* a failed resume is never hidden */
         return r;
@@ -275,7 +267,7 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
         struct hvp_apply_report rep = { 0 };
         const char *uuid = hvp_guest_uuid(g);
         _cleanup_free_ uint8_t *cur = NULL;
-        double t_start = now_ms();
+        double t_start = hvp_now_ms();
         int r;
 
         if (!o.max_attempts)
@@ -310,7 +302,7 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
                 hvp_info("a vCPU is inside a patch range; retrying (%u/%u)", rep.attempts, o.max_attempts);
                 sleep_ms(o.retry_delay_ms);
         }
-        rep.total_ms = now_ms() - t_start;
+        rep.total_ms = hvp_now_ms() - t_start;
         if (hvp_guest_release_window(g) < 0)
                 hvp_warn("after the pause window: %s", hvp_last_error());
         if (r == -EAGAIN)

@@ -8,28 +8,15 @@
 
 #include <hvpatch/kernel.h>
 
+#include "tests/fuzz/blob.h"
+
 #define FUZZ_VA HVP_LINUX_DEFAULT_TEXT
-
-struct blob {
-        const uint8_t *data;
-        size_t size;
-};
-
-static int blob_read(void *ctx, uint64_t va, void *buf, size_t len)
-{
-        const struct blob *b = ctx;
-
-        if (va < FUZZ_VA || va - FUZZ_VA > b->size || len > b->size - (va - FUZZ_VA))
-                return -14;
-        memcpy(buf, b->data + (va - FUZZ_VA), len);
-        return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-        struct blob b = { data, size };
+        struct blob b = { data, size, FUZZ_VA };
         struct hvp_kmem km = { .read = blob_read, .ctx = &b, .start = FUZZ_VA, .end = FUZZ_VA + size };
         struct hvp_kernel *k = NULL;
         size_t n;

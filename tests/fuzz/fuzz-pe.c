@@ -8,22 +8,9 @@
 
 #include <hvpatch/windows.h>
 
+#include "tests/fuzz/blob.h"
+
 #define FUZZ_VA 0xfffff80000000000ull
-
-struct blob {
-        const uint8_t *data;
-        size_t size;
-};
-
-static int blob_read(void *ctx, uint64_t va, void *buf, size_t len)
-{
-        const struct blob *b = ctx;
-
-        if (va < FUZZ_VA || va - FUZZ_VA > b->size || len > b->size - (va - FUZZ_VA))
-                return -14;
-        memcpy(buf, b->data + (va - FUZZ_VA), len);
-        return 0;
-}
 
 static void check(const struct hvp_pe_info *pe)
 {
@@ -52,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (size < 1)
                 return 0;
-        b = (struct blob){ data + 1, size - 1 };
+        b = (struct blob){ data + 1, size - 1, FUZZ_VA };
         if (hvp_pe_parse(b.data, b.size, data[0] & 1 ? HVP_PE_LAYOUT_MAPPED : HVP_PE_LAYOUT_FILE, &pe) == 0)
                 check(&pe);
         hint = FUZZ_VA + (b.size ? b.size - 1 : 0);

@@ -32,6 +32,7 @@
 
 #include "kallsyms-gen.h"
 #include "vmlinux-kmem.h"
+#include "common/util.h"
 
 #define TEXT 0xffffffff81000000ull
 
@@ -324,14 +325,6 @@ static int kernel_teardown(void **state)
         return 0;
 }
 
-static double now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static struct hvp_symtab *decode_real(double *ret_ms)
 {
         struct hvp_kmem km = vmlinux_kmem(&kf->v);
@@ -339,10 +332,10 @@ static struct hvp_symtab *decode_real(double *ret_ms)
         double t0;
         int r;
 
-        t0 = now_ms();
+        t0 = hvp_now_ms();
         r = hvp_kallsyms_decode(&km, kf->text, &st);
         if (ret_ms)
-                *ret_ms = now_ms() - t0;
+                *ret_ms = hvp_now_ms() - t0;
         if (r < 0)
                 fail_msg("decoding %s/vmlinux: %d %s", kf->dir, r, hvp_last_error());
         return st;
