@@ -62,19 +62,22 @@ static int original_bytes(struct planner *pl, uint64_t va, uint8_t *out, size_t 
         return 0;
 }
 
-/* Add writes for [va, va+len), split at page boundaries, each with its guest-physical address. */
-static int add_range(struct planner *pl, uint64_t va, const uint8_t *old, const uint8_t *new, size_t len,
-                     bool check_rip, bool area, unsigned site)
+/*
+ * Add writes for [va, va+len), split at page boundaries, each with its guest-physical
+ * address: through the page tables, or for area bytes (area not NULL) at the same
+ * offset into the physically contiguous area, which may not be mapped until the window.
+ */
+static int add_range(struct planner *pl, const struct hvp_area *area, uint64_t va, const uint8_t *old,
+                     const uint8_t *new, size_t len, bool check_rip, unsigned site)
 {
         while (len > 0) {
                 size_t n = HVP_MIN(len, PAGE_SIZE - (va & (PAGE_SIZE - 1)));
-                struct hvp_translation tr;
+                struct hvp_translation tr = { .pa = area ? area->gpa + (va - area->start) : 0 };
                 int r;
 
-                r = hvp_mmu_translate(pl->mmu, va, &tr);
-                if (r < 0)
-                        return r;
-                r = hvp_plan_add_write(pl->pure, va, tr.pa, old, new, n, check_rip, area, site);
+                r = area ? 0 : hvp_mmu_translate(pl->mmu, va, &tr);
+                if (r == 0)
+                        r = hvp_plan_add_write(pl->pure, va, tr.pa, old, new, n, check_rip, area != NULL, site);
                 if (r < 0)
                         return r;
                 va += n;
@@ -132,7 +135,7 @@ static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned i
         free(insns);
         if (r < 0)
                 return r;
-        return add_range(pl, sym->addr + s->offset, s->expected, s->new_bytes, s->len, n_insns > 1, false, idx);
+        return add_range(pl, NULL, sym->addr + s->offset, s->expected, s->new_bytes, s->len, n_insns > 1, idx);
 }
 
 static int area_get(struct planner *pl, bool device, const struct hvp_area **ret)
@@ -185,24 +188,6 @@ out:
         return 0;
 }
 
-/* Area bytes by guest-physical address: a device area is not mapped until the window. */
-static int add_area_range(struct planner *pl, const struct hvp_area *a, uint64_t va, const uint8_t *old,
-                          const uint8_t *new, size_t len, unsigned site)
-{
-        while (len > 0) {
-                size_t n = HVP_MIN(len, PAGE_SIZE - (va & (PAGE_SIZE - 1)));
-                int r = hvp_plan_add_write(pl->pure, va, a->gpa + (va - a->start), old, new, n, false, true, site);
-
-                if (r < 0)
-                        return r;
-                va += n;
-                old += n;
-                new += n;
-                len -= n;
-        }
-        return 0;
-}
-
 static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned idx)
 {
         const struct hvp_symbol *sym = hvp_symtab_lookup(pl->k->symtab, s->symbol);
@@ -239,7 +224,7 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
         if (r < 0)
                 return r;
         /* New code first, then the jump to it: the order of the writes in the window. */
-        r = add_area_range(pl, area, target, filler, code, code_len, idx);
+        r = add_range(pl, area, target, filler, code, code_len, false, idx);
         if (r < 0)
                 return r;
         if (!pl->pure->area_len) {
@@ -252,7 +237,7 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
                 pl->pure->area_len = end - pl->pure->area_start;
         }
         /* A single instruction (the 5-byte NOP) is replaced: no vCPU can be inside it. */
-        return add_range(pl, entry.addr, entry.old_bytes, jmp, sizeof(jmp), false, false, idx);
+        return add_range(pl, NULL, entry.addr, entry.old_bytes, jmp, sizeof(jmp), false, idx);
 }
 
 /*
