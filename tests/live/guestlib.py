@@ -293,6 +293,15 @@ class Guest:
         raise GuestError(f"unexpected gva2gpa output: {out.strip()!r}")
 
 
+def kernel_dir():
+    """The Debian kernel the guests boot: $HVP_KERNEL_DIR, else images/fetch-kernel.sh's."""
+    kdir = os.environ.get("HVP_KERNEL_DIR")
+    if not kdir:
+        out = _check([os.path.join(REPO, "images", "fetch-kernel.sh")], 900, "fetch-kernel.sh")
+        kdir = out.strip().splitlines()[-1]
+    return kdir
+
+
 def parse_build_id(notes):
     """Find the NT_GNU_BUILD_ID note in a blob of ELF notes; return its hex desc or None."""
     off = 0

@@ -59,11 +59,7 @@ def setUpModule():
         # CI has everything these tests need: a missing prerequisite is a failure, not a skip.
         raise RuntimeError("live guest tests need root (libvirt qemu:///system)")
     subprocess.run([os.path.join(IMAGES, "setup-host.sh")], check=True, stdout=subprocess.DEVNULL)
-    kdir = os.environ.get("HVP_KERNEL_DIR")
-    if not kdir:
-        out = subprocess.run([os.path.join(IMAGES, "fetch-kernel.sh")], check=True,
-                             stdout=subprocess.PIPE, text=True).stdout
-        kdir = out.strip().splitlines()[-1]
+    kdir = guestlib.kernel_dir()
     with open(os.path.join(kdir, "version")) as f:
         KERNEL["version"] = f.read().strip()
     KERNEL["dir"] = kdir

@@ -159,11 +159,7 @@ def setUpModule():
     if os.geteuid() != 0:
         raise RuntimeError("live introspection tests need root (libvirt qemu:///system)")
     subprocess.run([os.path.join(IMAGES, "setup-host.sh")], check=True, stdout=subprocess.DEVNULL)
-    kdir = os.environ.get("HVP_KERNEL_DIR")
-    if not kdir:
-        out = subprocess.run([os.path.join(IMAGES, "fetch-kernel.sh")], check=True,
-                             stdout=subprocess.PIPE, text=True).stdout
-        kdir = out.strip().splitlines()[-1]
+    kdir = guestlib.kernel_dir()
     KERNEL["dir"] = kdir
     TMP["dir"] = tempfile.mkdtemp(prefix="hvp-ti-")
     TMP["state"] = os.path.join(TMP["dir"], "state")

@@ -254,11 +254,7 @@ def setUpModule():
     if not os.access(hvpatch_exe(), os.X_OK):
         raise RuntimeError(f"hvpatch binary not found: {hvpatch_exe()} (build it, or set HVPATCH)")
     subprocess.run([os.path.join(IMAGES, "setup-host.sh")], check=True, stdout=subprocess.DEVNULL)
-    kdir = os.environ.get("HVP_KERNEL_DIR")
-    if not kdir:
-        out = subprocess.run([os.path.join(IMAGES, "fetch-kernel.sh")], check=True,
-                             stdout=subprocess.PIPE, text=True).stdout
-        kdir = out.strip().splitlines()[-1]
+    kdir = guestlib.kernel_dir()
     ENV["work"] = tempfile.mkdtemp(prefix="hvp-tp-")
     ENV["state_dir"] = os.path.join(ENV["work"], "state")
     os.environ["HVPATCH_STATE_DIR"] = ENV["state_dir"]     # children inherit it
