@@ -245,6 +245,46 @@ static void live_close(void *be)
         free(b);
 }
 
+/* ------------------------------------------------- live-only answers */
+
+static int live_area_device(void *be, uint64_t *ret_gpa, uint64_t *ret_size)
+{
+        struct live_be *b = be;
+
+        if (!b->area_size)
+                return hvp_fail(-ENODEV, "no patch-area device (<shmem name='%s'> ivshmem-plain) in the domain",
+                                HVP_AREA_DEVICE_NAME);
+        *ret_gpa = b->area_gpa;
+        *ret_size = b->area_size;
+        return 0;
+}
+
+static const char *live_domain_xml(void *be)
+{
+        struct live_be *b = be;
+
+        return b->xml;
+}
+
+static const char *live_domain_type(void *be)
+{
+        struct live_be *b = be;
+
+        return b->type;
+}
+
+static enum hvp_write_path live_write_path(void *be)
+{
+        struct live_be *b = be;
+
+        return b->path;
+}
+
+static int live_check_idle(void *be)
+{
+        return live_job_check(be);
+}
+
 static const struct hvp_backend_ops live_ops = {
         .name = "live",
         .read_phys = live_read,
@@ -257,6 +297,11 @@ static const struct hvp_backend_ops live_ops = {
         .release_window = live_release,
         .read_regs = live_read_regs,
         .close = live_close,
+        .area_device = live_area_device,
+        .check_idle = live_check_idle,
+        .domain_xml = live_domain_xml,
+        .domain_type = live_domain_type,
+        .write_path = live_write_path,
 };
 
 static int open_domain(struct live_be *b, const char *domain, const struct hvp_live_options *opts)
@@ -344,56 +389,4 @@ int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
         }
         *ret_guest = g;
         return 0;
-}
-
-/* ------------------------------------------------- live-only accessors */
-
-int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t *ret_size)
-{
-        struct live_be *b = hvp_guest_backend_data(g, &live_ops);
-
-        if (!b || !b->area_size)
-                return hvp_fail(-ENODEV, "no patch-area device (<shmem name='%s'> ivshmem-plain) in the domain",
-                                HVP_AREA_DEVICE_NAME);
-        *ret_gpa = b->area_gpa;
-        *ret_size = b->area_size;
-        return 0;
-}
-
-int hvp_guest_check_idle(struct hvp_guest *g)
-{
-        struct live_be *b = hvp_guest_backend_data(g, &live_ops);
-
-        return b ? live_job_check(b) : 0;
-}
-
-const char *hvp_guest_domain_xml(const struct hvp_guest *g)
-{
-        struct live_be *b = hvp_guest_backend_data(g, &live_ops);
-
-        return b ? b->xml : NULL;
-}
-
-const char *hvp_guest_domain_type(const struct hvp_guest *g)
-{
-        struct live_be *b = hvp_guest_backend_data(g, &live_ops);
-
-        return b ? b->type : NULL;
-}
-
-enum hvp_write_path hvp_guest_write_path(const struct hvp_guest *g)
-{
-        struct live_be *b = hvp_guest_backend_data(g, &live_ops);
-
-        return b ? b->path : HVP_WRITE_DIRECT;
-}
-
-const char *hvp_write_path_name(enum hvp_write_path path)
-{
-        switch (path) {
-        case HVP_WRITE_AUTO: return "auto";
-        case HVP_WRITE_DIRECT: return "direct";
-        case HVP_WRITE_GDBSTUB: return "gdbstub";
-        }
-        return "unknown";
 }

@@ -11,6 +11,7 @@ struct memory_be {
         struct hvp_mem_region *regions;
         size_t n;
         bool writable;
+        struct hvp_memory_live live;    /* strings owned */
 };
 
 /* The generic layer guarantees the range is inside one RAM range, i.e. one region. */
@@ -56,12 +57,55 @@ static int memory_adopt(void *be)
         return 1;
 }
 
+/* What tests set with hvp_guest_memory_set_live(); until then: none of it. */
+static int memory_area_device(void *be, uint64_t *ret_gpa, uint64_t *ret_size)
+{
+        struct memory_be *m = be;
+
+        if (!m->live.area_size)
+                return hvp_fail(-ENODEV, "no patch-area device in this memory guest");
+        *ret_gpa = m->live.area_gpa;
+        *ret_size = m->live.area_size;
+        return 0;
+}
+
+static int memory_check_idle(void *be)
+{
+        struct memory_be *m = be;
+
+        return m->live.check_idle;
+}
+
+static const char *memory_domain_xml(void *be)
+{
+        struct memory_be *m = be;
+
+        return m->live.domain_xml;
+}
+
+static const char *memory_domain_type(void *be)
+{
+        struct memory_be *m = be;
+
+        return m->live.domain_type;
+}
+
+static enum hvp_write_path memory_write_path(void *be)
+{
+        struct memory_be *m = be;
+
+        return m->live.write_path;
+}
+
 static void memory_close(void *be)
 {
         struct memory_be *m = be;
 
-        if (m)
+        if (m) {
                 free(m->regions);
+                free((char *)m->live.domain_xml);
+                free((char *)m->live.domain_type);
+        }
         free(m);
 }
 
@@ -73,7 +117,32 @@ static const struct hvp_backend_ops memory_ops = {
         .resume = memory_pause,
         .adopt_pause = memory_adopt,
         .close = memory_close,
+        .area_device = memory_area_device,
+        .check_idle = memory_check_idle,
+        .domain_xml = memory_domain_xml,
+        .domain_type = memory_domain_type,
+        .write_path = memory_write_path,
 };
+
+int hvp_guest_memory_set_live(struct hvp_guest *g, const struct hvp_memory_live *live)
+{
+        struct memory_be *m = hvp_guest_backend_data(g, &memory_ops);
+        char *xml = NULL, *type = NULL;
+
+        if (!m)
+                return hvp_fail(-EINVAL, "not a memory guest");
+        if ((live->domain_xml && !(xml = strdup(live->domain_xml))) ||
+            (live->domain_type && !(type = strdup(live->domain_type)))) {
+                free(xml);
+                return -ENOMEM;
+        }
+        free((char *)m->live.domain_xml);
+        free((char *)m->live.domain_type);
+        m->live = *live;
+        m->live.domain_xml = xml;
+        m->live.domain_type = type;
+        return 0;
+}
 
 int hvp_guest_open_memory(const struct hvp_mem_region *regions, size_t nr_regions,
                           const struct hvp_vcpu_regs *vcpus, unsigned nr_vcpus,
@@ -96,6 +165,7 @@ int hvp_guest_open_memory(const struct hvp_mem_region *regions, size_t nr_region
         memcpy(m->regions, regions, nr_regions * sizeof(*regions));
         m->n = nr_regions;
         m->writable = writable;
+        m->live.write_path = HVP_WRITE_DIRECT;
         for (size_t i = 0; i < nr_regions; i++)
                 ranges[i] = (struct hvp_ram_range){ regions[i].gpa, regions[i].size };
         if (!vcpus || nr_vcpus == 0) {

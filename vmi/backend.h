@@ -33,6 +33,17 @@ struct hvp_backend_ops {
         /* Fill regs[0..n) for every vCPU; *ret_n is the count. NULL: registers fixed at open. */
         int (*read_regs)(void *be, struct hvp_vcpu_regs *regs, unsigned max, unsigned *ret_n);
         void (*close)(void *be);
+
+        /*
+         * What only a live domain has (see include/hvpatch/guest.h). Each is optional;
+         * NULL answers: no patch-area device (-ENODEV), idle (0), no domain XML or
+         * type (NULL), the direct write path.
+         */
+        int (*area_device)(void *be, uint64_t *ret_gpa, uint64_t *ret_size);
+        int (*check_idle)(void *be);
+        const char *(*domain_xml)(void *be);
+        const char *(*domain_type)(void *be);
+        enum hvp_write_path (*write_path)(void *be);
 };
 
 /*
@@ -48,7 +59,21 @@ int hvp_guest_new(const struct hvp_backend_ops *ops, void *be, const char *name,
 /* Set the UUID that hvp_guest_uuid() returns (default: the name). */
 int hvp_guest_set_uuid(struct hvp_guest *g, const char *uuid);
 
-/* The backend object of a guest, for backend-specific calls (live: domain XML, jobs). */
+/* The backend object of a guest, for backend-specific calls. */
 void *hvp_guest_backend_data(const struct hvp_guest *g, const struct hvp_backend_ops *ops);
+
+/*
+ * For unit tests: what a memory guest (hvp_guest_open_memory) answers to the
+ * live-only calls, as a live domain would. Strings are copied. -EINVAL if g is not
+ * a memory guest. Until set: the answers of a backend without them.
+ */
+struct hvp_memory_live {
+        uint64_t area_gpa, area_size;   /* patch-area device; size 0: none (-ENODEV) */
+        int check_idle;                 /* hvp_guest_check_idle()'s result (0, -EBUSY) */
+        const char *domain_xml;         /* NULL: none */
+        const char *domain_type;        /* NULL: none */
+        enum hvp_write_path write_path;
+};
+int hvp_guest_memory_set_live(struct hvp_guest *g, const struct hvp_memory_live *live);
 
 #endif

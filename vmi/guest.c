@@ -135,6 +135,43 @@ void *hvp_guest_backend_data(const struct hvp_guest *g, const struct hvp_backend
         return g->ops == ops ? g->be : NULL;
 }
 
+int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t *ret_size)
+{
+        if (!g->ops->area_device)
+                return hvp_fail(-ENODEV, "the %s backend has no patch-area device", g->ops->name);
+        return g->ops->area_device(g->be, ret_gpa, ret_size);
+}
+
+int hvp_guest_check_idle(struct hvp_guest *g)
+{
+        return g->ops->check_idle ? g->ops->check_idle(g->be) : 0;
+}
+
+const char *hvp_guest_domain_xml(const struct hvp_guest *g)
+{
+        return g->ops->domain_xml ? g->ops->domain_xml(g->be) : NULL;
+}
+
+const char *hvp_guest_domain_type(const struct hvp_guest *g)
+{
+        return g->ops->domain_type ? g->ops->domain_type(g->be) : NULL;
+}
+
+enum hvp_write_path hvp_guest_write_path(const struct hvp_guest *g)
+{
+        return g->ops->write_path ? g->ops->write_path(g->be) : HVP_WRITE_DIRECT;
+}
+
+const char *hvp_write_path_name(enum hvp_write_path path)
+{
+        switch (path) {
+        case HVP_WRITE_AUTO: return "auto";
+        case HVP_WRITE_DIRECT: return "direct";
+        case HVP_WRITE_GDBSTUB: return "gdbstub";
+        }
+        return "unknown";
+}
+
 /* Is [gpa, gpa+len) inside one RAM range? Binary search: ranges are sorted and disjoint. */
 static bool in_ram(const struct hvp_guest *g, uint64_t gpa, uint64_t len)
 {
