@@ -5,21 +5,11 @@
 
 #include "common/error.h"
 #include "common/util.h"
-
-#define PAGE_SIZE 4096u
-#define SLOT_SIZE (2ull << 20)
-#define KERNEL_RANGE_START 0xffffffff80000000ull
-#define KERNEL_RANGE_END 0xffffffffc0000000ull  /* MODULES_VADDR */
-
-/* PDE bits: present, page size (2 MiB), global. Not writable, not user, executable. */
-#define PDE_P (1ull << 0)
-#define PDE_PS (1ull << 7)
-#define PDE_G (1ull << 8)
-#define PDE_ADDR_MASK 0x000fffffffe00000ull
+#include "vmi/x86.h"
 
 int hvp_area_find_slack(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_area *ret_area)
 {
-        uint64_t start = k->text_end, end = (start + PAGE_SIZE - 1) & ~(uint64_t)(PAGE_SIZE - 1);
+        uint64_t start = k->text_end, end = (start + HVP_PAGE_SIZE - 1) & ~(uint64_t)(HVP_PAGE_SIZE - 1);
         struct hvp_translation tr;
         uint8_t last;
         int r;
@@ -45,28 +35,28 @@ int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct
 {
         struct hvp_guest *g = hvp_mmu_guest(mmu);
         uint64_t gpa, size, slot, pde_gpa, pde, free_slot = 0, free_pde_gpa = 0, free_pde = 0;
-        uint64_t image_start = k->base & ~(SLOT_SIZE - 1);
-        uint64_t image_end = (k->image_end + SLOT_SIZE - 1) & ~(SLOT_SIZE - 1);
+        uint64_t image_start = k->base & ~(HVP_SIZE_2M - 1);
+        uint64_t image_end = (k->image_end + HVP_SIZE_2M - 1) & ~(HVP_SIZE_2M - 1);
         int r;
 
         r = hvp_guest_area_device(g, &gpa, &size);
         if (r < 0)
                 return r;
-        if (size < SLOT_SIZE || (gpa & (SLOT_SIZE - 1)))
+        if (size < HVP_SIZE_2M || (gpa & (HVP_SIZE_2M - 1)))
                 return hvp_fail(-EINVAL, "the patch-area device's BAR (0x%llx+0x%llx) is not a 2 MiB-aligned 2 MiB region",
                                 (unsigned long long)gpa, (unsigned long long)size);
         if (!k->image_end || image_end <= image_start)
                 return hvp_fail(-EINVAL, "the kernel image's extent (_end) is unknown");
         /* Every slot outside the image: reuse one mapping the BAR, else note the first empty one. */
-        for (slot = KERNEL_RANGE_START; slot < KERNEL_RANGE_END; slot += SLOT_SIZE) {
+        for (slot = HVP_KERNEL_MAP_START; slot < HVP_KERNEL_MAP_END; slot += HVP_SIZE_2M) {
                 if (slot >= image_start && slot < image_end)
                         continue;
                 r = hvp_mmu_entry(mmu, slot, 2, &pde_gpa, &pde);
                 if (r < 0)
                         continue;       /* no page directory there: not a candidate */
-                if ((pde & PDE_P) && (pde & PDE_PS) && (pde & PDE_ADDR_MASK) == gpa) {
+                if ((pde & HVP_PTE_P) && (pde & HVP_PTE_PS) && (pde & HVP_PDE_2M_ADDR_MASK) == gpa) {
                         *ret_area = (struct hvp_area){ .kind = "device", .start = slot, .gpa = gpa,
-                                                       .len = SLOT_SIZE, .filler = 0 };
+                                                       .len = HVP_SIZE_2M, .filler = 0 };
                         return 0;
                 }
                 if (pde == 0 && !free_slot && slot >= image_end) {
@@ -77,9 +67,11 @@ int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct
         }
         if (!free_slot)
                 return hvp_fail(-EEXIST, "no free 2 MiB slot after the kernel image to map the patch-area device");
-        *ret_area = (struct hvp_area){ .kind = "device", .start = free_slot, .gpa = gpa, .len = SLOT_SIZE,
+        *ret_area = (struct hvp_area){ .kind = "device", .start = free_slot, .gpa = gpa, .len = HVP_SIZE_2M,
                                        .filler = 0, .map_needed = true, .pde_gpa = free_pde_gpa,
-                                       .pde_old = free_pde, .pde_new = gpa | PDE_P | PDE_PS | PDE_G };
+                                       .pde_old = free_pde,
+                                       /* present, 2 MiB, global; not writable, not user, executable */
+                                       .pde_new = gpa | HVP_PTE_P | HVP_PTE_PS | HVP_PTE_G };
         return 0;
 }
 
@@ -91,7 +83,7 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struct hvp_area_use *used,
                    size_t nr_used, size_t size, size_t align, uint64_t *ret_addr)
 {
-        uint8_t buf[PAGE_SIZE];
+        uint8_t buf[HVP_PAGE_SIZE];
         uint64_t addr;
         int r;
 

@@ -10,8 +10,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
-
-#define PAGE_SIZE 4096u
+#include "vmi/x86.h"
 
 struct hvp_plan *hvp_plan_new(void)
 {
@@ -38,7 +37,7 @@ int hvp_plan_add_write(struct hvp_plan *p, uint64_t va, uint64_t gpa, const void
         if (len == 0 || len > HVP_WRITE_MAX_LEN)
                 return hvp_fail(-E2BIG, "write of %zu bytes at 0x%llx (1 to %u allowed)", len,
                                 (unsigned long long)va, HVP_WRITE_MAX_LEN);
-        if ((gpa & (PAGE_SIZE - 1)) + len > PAGE_SIZE || (va & (PAGE_SIZE - 1)) + len > PAGE_SIZE)
+        if ((gpa & (HVP_PAGE_SIZE - 1)) + len > HVP_PAGE_SIZE || (va & (HVP_PAGE_SIZE - 1)) + len > HVP_PAGE_SIZE)
                 return hvp_fail(-EINVAL, "write at 0x%llx+%zu crosses a page", (unsigned long long)va, len);
         if (p->nr_writes >= HVP_PLAN_MAX_WRITES)
                 return hvp_fail(-E2BIG, "more than %u writes in one plan", HVP_PLAN_MAX_WRITES);

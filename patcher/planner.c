@@ -14,8 +14,8 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "vmi/x86.h"
 
-#define PAGE_SIZE 4096u
 #define FN_READ_MAX (64u << 10)         /* bytes of a function read to check a site inside it */
 #define MAX_AREA_USES 1024
 
@@ -71,7 +71,7 @@ static int add_range(struct planner *pl, const struct hvp_area *area, uint64_t v
                      const uint8_t *new, size_t len, bool check_rip, unsigned site)
 {
         while (len > 0) {
-                size_t n = HVP_MIN(len, PAGE_SIZE - (va & (PAGE_SIZE - 1)));
+                size_t n = HVP_MIN(len, HVP_PAGE_SIZE - (va & (HVP_PAGE_SIZE - 1)));
                 struct hvp_translation tr = { .pa = area ? area->gpa + (va - area->start) : 0 };
                 int r;
 

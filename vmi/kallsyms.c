@@ -38,11 +38,11 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "vmi/x86.h"
 
 #define KS_ALIGN 8u
 #define KS_TOKENS 256u
 #define KS_NAME_MAX 512u                /* KSYM_NAME_LEN: type char + name */
-#define KS_PAGE 4096u
 #define KS_SCAN_CHUNK (1u << 20)
 /* token_index is u16: the table ends at most one token past 64 KiB. */
 #define KS_TOKEN_SPAN (0x10000u + KS_NAME_MAX + 2 * KS_TOKENS + 2 * KS_ALIGN)
@@ -121,7 +121,7 @@ static void read_span(const struct hvp_kmem *km, uint64_t va, uint8_t *buf, size
                 return;
         while (off < len) {
                 uint64_t a = va + off;
-                size_t n = HVP_MIN(KS_PAGE - (size_t)(a & (KS_PAGE - 1)), len - off);
+                size_t n = HVP_MIN(HVP_PAGE_SIZE - (size_t)(a & (HVP_PAGE_SIZE - 1)), len - off);
 
                 if (km->read(km->ctx, a, buf + off, n) < 0) {
                         uint64_t e = km->hole_end ? km->hole_end(km->ctx, a) : 0;

@@ -15,10 +15,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
-
-#define KERNEL_MAP_START 0xffffffff80000000ull
-#define KERNEL_MAP_END 0xffffffffc0000000ull   /* + KERNEL_IMAGE_SIZE; modules follow */
-#define SLOT_SIZE (2ull << 20)
+#include "vmi/x86.h"
 
 static int mmu_kmem_read(void *ctx, uint64_t va, void *buf, size_t len)
 {
@@ -44,7 +41,7 @@ static uint64_t mmu_hole_end(void *ctx, uint64_t va)
 
 static int find_text_slot(struct hvp_mmu *mmu, uint64_t *ret_base)
 {
-        for (uint64_t va = KERNEL_MAP_START; va < KERNEL_MAP_END; va += SLOT_SIZE) {
+        for (uint64_t va = HVP_KERNEL_MAP_START; va < HVP_KERNEL_MAP_END; va += HVP_SIZE_2M) {
                 struct hvp_translation t = { 0 };
 
                 if (hvp_mmu_translate(mmu, va, &t) == 0) {
@@ -56,7 +53,7 @@ static int find_text_slot(struct hvp_mmu *mmu, uint64_t *ret_base)
                         break;
         }
         return hvp_fail(-ENOENT, "nothing mapped in the kernel image area 0x%llx..0x%llx",
-                        KERNEL_MAP_START, KERNEL_MAP_END);
+                        HVP_KERNEL_MAP_START, HVP_KERNEL_MAP_END);
 }
 
 int hvp_kernel_find(struct hvp_mmu *mmu, struct hvp_kernel **ret_kernel)
@@ -64,7 +61,7 @@ int hvp_kernel_find(struct hvp_mmu *mmu, struct hvp_kernel **ret_kernel)
         struct hvp_kmem km = {
                 .read = mmu_kmem_read,
                 .ctx = mmu,
-                .end = KERNEL_MAP_END,
+                .end = HVP_KERNEL_MAP_END,
                 .hole_end = mmu_hole_end,
         };
         struct hvp_kernel *k;

@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "vmi/x86.h"
 
 #define CR0_PE          (1ull << 0)
 #define CR0_PG          (1ull << 31)
@@ -23,22 +24,10 @@
 #define EFER_LMA        (1ull << 10)
 #define EFER_NXE        (1ull << 11)
 
-#define PTE_P           (1ull << 0)
-#define PTE_RW          (1ull << 1)
-#define PTE_US          (1ull << 2)
-#define PTE_PS          (1ull << 7)
-#define PTE_G           (1ull << 8)
-#define PTE_NX          (1ull << 63)
-
 /* CR3: bits 0-11 are PCID (or PWT/PCD), 61/62 LAM, 63 "no flush" on MOV to CR3. */
 #define CR3_IGNORED     (0xfffull | 7ull << 61)
 #define MAXPHYADDR_MAX  52
 #define MAXPHYADDR_MIN  32
-
-#define PAGE_SHIFT      12
-#define PAGE_SIZE       (1ull << PAGE_SHIFT)
-#define SIZE_2M         (1ull << 21)
-#define SIZE_1G         (1ull << 30)
 
 /* Inclusive bit range [lo, hi]. */
 #define BITS(hi, lo)    ((~0ull >> (63 - (hi))) & ~((1ull << (lo)) - 1))
@@ -75,7 +64,7 @@ struct table_copy {
         uint64_t bulk;          /* the call it belongs to */
         bool tried;             /* to read it whole */
         bool whole;             /* page[] holds the table */
-        uint8_t page[PAGE_SIZE];
+        uint8_t page[HVP_PAGE_SIZE];
 };
 
 struct hvp_mmu {
@@ -100,7 +89,7 @@ static const char *const table_names[] = { "", "page table", "page directory", "
 
 static inline unsigned level_shift(int level)
 {
-        return PAGE_SHIFT + 9 * (unsigned)(level - 1);
+        return HVP_PAGE_SHIFT + 9 * (unsigned)(level - 1);
 }
 
 int hvp_paging_mode(const struct hvp_vcpu_regs *regs, enum hvp_paging_mode *ret_mode)
@@ -142,7 +131,7 @@ static void tlb_init(struct hvp_mmu *mmu)
 static void set_phys_width(struct hvp_mmu *mmu, unsigned bits)
 {
         mmu->maxphyaddr = bits;
-        mmu->addr_mask = BITS(bits - 1, PAGE_SHIFT);
+        mmu->addr_mask = BITS(bits - 1, HVP_PAGE_SHIFT);
         mmu->rsvd_phys = bits < MAXPHYADDR_MAX ? BITS(MAXPHYADDR_MAX - 1, bits) : 0;
 }
 
@@ -314,16 +303,16 @@ static void fill_failure(struct hvp_translation *ret, uint64_t va, enum hvp_walk
 /* Reserved bits of a present entry at level, given its PS bit. */
 static uint64_t reserved_bits(const struct hvp_mmu *mmu, int level, uint64_t e)
 {
-        uint64_t rsvd = mmu->rsvd_phys | (mmu->nxe ? 0 : PTE_NX);
+        uint64_t rsvd = mmu->rsvd_phys | (mmu->nxe ? 0 : HVP_PTE_NX);
 
         switch (level) {
         case 5:
         case 4:
-                return rsvd | PTE_PS;
+                return rsvd | HVP_PTE_PS;
         case 3:         /* 1 GiB page: bit 12 is PAT, 13..29 must be zero */
-                return e & PTE_PS ? rsvd | BITS(29, 13) : rsvd;
+                return e & HVP_PTE_PS ? rsvd | BITS(29, 13) : rsvd;
         case 2:         /* 2 MiB page: bit 12 is PAT, 13..20 must be zero */
-                return e & PTE_PS ? rsvd | BITS(20, 13) : rsvd;
+                return e & HVP_PTE_PS ? rsvd | BITS(20, 13) : rsvd;
         default:
                 return rsvd;
         }
@@ -382,7 +371,7 @@ static int walk(struct hvp_mmu *mmu, uint64_t va, struct hvp_translation *ret)
                 r = read_entry(mmu, va, level, table, idx, &e, ret);
                 if (r < 0)
                         return r;
-                if (!(e & PTE_P)) {
+                if (!(e & HVP_PTE_P)) {
                         fill_failure(ret, va, HVP_WALK_NOT_PRESENT, level);
                         return hvp_fail(-EFAULT, "0x%llx: %s[%u] not present (level %d)",
                                         (unsigned long long)va, entry_names[level], idx, level);
@@ -394,21 +383,21 @@ static int walk(struct hvp_mmu *mmu, uint64_t va, struct hvp_translation *ret)
                                         (unsigned long long)va, entry_names[level], idx,
                                         (unsigned long long)e, (unsigned long long)rsvd, level);
                 }
-                if (!(e & PTE_RW))
+                if (!(e & HVP_PTE_RW))
                         flags &= ~HVP_PF_WRITE;
-                if (!(e & PTE_US))
+                if (!(e & HVP_PTE_US))
                         flags &= ~HVP_PF_USER;
-                if (mmu->nxe && (e & PTE_NX))
+                if (mmu->nxe && (e & HVP_PTE_NX))
                         flags |= HVP_PF_NX;
-                if (level == 1 || (level <= 3 && (e & PTE_PS)))
+                if (level == 1 || (level <= 3 && (e & HVP_PTE_PS)))
                         break;
                 table = e & mmu->addr_mask;
         }
-        if (e & PTE_G)
+        if (e & HVP_PTE_G)
                 flags |= HVP_PF_GLOBAL;
         size = 1ull << level_shift(level);
-        frame = (e & mmu->addr_mask & ~(size - 1)) | (va & (size - 1) & ~(PAGE_SIZE - 1));
-        if (!phys_in_ram(mmu, frame, PAGE_SIZE)) {
+        frame = (e & mmu->addr_mask & ~(size - 1)) | (va & (size - 1) & ~(HVP_PAGE_SIZE - 1));
+        if (!phys_in_ram(mmu, frame, HVP_PAGE_SIZE)) {
                 fill_failure(ret, va, HVP_WALK_OUTSIDE_RAM, level);
                 return hvp_fail(-ERANGE, "0x%llx: page frame 0x%llx (from %s[%u]) is outside guest RAM (level %d)",
                                 (unsigned long long)va, (unsigned long long)frame, entry_names[level],
@@ -416,7 +405,7 @@ static int walk(struct hvp_mmu *mmu, uint64_t va, struct hvp_translation *ret)
         }
         *ret = (struct hvp_translation){
                 .va = va,
-                .pa = frame | (va & (PAGE_SIZE - 1)),
+                .pa = frame | (va & (HVP_PAGE_SIZE - 1)),
                 .page_size = size,
                 .flags = flags,
                 .level = level,
@@ -445,10 +434,10 @@ int hvp_mmu_entry(struct hvp_mmu *mmu, uint64_t va, int level, uint64_t *ret_ent
                         *ret_entry = e;
                         return 0;
                 }
-                if (!(e & PTE_P))
+                if (!(e & HVP_PTE_P))
                         return hvp_fail(-EFAULT, "0x%llx: %s[%u] not present (level %d)", (unsigned long long)va,
                                         entry_names[l], idx, l);
-                if ((l <= 3 && (e & PTE_PS)) || (e & reserved_bits(mmu, l, e)))
+                if ((l <= 3 && (e & HVP_PTE_PS)) || (e & reserved_bits(mmu, l, e)))
                         return hvp_fail(-EINVAL, "0x%llx: %s[%u] maps a large page or has reserved bits (level %d)",
                                         (unsigned long long)va, entry_names[l], idx, l);
                 table = e & mmu->addr_mask;
@@ -461,10 +450,10 @@ static int translate_hit(struct hvp_mmu *mmu, uint64_t va, const struct tlb_entr
         uint64_t size = 1ull << level_shift(e->level);
         uint64_t pa = e->pa | (va & (size - 1));
 
-        if (!e->whole_in_ram && !phys_in_ram(mmu, pa & ~(PAGE_SIZE - 1), PAGE_SIZE)) {
+        if (!e->whole_in_ram && !phys_in_ram(mmu, pa & ~(HVP_PAGE_SIZE - 1), HVP_PAGE_SIZE)) {
                 fill_failure(ret, va, HVP_WALK_OUTSIDE_RAM, e->level);
                 return hvp_fail(-ERANGE, "0x%llx: page frame 0x%llx (from %s[%u]) is outside guest RAM (level %d)",
-                                (unsigned long long)va, (unsigned long long)(pa & ~(PAGE_SIZE - 1)),
+                                (unsigned long long)va, (unsigned long long)(pa & ~(HVP_PAGE_SIZE - 1)),
                                 entry_names[e->level], (unsigned)(va >> level_shift(e->level)) & 511,
                                 e->level);
         }
@@ -593,12 +582,12 @@ static int collect_runs(struct hvp_mmu *mmu, uint64_t va, size_t len, struct run
                  * next translation judge the frame after it, as it would for 4 KiB pages.
                  */
                 c = ram_range_of(mmu, tr.pa);
-                if (!c || ((c->gpa + c->size) & ~(PAGE_SIZE - 1)) <= tr.pa) {
+                if (!c || ((c->gpa + c->size) & ~(HVP_PAGE_SIZE - 1)) <= tr.pa) {
                         r = hvp_fail(-ERANGE, "0x%llx: guest-physical 0x%llx is outside guest RAM",
                                      (unsigned long long)pos, (unsigned long long)tr.pa);
                         goto fail;
                 }
-                chunk = HVP_MIN(chunk, ((c->gpa + c->size) & ~(PAGE_SIZE - 1)) - tr.pa);
+                chunk = HVP_MIN(chunk, ((c->gpa + c->size) & ~(HVP_PAGE_SIZE - 1)) - tr.pa);
                 r = runs_add(rs, c, tr.pa, (size_t)chunk);
                 if (r < 0)
                         goto fail;

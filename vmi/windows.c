@@ -13,8 +13,8 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "vmi/x86.h"
 
-#define PAGE 4096ull
 #define KERNEL_HALF 0xffff800000000000ull
 #define IDT_GATE_SIZE 16
 #define IDT_MAX_GATES 256
@@ -40,10 +40,10 @@ static int image_read(void *ctx, uint64_t off, void *buf, size_t len)
 static int scan_down(const struct hvp_kmem *km, uint64_t hint, struct hvp_windows_kernel *ret, char *why,
                      size_t why_size)
 {
-        uint64_t top = hint & ~(PAGE - 1);
+        uint64_t top = hint & ~(HVP_PAGE_SIZE - 1);
         uint64_t floor = top >= HVP_WINDOWS_SCAN_MAX ? top - HVP_WINDOWS_SCAN_MAX : 0;
 
-        for (uint64_t va = top;; va -= PAGE) {
+        for (uint64_t va = top;; va -= HVP_PAGE_SIZE) {
                 struct image_reader ir = { km, va };
                 struct hvp_pe_info pe;
                 char mz[2], reason[256];
@@ -63,7 +63,7 @@ static int scan_down(const struct hvp_kmem *km, uint64_t hint, struct hvp_window
                         hvp_pe_identity(&pe, ret->identity);
                         return 1;
                 }
-                if (va < floor + PAGE)
+                if (va < floor + HVP_PAGE_SIZE)
                         return 0;
         }
 }
@@ -78,7 +78,7 @@ int hvp_windows_find_kmem(const struct hvp_kmem *km, const uint64_t *hints, size
         if (!km || !km->read || (!hints && n_hints) || !ret)
                 return hvp_fail(-EINVAL, "windows: bad arguments");
         for (size_t i = 0; i < n_hints && n_tried < HVP_WINDOWS_MAX_HINTS; i++) {
-                uint64_t page = hints[i] & ~(PAGE - 1);
+                uint64_t page = hints[i] & ~(HVP_PAGE_SIZE - 1);
                 struct hvp_windows_kernel k;
                 bool seen = false;
                 int r;
