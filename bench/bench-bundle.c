@@ -8,17 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/patch.h>
 
+#include "common/util.h"
+
 static double now_us(void)
 {
-        struct timespec t;
-
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+        return hvp_now_ms() * 1e3;
 }
 
 static int resolve(void *ctx, const char *name, uint64_t *ret)

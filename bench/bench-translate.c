@@ -17,12 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <hvpatch/guest.h>
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/kernel.h>
 #include <hvpatch/paging.h>
+
+#include "common/util.h"
 
 #define MIB (1024ull * 1024)
 #define MAPPED (64 * MIB)
@@ -42,12 +43,10 @@ struct bench {
         struct hvp_mmu *mmu;
 };
 
+/* Seconds. */
 static double now(void)
 {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+        return hvp_now_ms() / 1e3;
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -58,11 +57,6 @@ static uint64_t rng(void)
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
         return rng_state;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-        memcpy(p, &v, 8);       /* x86-64 host: little-endian */
 }
 
 static uint64_t get64(const uint8_t *p)
@@ -94,10 +88,10 @@ static void set_entry(struct bench *b, uint64_t va, int level, uint64_t e)
                 uint8_t *p = b->tables + table + ((va >> (12 + 9 * (l - 1))) & 511) * 8;
 
                 if (!(get64(p) & 1))
-                        put64(p, new_table(b) | 3);
+                        hvp_put_le64(p, new_table(b) | 3);
                 table = get64(p) & 0x000ffffffffff000ull;
         }
-        put64(b->tables + table + ((va >> (12 + 9 * (level - 1))) & 511) * 8, e);
+        hvp_put_le64(b->tables + table + ((va >> (12 + 9 * (level - 1))) & 511) * 8, e);
 }
 
 static void setup(struct bench *b, uint64_t page_size)

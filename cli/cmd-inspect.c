@@ -1,5 +1,4 @@
 #include <stdio.h>
-#include <time.h>
 
 #include <hvpatch/kernel.h>
 #include <hvpatch/windows.h>
@@ -15,14 +14,6 @@ static const char help[] =
         "identity, docs/operations.md); hvpatch does not patch it.\n"
         "DOMAIN is a libvirt domain name or UUID; --core FILE reads a `virsh dump\n"
         "--memory-only` ELF core instead.\n";
-
-static double ms_since(const struct timespec *t0)
-{
-        struct timespec t1;
-
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
-}
 
 static void print_windows(struct cli *c, struct hvp_guest *g, unsigned vcpu, const struct hvp_windows_kernel *w,
                           double elapsed)
@@ -69,7 +60,7 @@ static void print_windows(struct cli *c, struct hvp_guest *g, unsigned vcpu, con
 
 /* No Linux kernel: a Windows one, or the Linux error (err, why) as cli_attach would print it. */
 static int inspect_not_linux(struct cli *c, struct hvp_guest *g, int err, const char *why,
-                             const struct timespec *t0)
+                             double t0)
 {
         struct hvp_windows_kernel w;
         unsigned vcpu;
@@ -77,7 +68,7 @@ static int inspect_not_linux(struct cli *c, struct hvp_guest *g, int err, const 
         cli_progress(c, "%s: no Linux kernel; looking for a Windows one", hvp_guest_name(g));
         if (hvp_windows_attach(g, &w, &vcpu) < 0)
                 return cli_error(c, cli_exit_code(err), "%s: %s", hvp_guest_name(g), why);
-        print_windows(c, g, vcpu, &w, ms_since(t0));
+        print_windows(c, g, vcpu, &w, hvp_now_ms() - t0);
         return EXIT_OK;
 }
 
@@ -87,13 +78,13 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
         struct hvp_vcpu_regs regs;
         const struct hvp_kernel *k;
         char build_id[2 * sizeof(k->build_id) + 1];
-        struct timespec t0;
+        double t0;
         double elapsed;
         int r;
 
         if (cli_wants_help(c, "inspect", argc, argv, help))
                 return EXIT_OK;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = hvp_now_ms();
         r = cli_open_guest(c, &argc, &argv, &t.guest);
         if (r)
                 return r;
@@ -107,11 +98,11 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 char why[1024];
 
                 snprintf(why, sizeof(why), "%s", hvp_last_error());
-                r = inspect_not_linux(c, t.guest, r, why, &t0);
+                r = inspect_not_linux(c, t.guest, r, why, t0);
                 cli_target_close(&t);
                 return r;
         }
-        elapsed = ms_since(&t0);
+        elapsed = hvp_now_ms() - t0;
         k = t.kernel;
         hvp_guest_vcpu_regs(t.guest, t.vcpu, &regs);
         hvp_hex_encode(k->build_id, k->build_id_len, build_id);

@@ -4,13 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <hvpatch/patch.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "common/util.h"
 
 static const char pack_help[] =
         "Reads MANIFEST (see docs/bundle.md), validates it against the manifest schema,\n"
@@ -127,7 +127,7 @@ int cmd_pack(struct cli *c, int argc, char **argv)
         const struct cli_command *cmd = cli_find_command("pack");
         const char *manifest = NULL, *output = NULL;
         struct hvp_bundle *b = NULL;
-        struct timespec t0, t1;
+        double t0;
         uint8_t *buf = NULL;
         size_t len = 0;
         double ms;
@@ -153,12 +153,11 @@ int cmd_pack(struct cli *c, int argc, char **argv)
         if (!manifest || !output)
                 return cli_usage(c, cmd);
 
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = hvp_now_ms();
         r = hvp_bundle_pack(manifest, &buf, &len);
         if (r < 0)
                 return cli_lib_error(c, r, "pack");
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        ms = hvp_now_ms() - t0;
         r = hvp_bundle_open_mem(buf, len, &b);
         if (r < 0) {
                 free(buf);

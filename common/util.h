@@ -46,6 +46,23 @@ static inline uint64_t hvp_le64(const void *p)
         return (uint64_t)hvp_le32(b) | (uint64_t)hvp_le32(b + 4) << 32;
 }
 
+static inline void hvp_put_le16(void *p, uint16_t v)
+{
+        uint8_t *b = p;
+        b[0] = (uint8_t)v;
+        b[1] = (uint8_t)(v >> 8);
+}
+static inline void hvp_put_le32(void *p, uint32_t v)
+{
+        hvp_put_le16(p, (uint16_t)v);
+        hvp_put_le16((uint8_t *)p + 2, (uint16_t)(v >> 16));
+}
+static inline void hvp_put_le64(void *p, uint64_t v)
+{
+        hvp_put_le32(p, (uint32_t)v);
+        hvp_put_le32((uint8_t *)p + 4, (uint32_t)(v >> 32));
+}
+
 /* CLOCK_MONOTONIC in milliseconds: for measuring, not for dates. */
 double hvp_now_ms(void);
 

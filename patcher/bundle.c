@@ -40,18 +40,6 @@ static size_t align8(size_t v)
         return (v + 7) & ~(size_t)7;
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static bool all_zero(const uint8_t *p, size_t n)
 {
         for (size_t i = 0; i < n; i++)
@@ -112,19 +100,19 @@ int hvp_bundle_write(const struct hvp_bundle_input *entries, size_t nr_entries, 
         if (!buf)
                 return hvp_fail(-ENOMEM, "out of memory");
         memcpy(buf, HVP_BUNDLE_MAGIC, 8);
-        put_le32(buf + 8, HVP_BUNDLE_VERSION);
-        put_le32(buf + 12, HEADER_SIZE);
-        put_le32(buf + 16, ENTRY_SIZE);
-        put_le32(buf + 20, (uint32_t)nr_entries);
-        put_le64(buf + 24, total);
+        hvp_put_le32(buf + 8, HVP_BUNDLE_VERSION);
+        hvp_put_le32(buf + 12, HEADER_SIZE);
+        hvp_put_le32(buf + 16, ENTRY_SIZE);
+        hvp_put_le32(buf + 20, (uint32_t)nr_entries);
+        hvp_put_le64(buf + 24, total);
         off = HEADER_SIZE + nr_entries * ENTRY_SIZE;
         for (size_t i = 0; i < nr_entries; i++) {
                 uint8_t *e = buf + HEADER_SIZE + i * ENTRY_SIZE;
 
                 off = align8(off);
                 memcpy(e, entries[i].name, strlen(entries[i].name));
-                put_le64(e + 64, off);
-                put_le64(e + 72, entries[i].size);
+                hvp_put_le64(e + 64, off);
+                hvp_put_le64(e + 72, entries[i].size);
                 sha256(entries[i].data ? entries[i].data : (const void *)"", entries[i].size, e + 80);
                 if (entries[i].size)
                         memcpy(buf + off, entries[i].data, entries[i].size);

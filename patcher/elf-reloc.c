@@ -657,18 +657,6 @@ struct apply_ctx {
         void *resolve_ctx;
 };
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static int symbol_address(struct object *o, const struct symbol *sym, struct apply_ctx *ac, uint64_t *ret)
 {
         int r;
@@ -712,10 +700,10 @@ static int visit_apply(struct object *o, const struct section *target, const str
         v = s + (uint64_t)rel->addend;
         switch (rel->type) {
         case R_X86_64_64:
-                put_le64(field, v);
+                hvp_put_le64(field, v);
                 return 0;
         case R_X86_64_PC64:
-                put_le64(field, v - p);
+                hvp_put_le64(field, v - p);
                 return 0;
         case R_X86_64_PC32:
         case R_X86_64_PLT32:
@@ -724,12 +712,12 @@ static int visit_apply(struct object *o, const struct section *target, const str
         case R_X86_64_32S:
                 if ((int64_t)v != (int64_t)(int32_t)(uint32_t)v)
                         break;
-                put_le32(field, (uint32_t)v);
+                hvp_put_le32(field, (uint32_t)v);
                 return 0;
         case R_X86_64_32:
                 if (v > UINT32_MAX)
                         break;
-                put_le32(field, (uint32_t)v);
+                hvp_put_le32(field, (uint32_t)v);
                 return 0;
         default:
                 return hvp_fail(-ENOTSUP, "unsupported relocation %s", reloc_name(rel->type, tbuf, sizeof(tbuf)));

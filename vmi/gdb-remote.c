@@ -5,7 +5,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -13,14 +12,6 @@
 #include "vmi/gdb-remote.h"
 
 #define MAX_RETRANSMITS 3
-
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int hvp_gdb_connect_unix(const char *path, int timeout_ms, struct hvp_gdb *ret_gdb)
 {
@@ -77,7 +68,7 @@ static int recv_byte(struct hvp_gdb *g, int64_t deadline, char *ret)
 {
         for (;;) {
                 struct pollfd pfd = { .fd = g->fd, .events = POLLIN };
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - (int64_t)hvp_now_ms();
                 ssize_t n;
                 int p;
 
@@ -188,7 +179,7 @@ static bool is_stop_reply(const char *p)
 
 int hvp_gdb_command(struct hvp_gdb *g, const char *cmd, char *reply, size_t max)
 {
-        int64_t deadline = now_ms() + g->timeout_ms;
+        int64_t deadline = (int64_t)hvp_now_ms() + g->timeout_ms;
         bool nak;
         int r;
 

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 #define CB_MAX_LOADS 8
 #define CB_MAX_VCPUS 4
 
@@ -36,9 +38,9 @@ struct cb_core {
         size_t load_off[CB_MAX_LOADS];
 };
 
-static inline void cb_put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static inline void cb_put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static inline void cb_put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static inline void cb_put16(uint8_t *p, uint16_t v) { hvp_put_le16(p, v); }
+static inline void cb_put32(uint8_t *p, uint32_t v) { hvp_put_le32(p, v); }
+static inline void cb_put64(uint8_t *p, uint64_t v) { hvp_put_le64(p, v); }
 
 /* The registers the builder gives vCPU v (tests compare against these). */
 static inline uint64_t cb_rip(unsigned v) { return 0xffffffff81000000ull + 0x100 * v; }

@@ -14,6 +14,8 @@
 
 #include <hvpatch/area.h>
 
+#include "common/util.h"
+
 #define RAM (4u << 20)
 #define P 0x1ull
 #define RW 0x2ull
@@ -30,7 +32,7 @@ struct img {
 
 static void put64(uint8_t *p, uint64_t v)
 {
-        memcpy(p, &v, 8);       /* x86-64 test host: little-endian */
+        hvp_put_le64(p, v);
 }
 
 /* PML4 at 0x1000, PDPT 0x2000, PD 0x3000, PT 0x4000: one 4 KiB page mapped at TEXT_PAGE_VA. */

@@ -17,6 +17,8 @@
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/paging.h>
 
+#include "common/util.h"
+
 #define KIB 1024ull
 #define MIB (1024ull * KIB)
 #define GIB (1024ull * MIB)
@@ -53,8 +55,7 @@ static uint8_t *phys(struct img *im, uint64_t gpa)
 
 static void put64(uint8_t *p, uint64_t v)
 {
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
+        hvp_put_le64(p, v);
 }
 
 static uint64_t get64(const uint8_t *p)

@@ -32,6 +32,8 @@
 
 #include "core-builder.h"
 
+#include "common/util.h"
+
 #define KIB 1024ull
 #define MIB (1024ull * KIB)
 
@@ -214,9 +216,9 @@ static void test_linux_efi_stub_is_not_windows(void **state)
 
 /* --------------------------------------------- a PE32+ image built here -- */
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
-static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
+static void put16(uint8_t *p, uint16_t v) { hvp_put_le16(p, v); }
+static void put32(uint8_t *p, uint32_t v) { hvp_put_le32(p, v); }
+static void put64(uint8_t *p, uint64_t v) { hvp_put_le64(p, v); }
 
 #define B_LFANEW 0x80
 #define B_OPT (B_LFANEW + 24)
