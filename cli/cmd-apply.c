@@ -146,7 +146,7 @@ static int verify_stage(struct job *j)
 {
         void *sig = NULL;
         size_t sig_len;
-        char sig_path[4200], why[1024];
+        char sig_path[HVP_PATH_MAX], why[1024];
         int r;
 
         r = hvp_read_file_bounded(j->bundle_path, HVP_BUNDLE_MAX, &j->bytes, &j->len);

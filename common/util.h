@@ -2,6 +2,7 @@
 #ifndef HVP_COMMON_UTIL_H
 #define HVP_COMMON_UTIL_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,9 @@
 #define HVP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define HVP_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define HVP_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* The size of every path buffer. */
+#define HVP_PATH_MAX PATH_MAX
 
 static inline void hvp_freep(void *p)
 {

@@ -19,6 +19,7 @@
 #include <hvpatch/patch.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "common/util.h"
 #include "patcher/manifest.h"
 
@@ -314,51 +315,15 @@ int hvp_bundle_open_mem(const void *buf, size_t len, struct hvp_bundle **ret_bun
         return bundle_open_owned(copy, len, ret_bundle);
 }
 
-/* Read a whole regular file of at most max bytes into a malloc'ed buffer. */
-static int read_file(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
-{
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-        uint8_t *buf;
-        size_t got = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return hvp_fail(errno == ENOENT ? -ENOENT : -EIO, "%s: %s", path, strerror(errno));
-        if (fstat(fd, &st) < 0)
-                return hvp_fail(-EIO, "%s: %s", path, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return hvp_fail(-EINVAL, "%s: not a regular file", path);
-        if ((uint64_t)st.st_size > max)
-                return hvp_fail(-E2BIG, "%s: %lld bytes exceed the bound of %zu", path, (long long)st.st_size, max);
-        buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-        if (!buf)
-                return hvp_fail(-ENOMEM, "out of memory");
-        while (got < (size_t)st.st_size) {
-                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        free(buf);
-                        return hvp_fail(-EIO, "%s: short read", path);
-                }
-                got += (size_t)n;
-        }
-        *ret = buf;
-        *ret_len = got;
-        return 0;
-}
-
 int hvp_bundle_open_file(const char *path, struct hvp_bundle **ret_bundle)
 {
-        uint8_t *data;
+        void *data;
         size_t len;
         int r;
 
         if (!path)
                 return hvp_fail(-EINVAL, "no path");
-        r = read_file(path, HVP_BUNDLE_MAX_SIZE, &data, &len);
+        r = hvp_read_file_bounded(path, HVP_BUNDLE_MAX_SIZE, &data, &len);
         if (r < 0)
                 return r;
         return bundle_open_owned(data, len, ret_bundle);
@@ -378,7 +343,7 @@ int hvp_bundle_pack(const char *manifest_path, uint8_t **ret_buf, size_t *ret_le
 
         if (!manifest_path)
                 return hvp_fail(-EINVAL, "no manifest path");
-        r = read_file(manifest_path, HVP_MANIFEST_MAX_SIZE, &xml, &xml_len);
+        r = hvp_read_file_bounded(manifest_path, HVP_MANIFEST_MAX_SIZE, (void **)&xml, &xml_len);
         if (r < 0)
                 return r;
         r = manifest_parse(xml, xml_len, MANIFEST_SOURCE, &m);
@@ -403,7 +368,7 @@ int hvp_bundle_pack(const char *manifest_path, uint8_t **ret_buf, size_t *ret_le
                         r = hvp_fail(-ENOMEM, "out of memory");
                         goto out;
                 }
-                r = read_file(path, HVP_RELOC_MAX_OBJECT, &objs[n], &in[n].size);
+                r = hvp_read_file_bounded(path, HVP_RELOC_MAX_OBJECT, (void **)&objs[n], &in[n].size);
                 free(path);
                 if (r < 0) {
                         r = hvp_fail_context(r, "manifest line %u: object %s", o->line, o->name);

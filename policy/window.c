@@ -39,7 +39,7 @@ static const char *zoneinfo_dir(void)
 
 int hvp_tz_check(const char *tz)
 {
-        char path[512];
+        char path[HVP_PATH_MAX];
         char magic[4];
         struct stat st;
         size_t n = strlen(tz);

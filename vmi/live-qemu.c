@@ -16,49 +16,25 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "common/util.h"
 #include "vmi/live.h"
 #include "vmi/hmp.h"
-
-static int read_small_file(const char *path, char *buf, size_t max, size_t *ret_len)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        size_t n = 0;
-
-        if (fd < 0)
-                return -errno;
-        while (n < max) {
-                ssize_t k = read(fd, buf + n, max - n);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        *ret_len = n;
-        return 0;
-}
 
 /* The process must be a QEMU started for this domain: argv has "-uuid UUID". */
 static int check_qemu_cmdline(struct live_be *b)
 {
         char path[64];
-        _cleanup_free_ char *buf = malloc(1u << 20);
+        _cleanup_free_ char *buf = NULL;
         const char *argv0, *base;
         size_t n;
         int r;
 
-        if (!buf)
-                return -ENOMEM;
         snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)b->pid);
-        r = read_small_file(path, buf, (1u << 20) - 1, &n);
+        r = hvp_read_file_bounded(path, MAX_CMDLINE, (void **)&buf, &n);
         if (r < 0)
-                return hvp_fail(r == -ENOENT ? -ESRCH : -EACCES, "QEMU process %d of %s: %s", (int)b->pid,
-                                b->name, strerror(-r));
-        buf[n] = '\0';
+                return hvp_fail_context(r == -ENOENT ? -ESRCH : -EACCES, "QEMU process %d of %s", (int)b->pid,
+                                        b->name);
         argv0 = buf;
         base = strrchr(argv0, '/');
         base = base ? base + 1 : argv0;
@@ -79,7 +55,8 @@ static int check_qemu_cmdline(struct live_be *b)
 
 int live_find_qemu_process(struct live_be *b)
 {
-        char path[PATH_MAX], buf[32], *end;
+        char path[HVP_PATH_MAX], *end;
+        _cleanup_free_ char *buf = NULL;
         struct stat st;
         size_t n;
         long pid;
@@ -88,10 +65,9 @@ int live_find_qemu_process(struct live_be *b)
         if (strchr(b->name, '/'))
                 return hvp_fail(-EINVAL, "bad domain name %s", b->name);
         snprintf(path, sizeof(path), "%s/%s.pid", LIBVIRT_PID_DIR, b->name);
-        r = read_small_file(path, buf, sizeof(buf) - 1, &n);
+        r = hvp_read_file_bounded(path, 31, (void **)&buf, &n);
         if (r < 0)
-                return hvp_fail(-EACCES, "cannot read %s: %s", path, strerror(-r));
-        buf[n] = '\0';
+                return hvp_fail_context(-EACCES, "cannot read the pid file");
         errno = 0;
         pid = strtol(buf, &end, 10);
         if (errno || end == buf || (*end && *end != '\n') || pid <= 1 || pid > INT_MAX)
@@ -131,18 +107,15 @@ static int process_alive(struct live_be *b)
 static int check_mappings(struct live_be *b, uint64_t hva, uint64_t size)
 {
         char path[64];
-        _cleanup_free_ char *buf = malloc(MAX_PROC_FILE);
+        _cleanup_free_ char *buf = NULL;
         uint64_t want = hva, end = hva + size;
         size_t n;
         int r;
 
-        if (!buf)
-                return -ENOMEM;
         snprintf(path, sizeof(path), "/proc/%d/maps", (int)b->pid);
-        r = read_small_file(path, buf, MAX_PROC_FILE - 1, &n);
+        r = hvp_read_file_bounded(path, MAX_PROC_FILE, (void **)&buf, &n);
         if (r < 0)
-                return hvp_fail(-EACCES, "cannot read %s: %s", path, strerror(-r));
-        buf[n] = '\0';
+                return hvp_fail_context(-EACCES, "cannot read the QEMU process's mappings");
         /* Mappings are listed in address order. */
         for (char *line = buf; *line && want < end;) {
                 char *nl = strchr(line, '\n');

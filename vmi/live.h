@@ -23,7 +23,8 @@
 #define LIBVIRT_PID_DIR "/run/libvirt/qemu"
 #define GDB_SOCK_ROOT "/run/hvpatch"
 #define GDB_TIMEOUT_MS 5000
-#define MAX_PROC_FILE (64u << 20)       /* /proc/PID/maps of a big QEMU, cmdline */
+#define MAX_PROC_FILE (64u << 20)       /* /proc/PID/maps of a big QEMU */
+#define MAX_CMDLINE (1u << 20)          /* /proc/PID/cmdline */
 
 struct hva_range {
         uint64_t gpa, size, hva;

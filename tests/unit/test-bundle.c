@@ -17,6 +17,8 @@
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/patch.h>
 
+#include "common/file.h"
+
 static char tmpdir[] = "/tmp/hvp-test-bundle-XXXXXX";
 static uint8_t *object;         /* reloc-calls.c compiled, the payload of every test bundle */
 static size_t object_len;
@@ -43,19 +45,9 @@ static char *path_of(const char *name)
 
 static uint8_t *slurp(const char *path, size_t *len)
 {
-        FILE *f = fopen(path, "rb");
-        uint8_t *buf;
-        long n;
+        void *buf = NULL;
 
-        assert_non_null(f);
-        fseek(f, 0, SEEK_END);
-        n = ftell(f);
-        rewind(f);
-        buf = malloc(n ? (size_t)n : 1);
-        assert_non_null(buf);
-        assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-        fclose(f);
-        *len = (size_t)n;
+        assert_int_equal(hvp_read_file_bounded(path, 64u << 20, &buf, len), 0);
         return buf;
 }
 

@@ -22,6 +22,8 @@
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/patch.h>
 
+#include "common/file.h"
+
 #define TARGET 0xffffffffc0001000ull
 #define KFLAGS "-O2 -mcmodel=kernel -fno-pic -fno-stack-protector -mno-red-zone -ffreestanding -nostdlib " \
                "-mno-sse -mno-mmx -fno-asynchronous-unwind-tables"
@@ -93,19 +95,9 @@ static void compile(const char *src, const char *out, const char *flags)
 
 static uint8_t *slurp(const char *path, size_t *len)
 {
-        FILE *f = fopen(path, "rb");
-        uint8_t *buf;
-        long n;
+        void *buf = NULL;
 
-        assert_non_null(f);
-        fseek(f, 0, SEEK_END);
-        n = ftell(f);
-        rewind(f);
-        buf = malloc((size_t)n);
-        assert_non_null(buf);
-        assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-        fclose(f);
-        *len = (size_t)n;
+        assert_int_equal(hvp_read_file_bounded(path, 64u << 20, &buf, len), 0);
         return buf;
 }
 

@@ -1,28 +1,24 @@
-/* Bounded whole-file reads for the policy module's inputs (keys, signatures, bundles, policies). */
+/*
+ * The one whole-file reader: bounded, regular files only, a file that grows while it
+ * is read is caught. Bundles, keys, signatures, policies, state records and journals,
+ * the QEMU process's /proc files.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <hvpatch/policy.h>
-
 #include "common/error.h"
+#include "common/file.h"
 #include "common/util.h"
 
-int hvp_read_file_bounded(const char *path, size_t max, void **ret_data, size_t *ret_len)
+int hvp_read_fd_bounded(int fd, const char *path, size_t max, void **ret_data, size_t *ret_len)
 {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
         struct stat st;
         size_t len = 0, cap;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-                int e = errno;
-
-                return hvp_fail(e == ENOENT ? -ENOENT : -EIO, "%s: %s", path, strerror(e));
-        }
         if (fstat(fd, &st) < 0)
                 return hvp_fail(-EIO, "%s: %s", path, strerror(errno));
         /* FIFOs and devices could block or never end. */
@@ -66,4 +62,17 @@ int hvp_read_file_bounded(const char *path, size_t max, void **ret_data, size_t 
         buf = NULL;
         *ret_len = len;
         return 0;
+}
+
+int hvp_read_file_bounded(const char *path, size_t max, void **ret_data, size_t *ret_len)
+{
+        _cleanup_close_ int fd = -1;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                int e = errno;
+
+                return hvp_fail(e == ENOENT ? -ENOENT : -EIO, "%s: %s", path, strerror(e));
+        }
+        return hvp_read_fd_bounded(fd, path, max, ret_data, ret_len);
 }
