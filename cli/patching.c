@@ -74,10 +74,7 @@ int cli_prune_record(struct hvp_guest *g, const struct hvp_kernel *k, struct hvp
 
 bool cli_has_journal(const char *uuid)
 {
-        char path[4300];
-
-        snprintf(path, sizeof(path), "%s/domains/%s.journal", cli_state_dir(), uuid);
-        return access(path, F_OK) == 0;
+        return hvp_journal_exists(cli_state_dir(), uuid) == 1;
 }
 
 void cli_audit(enum hvp_audit_action action, struct hvp_guest *g, const struct hvp_plan *p, int result,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <hvpatch/apply.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "common/util.h"
 #include "patcher/record.h"
 
@@ -40,100 +42,221 @@ static int check_key(const char *uuid)
         return 0;
 }
 
-static int ensure_dir(const char *path)
+/*
+ * The state folder: STATE_DIR/domains/UUID.json (record), UUID.journal (the
+ * transaction in flight), UUID.lock; this file alone knows that layout. A journal
+ * tells recover what to write into guest RAM, so whoever can write the folder can
+ * write the guest's kernel: both folders must be ours and writable by nobody else,
+ * and no state file is ever reached through a symlink (openat relative to the
+ * folder, O_NOFOLLOW; temporaries O_EXCL under a random name).
+ */
+#define DOMAINS_DIR "domains"
+
+struct state_file {
+        int dfd;                        /* STATE_DIR/domains */
+        char name[80];                  /* UUID + suffix */
+        char path[HVP_PATH_MAX];        /* for messages */
+};
+
+static const char *writable_by(mode_t mode)
 {
-        if (mkdir(path, 0700) < 0 && errno != EEXIST)
-                return hvp_fail(-errno, "cannot create %s: %s", path, strerror(errno));
+        return (mode & S_IWGRP) && (mode & S_IWOTH) ? "its group and others" : mode & S_IWGRP ? "its group" : "others";
+}
+
+/* Open dirfd's entry name (path in messages) as a folder of ours, never through a symlink. */
+static int open_folder(int dirfd, const char *name, const char *path, bool create, int *ret_fd)
+{
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        if (create && mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+                return hvp_fail(-errno, "cannot create the state folder %s: %s", path, strerror(errno));
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+                return -ENOENT;
+        if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+                return hvp_fail(-EPERM, "state folder %s is a symlink or not a folder: refusing it", path);
+        if (fd < 0)
+                return hvp_fail(-errno, "cannot open the state folder %s: %s", path, strerror(errno));
+        if (fstat(fd, &st) < 0)
+                return hvp_fail(-errno, "%s: %s", path, strerror(errno));
+        if (st.st_uid != geteuid())
+                return hvp_fail(-EPERM, "state folder %s belongs to uid %u, not to this user (uid %u): refusing it",
+                                path, (unsigned)st.st_uid, (unsigned)geteuid());
+        if (st.st_mode & (S_IWGRP | S_IWOTH))
+                return hvp_fail(-EPERM, "state folder %s is writable by %s (mode %04o): refusing it (chmod go-w %s)",
+                                path, writable_by(st.st_mode), (unsigned)(st.st_mode & 07777), path);
+        *ret_fd = fd;
+        fd = -1;
         return 0;
 }
 
-int hvp_state_path(const char *state_dir, const char *uuid, const char *suffix, char *out, size_t size)
+/* -ENOENT (no message) when !create and a folder is missing. */
+static int state_file_open(const char *state_dir, const char *uuid, const char *suffix, bool create,
+                           struct state_file *ret)
 {
-        char dir[4096];
+        _cleanup_close_ int top = -1;
+        char dir[HVP_PATH_MAX];
         int r;
 
+        ret->dfd = -1;
         if (!state_dir)
                 state_dir = HVP_STATE_DIR;
         r = check_key(uuid);
         if (r < 0)
                 return r;
-        snprintf(dir, sizeof(dir), "%s", state_dir);
-        if ((r = ensure_dir(dir)) < 0)
-                return r;
-        if ((size_t)snprintf(dir, sizeof(dir), "%s/domains", state_dir) >= sizeof(dir))
+        snprintf(ret->name, sizeof(ret->name), "%s%s", uuid, suffix);
+        if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", state_dir, DOMAINS_DIR) >= sizeof(dir) ||
+            (size_t)snprintf(ret->path, sizeof(ret->path), "%s/%s", dir, ret->name) >= sizeof(ret->path))
                 return hvp_fail(-ENAMETOOLONG, "state folder path too long");
-        if ((r = ensure_dir(dir)) < 0)
+        r = open_folder(AT_FDCWD, state_dir, state_dir, create, &top);
+        if (r < 0)
                 return r;
-        if ((size_t)snprintf(out, size, "%s/%s%s", dir, uuid, suffix) >= size)
-                return hvp_fail(-ENAMETOOLONG, "state file path too long");
-        return 0;
+        return open_folder(top, DOMAINS_DIR, dir, create, &ret->dfd);
 }
 
-int hvp_json_write_atomic(const char *path, json_object *o)
+static void state_file_close(struct state_file *f)
 {
-        char tmp[4200], dir[4096], *slash;
-        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-        size_t len = strlen(text);
-        int fd, r = 0;
-
-        snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return hvp_fail(-errno, "cannot write %s: %s", tmp, strerror(errno));
-        if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) < 0)
-                r = hvp_fail(-EIO, "writing %s: %s", tmp, strerror(errno));
-        close(fd);
-        if (r == 0 && rename(tmp, path) < 0)
-                r = hvp_fail(-errno, "renaming %s: %s", tmp, strerror(errno));
-        if (r < 0) {
-                unlink(tmp);
-                return r;
-        }
-        snprintf(dir, sizeof(dir), "%s", path);
-        slash = strrchr(dir, '/');
-        if (slash) {
-                *slash = '\0';
-                fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (fd >= 0) {
-                        fsync(fd);
-                        close(fd);
-                }
-        }
-        return 0;
+        if (f->dfd >= 0)
+                close(f->dfd);
+        f->dfd = -1;
 }
 
-int hvp_json_read_file(const char *path, json_object **ret)
+/* A state file: a regular file of ours with no other name, never through a symlink. -ENOENT: none. */
+static int state_file_fd(const struct state_file *f, int flags, int *ret_fd)
 {
+        _cleanup_close_ int fd = -1;
         struct stat st;
+
+        fd = openat(f->dfd, f->name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == ENOENT)
+                return -ENOENT;
+        if (fd < 0 && errno == ELOOP)
+                return hvp_fail(-EPERM, "%s is a symlink: refusing it", f->path);
+        if (fd < 0)
+                return hvp_fail(-errno, "cannot open %s: %s", f->path, strerror(errno));
+        if (fstat(fd, &st) < 0)
+                return hvp_fail(-errno, "%s: %s", f->path, strerror(errno));
+        if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+                return hvp_fail(-EPERM, "%s is not a plain file (or has other names): refusing it", f->path);
+        if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
+                return hvp_fail(-EPERM, "%s belongs to uid %u or is writable by others (mode %04o): refusing it",
+                                f->path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+        *ret_fd = fd;
+        fd = -1;
+        return 0;
+}
+
+static int state_read_json(const struct state_file *f, json_object **ret)
+{
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *text = NULL;
         json_object *o;
-        char *text;
+        size_t len;
+        int r;
+
+        r = state_file_fd(f, O_RDONLY, &fd);
+        if (r < 0)
+                return r;
+        r = hvp_read_fd_bounded(fd, f->path, RECORD_MAX_BYTES, (void **)&text, &len);
+        if (r < 0)
+                return r;
+        o = json_tokener_parse(text);
+        if (!o)
+                return hvp_fail(-EINVAL, "%s is not valid JSON", f->path);
+        *ret = o;
+        return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, buf, len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return -1;
+                buf += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* Atomically: a new temporary file (random name, O_EXCL), fsync, rename over, fsync of the folder. */
+static int state_write_json(const struct state_file *f, json_object *o)
+{
+        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+        char tmp[sizeof(f->name) + 24], hex[17];
+        uint8_t rnd[8];
         int fd, r = 0;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+                return hvp_fail(-EIO, "getrandom: %s", strerror(errno));
+        hvp_hex_encode(rnd, sizeof(rnd), hex);
+        snprintf(tmp, sizeof(tmp), "%s.tmp-%s", f->name, hex);
+        fd = openat(f->dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
-                return errno == ENOENT ? -ENOENT : hvp_fail(-errno, "cannot open %s: %s", path, strerror(errno));
-        if (fstat(fd, &st) < 0 || st.st_size > RECORD_MAX_BYTES) {
-                close(fd);
-                return hvp_fail(-E2BIG, "%s is larger than %u bytes", path, RECORD_MAX_BYTES);
-        }
-        text = malloc((size_t)st.st_size + 1);
-        if (!text) {
-                close(fd);
-                return -ENOMEM;
-        }
-        if (read(fd, text, (size_t)st.st_size) != st.st_size)
-                r = hvp_fail(-EIO, "reading %s: %s", path, strerror(errno));
+                return hvp_fail(-errno, "cannot write %s.tmp-%s: %s", f->path, hex, strerror(errno));
+        if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 || fsync(fd) < 0)
+                r = hvp_fail(-EIO, "writing %s.tmp-%s: %s", f->path, hex, strerror(errno));
         close(fd);
-        if (r == 0) {
-                text[st.st_size] = '\0';
-                o = json_tokener_parse(text);
-                if (!o)
-                        r = hvp_fail(-EINVAL, "%s is not valid JSON", path);
-                else
-                        *ret = o;
+        if (r == 0 && renameat(f->dfd, tmp, f->dfd, f->name) < 0)
+                r = hvp_fail(-errno, "renaming %s.tmp-%s: %s", f->path, hex, strerror(errno));
+        if (r < 0) {
+                (void)unlinkat(f->dfd, tmp, 0);
+                return r;
         }
-        free(text);
+        (void)fsync(f->dfd);
+        return 0;
+}
+
+int hvp_journal_write(const char *state_dir, const char *uuid, json_object *o)
+{
+        struct state_file f;
+        int r = state_file_open(state_dir, uuid, ".journal", true, &f);
+
+        if (r == 0)
+                r = state_write_json(&f, o);
+        state_file_close(&f);
         return r;
+}
+
+int hvp_journal_read(const char *state_dir, const char *uuid, json_object **ret)
+{
+        struct state_file f;
+        int r = state_file_open(state_dir, uuid, ".journal", false, &f);
+
+        if (r == 0)
+                r = state_read_json(&f, ret);
+        state_file_close(&f);
+        return r;
+}
+
+int hvp_journal_remove(const char *state_dir, const char *uuid)
+{
+        struct state_file f;
+        int r = state_file_open(state_dir, uuid, ".journal", false, &f);
+
+        if (r == 0 && unlinkat(f.dfd, f.name, 0) < 0 && errno != ENOENT)
+                r = hvp_fail(-errno, "cannot remove %s: %s", f.path, strerror(errno));
+        state_file_close(&f);
+        return r == -ENOENT ? 0 : r;
+}
+
+int hvp_journal_exists(const char *state_dir, const char *uuid)
+{
+        struct state_file f;
+        struct stat st;
+        int r = state_file_open(state_dir, uuid, ".journal", false, &f);
+
+        if (r == 0) {
+                /* Whatever is there (even a symlink, which recover refuses): a transaction to look at. */
+                r = fstatat(f.dfd, f.name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? 1
+                    : errno == ENOENT ? 0 : hvp_fail(-errno, "%s: %s", f.path, strerror(errno));
+        }
+        state_file_close(&f);
+        return r == -ENOENT ? 0 : r;
 }
 
 void hvp_record_free(struct hvp_record *rec)
@@ -164,17 +287,22 @@ int hvp_record_load(const char *state_dir, const char *uuid, struct hvp_record *
 {
         struct hvp_record *rec;
         json_object *o = NULL, *arr;
-        char path[4300];
+        struct state_file f;
+        const char *path = f.path;
         int r;
 
-        r = hvp_state_path(state_dir, uuid, ".json", path, sizeof(path));
-        if (r < 0)
+        r = state_file_open(state_dir, uuid, ".json", false, &f);
+        if (r == 0)
+                r = state_read_json(&f, &o);
+        state_file_close(&f);
+        if (r < 0 && r != -ENOENT)
                 return r;
         rec = calloc(1, sizeof(*rec));
-        if (!rec)
+        if (!rec) {
+                json_object_put(o);
                 return -ENOMEM;
+        }
         snprintf(rec->uuid, sizeof(rec->uuid), "%s", uuid);
-        r = hvp_json_read_file(path, &o);
         if (r == -ENOENT) {
                 *ret = rec;
                 return 0;
@@ -222,10 +350,10 @@ fail:
 int hvp_record_save(const char *state_dir, const struct hvp_record *rec)
 {
         json_object *o, *arr;
-        char path[4300];
+        struct state_file f;
         int r;
 
-        r = hvp_state_path(state_dir, rec->uuid, ".json", path, sizeof(path));
+        r = state_file_open(state_dir, rec->uuid, ".json", true, &f);
         if (r < 0)
                 return r;
         o = json_object_new_object();
@@ -240,8 +368,9 @@ int hvp_record_save(const char *state_dir, const struct hvp_record *rec)
                 json_object_array_add(arr, e);
         }
         json_object_object_add(o, "applied", arr);
-        r = hvp_json_write_atomic(path, o);
+        r = state_write_json(&f, o);
         json_object_put(o);
+        state_file_close(&f);
         return r;
 }
 
@@ -300,21 +429,20 @@ int hvp_record_commit(struct hvp_record *rec, const struct hvp_commit *commit, d
 
 int hvp_domain_lock(const char *state_dir, const char *uuid, int *ret_fd)
 {
-        char path[4300];
-        int fd, r;
+        struct state_file f;
+        int fd = -1, r;
 
-        r = hvp_state_path(state_dir, uuid, ".lock", path, sizeof(path));
+        r = state_file_open(state_dir, uuid, ".lock", true, &f);
+        if (r == 0)
+                r = state_file_fd(&f, O_RDWR | O_CREAT, &fd);
+        if (r == 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? hvp_fail(-EBUSY, "another hvpatch is working on this domain (%s)", f.path)
+                                         : hvp_fail(-errno, "cannot lock %s: %s", f.path, strerror(errno));
+                close(fd);
+        }
+        state_file_close(&f);
         if (r < 0)
                 return r;
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return hvp_fail(-errno, "cannot open lock %s: %s", path, strerror(errno));
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                r = errno == EWOULDBLOCK ? hvp_fail(-EBUSY, "another hvpatch is working on this domain (%s)", path)
-                                         : hvp_fail(-errno, "cannot lock %s: %s", path, strerror(errno));
-                close(fd);
-                return r;
-        }
         *ret_fd = fd;
         return 0;
 }

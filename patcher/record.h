@@ -1,4 +1,4 @@
-/* Internal: state files of the patcher (records, journals, locks). */
+/* Internal: the state folder of the patcher (records, journals, locks): patcher/record.c. */
 #ifndef HVP_PATCHER_RECORD_H
 #define HVP_PATCHER_RECORD_H
 
@@ -6,11 +6,13 @@
 
 #include <json-c/json.h>
 
-/* STATE_DIR/domains/UUID+suffix, creating the folders (mode 0700). */
-int hvp_state_path(const char *state_dir, const char *uuid, const char *suffix, char *out, size_t size);
-/* Write JSON atomically: temporary file, fsync, rename, fsync of the folder. */
-int hvp_json_write_atomic(const char *path, json_object *o);
-/* Read a JSON file (bounded size). -ENOENT if absent. */
-int hvp_json_read_file(const char *path, json_object **ret);
+/*
+ * The journal of a domain's transaction in flight (its layout in the state folder is
+ * record.c's). Written atomically; read back (-ENOENT: none); removed (none: 0).
+ * -EPERM: the state folder or the file is not safe to trust (see record.c).
+ */
+int hvp_journal_write(const char *state_dir, const char *uuid, json_object *o);
+int hvp_journal_read(const char *state_dir, const char *uuid, json_object **ret);
+int hvp_journal_remove(const char *state_dir, const char *uuid);
 
 #endif

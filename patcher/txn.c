@@ -147,15 +147,8 @@ static int journal_write(const char *state_dir, const char *uuid, const struct h
                          const struct hvp_commit *commit)
 {
         json_object *o = json_object_new_object(), *c = json_object_new_object();
-        char path[4300];
         int r;
 
-        r = hvp_state_path(state_dir, uuid, ".journal", path, sizeof(path));
-        if (r < 0) {
-                json_object_put(o);
-                json_object_put(c);
-                return r;
-        }
         json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
         json_object_object_add(o, "in_window", json_object_new_boolean(true));
         json_object_object_add(o, "txn", hvp_plan_to_json(txn));
@@ -163,17 +156,14 @@ static int journal_write(const char *state_dir, const char *uuid, const struct h
         json_object_object_add(c, "remove_id",
                                commit->remove_id ? json_object_new_string(commit->remove_id) : NULL);
         json_object_object_add(o, "commit", c);
-        r = hvp_json_write_atomic(path, o);
+        r = hvp_journal_write(state_dir, uuid, o);
         json_object_put(o);
         return r;
 }
 
 static void journal_remove(const char *state_dir, const char *uuid)
 {
-        char path[4300];
-
-        if (hvp_state_path(state_dir, uuid, ".journal", path, sizeof(path)) == 0)
-                unlink(path);
+        (void)hvp_journal_remove(state_dir, uuid);
 }
 
 static int commit_record(const char *state_dir, const char *uuid, const struct hvp_commit *commit,
@@ -351,13 +341,9 @@ static int load_journal(const char *state_dir, const char *uuid, struct hvp_plan
                         int *ret_pid)
 {
         json_object *o, *v, *c;
-        char path[4300];
         int r;
 
-        r = hvp_state_path(state_dir, uuid, ".journal", path, sizeof(path));
-        if (r < 0)
-                return r;
-        r = hvp_json_read_file(path, &o);
+        r = hvp_journal_read(state_dir, uuid, &o);
         if (r == -ENOENT)
                 return hvp_fail(-ENOENT, "no interrupted transaction for this domain");
         if (r < 0)
@@ -367,7 +353,7 @@ static int load_journal(const char *state_dir, const char *uuid, struct hvp_plan
         *ret_in_window = json_object_object_get_ex(o, "in_window", &v) && json_object_get_boolean(v);
         *ret_pid = json_object_object_get_ex(o, "pid", &v) ? json_object_get_int(v) : 0;
         if (!json_object_object_get_ex(o, "txn", &v) || !json_object_object_get_ex(o, "commit", &c)) {
-                r = hvp_fail(-EINVAL, "%s: no transaction in it", path);
+                r = hvp_fail(-EINVAL, "the journal of %s has no transaction in it", uuid);
                 goto out;
         }
         r = hvp_plan_from_json(v, ret_txn);

@@ -182,6 +182,18 @@ int hvp_domain_lock(const char *state_dir, const char *uuid, int *ret_fd);
 void hvp_domain_unlock(int fd);
 
 /*
+ * 1 if the domain has the journal of an unfinished transaction (hvp_recover() is
+ * due), 0 if not. Does not create the state folder.
+ *
+ * The state folder (STATE_DIR and STATE_DIR/domains) must belong to the running user
+ * and be writable by nobody else, and records, journals and locks are never read
+ * or written through a symlink: every call on the state folder refuses otherwise
+ * with -EPERM, naming the path (a journal says what hvp_recover() writes into guest
+ * RAM). Missing folders are created with mode 0700.
+ */
+int hvp_journal_exists(const char *state_dir, const char *uuid);
+
+/*
  * Site states as memory shows them (memory is compared, not the record trusted).
  */
 enum hvp_site_state {
