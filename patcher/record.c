@@ -211,26 +211,26 @@ static int state_write_json(const struct state_file *f, json_object *o)
         return 0;
 }
 
-int hvp_journal_write(const char *state_dir, const char *uuid, json_object *o)
+/* Write o, or read into *ret: the journal through the same checks. */
+static int journal_io(const char *state_dir, const char *uuid, json_object *o, json_object **ret)
 {
         struct state_file f;
-        int r = state_file_open(state_dir, uuid, ".journal", true, &f);
+        int r = state_file_open(state_dir, uuid, ".journal", o != NULL, &f);
 
         if (r == 0)
-                r = state_write_json(&f, o);
+                r = o ? state_write_json(&f, o) : state_read_json(&f, ret);
         state_file_close(&f);
         return r;
 }
 
+int hvp_journal_write(const char *state_dir, const char *uuid, json_object *o)
+{
+        return journal_io(state_dir, uuid, o, NULL);
+}
+
 int hvp_journal_read(const char *state_dir, const char *uuid, json_object **ret)
 {
-        struct state_file f;
-        int r = state_file_open(state_dir, uuid, ".journal", false, &f);
-
-        if (r == 0)
-                r = state_read_json(&f, ret);
-        state_file_close(&f);
-        return r;
+        return journal_io(state_dir, uuid, NULL, ret);
 }
 
 int hvp_journal_remove(const char *state_dir, const char *uuid)
