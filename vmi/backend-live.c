@@ -30,6 +30,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "vmi/area-live.h"
 #include "vmi/backend.h"
 #include "vmi/gdb-remote.h"
 #include "vmi/hmp.h"
@@ -67,6 +68,7 @@ struct live_be {
 
         char area_region[64];   /* QEMU region of the patch-area device's BAR, "" if none */
         uint64_t area_gpa, area_size;
+        struct hvp_ro_area ro_area;     /* the read-only patch area (vmi/area-live.h); fd -1: none */
 
         bool paused;            /* we paused the domain */
         bool paused_by_stub;    /* ... by connecting to the gdbstub (fast path) */
@@ -181,8 +183,10 @@ static xmlNodePtr child_element(xmlNodePtr parent, const char *name)
 }
 
 /*
- * The patch-area device: <shmem name='hvpatch-area'> with <model type='ivshmem-plain'/>.
- * QEMU names its BAR's RAM region "shmmem-" + the device's alias.
+ * The (deprecated) shared-memory patch-area device: <shmem name='hvpatch-area-UUID'>
+ * with <model type='ivshmem-plain'/>, UUID this domain's: libvirt backs it by
+ * /dev/shm/NAME, shared by every domain giving the same name, so only the
+ * per-domain name counts. QEMU names its BAR's RAM region "shmmem-" + the device's alias.
  */
 static void find_area_device(struct live_be *b, xmlNodePtr root)
 {
@@ -198,7 +202,8 @@ static void find_area_device(struct live_be *b, xmlNodePtr root)
                         model_type = xmlGetProp(child_element(n, "model"), BAD_CAST "type");
                 if (child_element(n, "alias"))
                         alias_name = xmlGetProp(child_element(n, "alias"), BAD_CAST "name");
-                if (name && xmlStrcmp(name, BAD_CAST HVP_AREA_DEVICE_NAME) == 0 && model_type &&
+                if (name && strncmp((const char *)name, HVP_AREA_SHMEM_PREFIX, strlen(HVP_AREA_SHMEM_PREFIX)) == 0 &&
+                    strcmp((const char *)name + strlen(HVP_AREA_SHMEM_PREFIX), b->uuid) == 0 && model_type &&
                     xmlStrcmp(model_type, BAD_CAST "ivshmem-plain") == 0 && alias_name &&
                     xmlStrlen(alias_name) < 48)
                         snprintf(b->area_region, sizeof(b->area_region), "shmmem-%s", (const char *)alias_name);
@@ -400,19 +405,44 @@ static int gpa2hva(struct live_be *b, uint64_t gpa, const char *region, uint64_t
         return hvp_hmp_parse_gpa2hva(out, gpa, region, ret);
 }
 
+static int map_area(struct live_be *b, uint64_t gpa, uint64_t size, uint64_t first);
+static int add_area_ro(struct live_be *b);
+
+/* Nothing but this QEMU may map what backs [hva, hva+size): not another domain's QEMU. */
+static int area_exclusive(struct live_be *b, uint64_t hva, uint64_t size)
+{
+        char path[64], what[128];
+        _cleanup_free_ char *buf = malloc(MAX_PROC_FILE);
+        dev_t dev;
+        ino_t ino;
+        size_t n;
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        snprintf(path, sizeof(path), "/proc/%d/maps", (int)b->pid);
+        r = read_small_file(path, buf, MAX_PROC_FILE - 1, &n);
+        if (r < 0)
+                return hvp_fail(-EACCES, "cannot read %s: %s", path, strerror(-r));
+        buf[n] = '\0';
+        if (hvp_area_maps_backing(buf, hva, size, &dev, &ino) < 0)
+                return hvp_fail(-EPERM, "the patch-area device's memory is not one file mapping in QEMU");
+        snprintf(what, sizeof(what), "the backing of %s", b->area_region);
+        return hvp_area_backing_exclusive(b->pid, dev, ino, what);
+}
+
 /*
  * The patch-area device's BAR is host memory QEMU maps into the guest: hvpatch
  * treats it as guest memory it may read and write (the only device memory it does).
- * Missing or unmapped: no device area, not an error.
+ * Missing or unmapped: no device area, not an error. Without it: the read-only area.
  */
 static int add_area_device(struct live_be *b, const char *flat)
 {
         uint64_t gpa, size, first, last;
-        size_t i;
         int r;
 
         if (!b->area_region[0])
-                return 0;
+                return add_area_ro(b);
         r = hvp_hmp_find_flat_ram(flat, b->area_region, &gpa, &size);
         if (r < 0) {
                 hvp_warn("patch-area device: %s", hvp_last_error());
@@ -425,8 +455,35 @@ static int add_area_device(struct live_be *b, const char *flat)
                 r = hvp_fail(-EIO, "gpa2hva: %s is not one host mapping", b->area_region);
         if (r == 0)
                 r = check_mappings(b, first, size);
+        if (r == 0)
+                r = area_exclusive(b, first, size);
         if (r < 0)
                 return r;
+        return map_area(b, gpa, size, first);
+}
+
+static int area_hmp(void *ctx, const char *cmd, char **ret_out)
+{
+        return monitor(ctx, cmd, true, ret_out);
+}
+
+/* The read-only patch area (vmi/area-live.c): read like RAM, written only by pwrite. */
+static int add_area_ro(struct live_be *b)
+{
+        struct hvp_area_host h = { .pid = b->pid, .xml = b->xml, .ctx = b, .hmp = area_hmp };
+        int r = hvp_area_ro_open(&h, &b->ro_area);
+
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        return map_area(b, b->ro_area.gpa, b->ro_area.size, b->ro_area.hva);
+}
+
+static int map_area(struct live_be *b, uint64_t gpa, uint64_t size, uint64_t first)
+{
+        size_t i;
+
         if (b->nr_map >= HVP_MAX_RAM_RANGES)
                 return hvp_fail(-E2BIG, "too many RAM ranges");
         for (i = 0; i < b->nr_map && b->map[i].gpa < gpa; i++)
@@ -1051,6 +1108,8 @@ static int live_write(void *be, uint64_t gpa, const void *buf, size_t len)
         struct live_be *b = be;
         int r, q;
 
+        if (b->ro_area.fd >= 0 && gpa >= b->ro_area.gpa && gpa - b->ro_area.gpa < b->ro_area.size)
+                return hvp_area_ro_write(&b->ro_area, gpa, buf, len);     /* QEMU maps it read-only */
         if (b->path == HVP_WRITE_DIRECT)
                 return direct_write(b, gpa, buf, len);
         if (b->paused)
@@ -1099,6 +1158,7 @@ static void live_close(void *be)
                 close(b->pidfd);
         if (b->memfd >= 0)
                 close(b->memfd);
+        hvp_area_ro_close(&b->ro_area);
         free(b->xml);
         free(b->xfer);
         free(b);
@@ -1197,7 +1257,7 @@ int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
         b = calloc(1, sizeof(*b));
         if (!b)
                 return -ENOMEM;
-        b->pidfd = b->memfd = -1;
+        b->pidfd = b->memfd = b->ro_area.fd = -1;
         b->gdb.fd = -1;
         b->xfer = malloc(sizeof(*b->xfer));
         if (!b->xfer) {
@@ -1227,6 +1287,8 @@ int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
                 hvp_guest_free(g);
                 return r;
         }
+        if (b->ro_area.fd >= 0)
+                hvp_guest_set_append_only(g, b->ro_area.gpa, b->ro_area.size, HVP_AREA_RO_FILLER);
         *ret_guest = g;
         return 0;
 }
@@ -1238,8 +1300,8 @@ int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t
         struct live_be *b = hvp_guest_backend_data(g, &live_ops);
 
         if (!b || !b->area_size)
-                return hvp_fail(-ENODEV, "no patch-area device (<shmem name='%s'> ivshmem-plain) in the domain",
-                                HVP_AREA_DEVICE_NAME);
+                return hvp_fail(-ENODEV, "no patch-area device in the domain (add one with 'hvpatch area add %s'; "
+                                         "it takes effect at the domain's next boot)", b ? b->name : "DOMAIN");
         *ret_gpa = b->area_gpa;
         *ret_size = b->area_size;
         return 0;
