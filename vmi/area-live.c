@@ -290,6 +290,14 @@ int hvp_area_backing_exclusive(pid_t pid, dev_t dev, ino_t ino, const char *what
                 q = read_maps((pid_t)other, &maps);
                 if (q == -ENOENT)
                         continue;       /* exited meanwhile */
+                if (q == -EACCES || q == -EPERM) {
+                        /*
+                         * Root cannot read it: a process more privileged than this host's root
+                         * (a sandbox's init); QEMU processes run as an ordinary user and are readable.
+                         */
+                        hvp_debug("cannot read /proc/%ld/maps (%s): skipped", other, strerror(-q));
+                        continue;
+                }
                 if (q < 0) {
                         r = hvp_fail(q, "cannot read /proc/%ld/maps to check who maps %s: %s", other, what,
                                      strerror(-q));
