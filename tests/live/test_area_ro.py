@@ -77,6 +77,33 @@ def shared_backings(pid):
     return out
 
 
+def read_guest_u64(g, gpa):
+    return int.from_bytes(xp_bytes(g, gpa, 8), "little")
+
+
+def pde_of(g, va):
+    """(guest-physical address, value) of the PDE mapping va, walked with QEMU's xp."""
+    regs = g.registers()
+    la57 = bool(regs["CR4"] & (1 << 12))
+    table = regs["CR3"] & 0x000ffffffffff000
+    for shift in ([48] if la57 else []) + [39, 30, 21]:
+        entry_gpa = table + ((va >> shift) & 511) * 8
+        entry = read_guest_u64(g, entry_gpa)
+        if shift == 21:
+            return entry_gpa, entry
+        assert entry & 1, f"level {shift} not present"
+        table = entry & 0x000ffffffffff000
+
+
+def write_guest_u64(g, gpa, value):
+    """Write guest RAM from the host at QEMU's own host address for gpa (gpa2hva)."""
+    m = re.search(r"is (0x[0-9a-f]+)", g.hmp("gpa2hva 0x%x" % gpa))
+    hva = int(m.group(1), 16)
+    with open(f"/proc/{qemu_pid(g)}/mem", "r+b", buffering=0) as f:
+        f.seek(hva)
+        f.write(value.to_bytes(8, "little"))
+
+
 def file_bytes(path, off, n):
     with open(path, "rb") as f:
         f.seek(off)
@@ -178,6 +205,34 @@ class ReadOnlyArea(unittest.TestCase):
         (code2,) = [w for w in st["patches"][0]["writes"] if w["kind"] == "area"]
         self.assertGreaterEqual(int(code2["va"], 16), va + n)
         self.assertEqual(file_bytes(path, off, n), before)
+        rc, out = hvpatch("revert", g.name, patch["id"])
+        self.assertEqual(rc, 0, out)
+
+    def test_b2_remapped_slot_detected(self):
+        """The guest owns its page tables: pointing the slot elsewhere shows in status."""
+        g = self.a
+        rc, out = hvpatch("apply", "--insecure-unsigned", "--area", "device", g.name, self.bundle)
+        self.assertEqual(rc, 0, out)
+        rc, st = hvpatch("status", g.name)
+        (patch,) = st["patches"]
+        (code,) = [w for w in patch["writes"] if w["kind"] == "area"]
+        pde_gpa, pde = pde_of(g, int(code["va"], 16))
+        self.assertEqual(pde & 0x81, 0x81)                  # present, 2 MiB page
+        # What a hostile guest kernel does with its own tables, done here from the host
+        # (the guest's /dev/mem cannot reach RAM under STRICT_DEVMEM): the slot now maps
+        # other guest memory (its first 2 MiB). Nothing calls the patched function meanwhile.
+        write_guest_u64(g, pde_gpa, (pde & ~0x000fffffffe00000) | 0x0)
+        try:
+            rc, st = hvpatch("status", g.name)
+            self.assertEqual(rc, 0, st)
+            self.assertEqual(st["patches"][0]["state"], "foreign")
+            (w,) = [w for w in st["patches"][0]["writes"] if w["kind"] == "area"]
+            self.assertTrue(w.get("remapped"), w)
+        finally:
+            write_guest_u64(g, pde_gpa, pde)
+        rc, st = hvpatch("status", g.name)
+        self.assertEqual(st["patches"][0]["state"], "applied")
+        self.assertIn(MARKER, g.proc_version())
         rc, out = hvpatch("revert", g.name, patch["id"])
         self.assertEqual(rc, 0, out)
 
