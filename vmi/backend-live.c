@@ -489,7 +489,8 @@ static int map_area(struct live_be *b, uint64_t gpa, uint64_t size, uint64_t fir
         for (i = 0; i < b->nr_map && b->map[i].gpa < gpa; i++)
                 ;
         if ((i > 0 && b->map[i - 1].gpa + b->map[i - 1].size > gpa) || (i < b->nr_map && gpa + size > b->map[i].gpa))
-                return hvp_fail(-EIO, "%s overlaps guest RAM", b->area_region);
+                return hvp_fail(-EIO, "the patch area 0x%llx+0x%llx overlaps guest RAM", (unsigned long long)gpa,
+                                (unsigned long long)size);
         memmove(&b->map[i + 1], &b->map[i], (b->nr_map - i) * sizeof(b->map[0]));
         b->map[i] = (struct hva_range){ gpa, size, first };
         b->nr_map++;
