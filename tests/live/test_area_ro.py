@@ -49,7 +49,7 @@ def virsh(*args):
     return subprocess.run(guestlib.VIRSH + list(args), check=True, capture_output=True, text=True).stdout
 
 
-def restart(g, timeout=300):
+def restart(g, timeout=600):
     """Power-cycle the domain so that its persistent definition takes effect."""
     subprocess.run(guestlib.VIRSH + ["destroy", g.name], capture_output=True)
     virsh("start", g.name)
@@ -123,8 +123,8 @@ class ReadOnlyArea(unittest.TestCase):
         os.environ["HVPATCH_STATE_DIR"] = os.path.join(cls.tmp, "state")
         cls.a_name, cls.b_name = f"hvp-aro-a-{PID}", f"hvp-aro-b-{PID}"
         GUESTS.extend([cls.a_name, cls.b_name])
-        cls.a = guestlib.Guest.create(cls.a_name, paging=5)
-        cls.b = guestlib.Guest.create(cls.b_name, paging=4)
+        cls.a = guestlib.Guest.create(cls.a_name, paging=5, timeout=600)
+        cls.b = guestlib.Guest.create(cls.b_name, paging=4, timeout=600)
         cls.added = {}
         for g in (cls.a, cls.b):
             rc, out = hvpatch("area", "add", g.name)
