@@ -304,7 +304,7 @@ int hvp_area_backing_exclusive(pid_t pid, dev_t dev, ino_t ino, const char *what
                         break;
                 }
                 if (hvp_area_maps_find(maps, dev, ino, NULL, NULL, NULL) > 0)
-                        r = hvp_fail(-EEXIST, "%s is also mapped by process %ld: a patch area must belong to one "
+                        r = hvp_fail(-EPERM, "%s is also mapped by process %ld: a patch area must belong to one "
                                               "domain (refusing to use it)", what, other);
                 free(maps);
         }

@@ -72,7 +72,7 @@ size_t hvp_area_maps_find(const char *maps, dev_t dev, ino_t ino, uint64_t *ret_
 int hvp_area_maps_backing(const char *maps, uint64_t hva, uint64_t size, dev_t *ret_dev, ino_t *ret_ino);
 
 /*
- * Refuse (-EEXIST, naming the process) a backing object that a process other than
+ * Refuse (-EPERM, naming the process) a backing object that a process other than
  * pid maps. Scans /proc/[0-9]*\/maps (bounded).
  */
 int hvp_area_backing_exclusive(pid_t pid, dev_t dev, ino_t ino, const char *what);
