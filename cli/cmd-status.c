@@ -10,21 +10,46 @@
 static const char help[] =
         "Reports the patches recorded for a domain and what guest memory says of each:\n"
         "applied (every site holds the patch), not-applied (every site is original),\n"
-        "foreign (neither: someone else changed it) or dropped (the guest rebooted into\n"
+        "foreign (neither: someone else changed it, or the guest's page tables no\n"
+        "longer map patch-area code where it was placed) or dropped (the guest rebooted into\n"
         "a new kernel instance). Memory is compared; the record is not trusted. With a\n"
         "policy (--policy, or the default file if it exists) also the guest's compliance:\n"
         "group, baseline, and whether a reboot is required.\n";
 
-static json_object *plan_json(struct hvp_guest *g, const struct hvp_kernel *k, const struct hvp_record_entry *e)
+/*
+ * Patch-area code is reached through the guest's own page tables, which the guest
+ * can change: an area write whose address no longer translates to the area's
+ * guest-physical bytes (the slot was pointed at other memory) is not in effect.
+ */
+static bool remapped(struct hvp_mmu *mmu, const struct hvp_write *w)
+{
+        struct hvp_translation tr;
+
+        return w->area && (hvp_mmu_translate(mmu, w->va, &tr) < 0 || tr.pa != w->gpa);
+}
+
+static enum cli_patch_state patch_state(const struct cli_target *t, const struct hvp_plan *p)
+{
+        enum cli_patch_state s = cli_patch_state(t->guest, t->kernel, p);
+
+        for (size_t i = 0; s == CLI_PATCH_APPLIED && i < p->nr_writes; i++)
+                if (remapped(t->mmu, &p->writes[i]))
+                        s = CLI_PATCH_FOREIGN;
+        return s;
+}
+
+static json_object *plan_json(const struct cli_target *t, const struct hvp_record_entry *e)
 {
         json_object *o = json_object_new_object(), *sites = json_object_new_array();
         const struct hvp_plan *p = e->plan;
+        struct hvp_guest *g = t->guest;
+        enum cli_patch_state state = patch_state(t, p);
 
         json_object_object_add(o, "id", json_object_new_string(p->patch_id));
         json_object_object_add(o, "series", json_object_new_string(p->series));
         json_object_object_add(o, "seq", json_object_new_int64((int64_t)p->seq));
         json_object_object_add(o, "key", json_object_new_string(p->key_name));
-        json_object_object_add(o, "state", json_object_new_string(cli_patch_state_name(cli_patch_state(g, k, p))));
+        json_object_object_add(o, "state", json_object_new_string(cli_patch_state_name(state)));
         json_object_object_add(o, "applied_at", json_object_new_int64(e->applied_at));
         json_object_object_add(o, "pause_ms", json_object_new_double(e->pause_ms));
         for (size_t i = 0; i < p->nr_writes; i++) {
@@ -37,6 +62,8 @@ static json_object *plan_json(struct hvp_guest *g, const struct hvp_kernel *k, c
                 json_object_object_add(s, "len", json_object_new_int((int)p->writes[i].len));
                 json_object_object_add(s, "kind", json_object_new_string(p->writes[i].area ? "area" : "site"));
                 json_object_object_add(s, "state", json_object_new_string(names[st]));
+                if (state != CLI_PATCH_DROPPED && remapped(t->mmu, &p->writes[i]))
+                        json_object_object_add(s, "remapped", json_object_new_boolean(true));
                 json_object_array_add(sites, s);
         }
         json_object_object_add(o, "writes", sites);
@@ -81,7 +108,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 json_object_object_add(o, "kernel_base", cli_json_addr(t.kernel->base));
                 json_object_object_add(o, "interrupted", json_object_new_boolean(journal));
                 for (size_t i = 0; i < rec->nr_entries; i++)
-                        json_object_array_add(arr, plan_json(t.guest, t.kernel, &rec->entries[i]));
+                        json_object_array_add(arr, plan_json(&t, &rec->entries[i]));
                 json_object_object_add(o, "patches", arr);
                 json_object_object_add(o, "compliance", cli_compliance_json(&comp));
                 cli_json_print(o);
@@ -97,7 +124,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
                         printf("patches:     none\n");
                 for (size_t i = 0; i < rec->nr_entries; i++) {
                         const struct hvp_record_entry *e = &rec->entries[i];
-                        enum cli_patch_state s = cli_patch_state(t.guest, t.kernel, e->plan);
+                        enum cli_patch_state s = patch_state(&t, e->plan);
                         char when[32] = "?";
                         time_t at = (time_t)e->applied_at;
                         struct tm tm;

@@ -16,6 +16,7 @@ int cmd_status(struct cli *c, int argc, char **argv);
 int cmd_recover(struct cli *c, int argc, char **argv);
 int cmd_pack(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);
+int cmd_area(struct cli *c, int argc, char **argv);
 
 /* The table, for -h output of the subcommands. */
 const struct cli_command *cli_find_command(const char *name);

@@ -57,7 +57,8 @@ int cli_gather_facts(struct cli *c, const struct cli_target *t, const struct hvp
         ret->facts.os = HVP_OS_LINUX;   /* what kernel discovery found, whatever the XML declares */
         hvp_hex_encode(t->kernel->build_id, t->kernel->build_id_len, ret->build_id);
         ret->facts.kernel_build_id = ret->build_id;
-        ret->facts.patch_area = hvp_area_find_slack(t->mmu, t->kernel, &area) == 0;
+        ret->facts.patch_area = hvp_area_find_slack(t->mmu, t->kernel, &area) == 0 ||
+                                hvp_guest_area_device(t->guest, &area.gpa, &area.len) == 0;
         for (size_t i = 0; rec && i < rec->nr_entries && i < HVP_ARRAY_SIZE(ret->applied); i++)
                 ret->applied[i] = (struct hvp_applied_series){ rec->entries[i].plan->series,
                                                                rec->entries[i].plan->seq };

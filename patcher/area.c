@@ -7,6 +7,8 @@
 #include "common/util.h"
 #include "vmi/x86.h"
 
+#define GUARD 16u       /* filler bytes kept before new code in an append-only area */
+
 int hvp_area_find_slack(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_area *ret_area)
 {
         uint64_t start = k->text_end, end = (start + HVP_PAGE_SIZE - 1) & ~(uint64_t)(HVP_PAGE_SIZE - 1);
@@ -37,6 +39,9 @@ int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct
         uint64_t gpa, size, slot, pde_gpa, pde, free_slot = 0, free_pde_gpa = 0, free_pde = 0;
         uint64_t image_start = k->base & ~(HVP_SIZE_2M - 1);
         uint64_t image_end = (k->image_end + HVP_SIZE_2M - 1) & ~(HVP_SIZE_2M - 1);
+        const char *kind;
+        bool append_only;
+        uint8_t filler = 0;
         int r;
 
         r = hvp_guest_area_device(g, &gpa, &size);
@@ -45,6 +50,8 @@ int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct
         if (size < HVP_SIZE_2M || (gpa & (HVP_SIZE_2M - 1)))
                 return hvp_fail(-EINVAL, "the patch-area device's BAR (0x%llx+0x%llx) is not a 2 MiB-aligned 2 MiB region",
                                 (unsigned long long)gpa, (unsigned long long)size);
+        append_only = hvp_guest_append_only(g, gpa, HVP_SIZE_2M, &filler);
+        kind = append_only ? "nvdimm" : "device";
         if (!k->image_end || image_end <= image_start)
                 return hvp_fail(-EINVAL, "the kernel image's extent (_end) is unknown");
         /* Every slot outside the image: reuse one mapping the BAR, else note the first empty one. */
@@ -55,8 +62,9 @@ int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct
                 if (r < 0)
                         continue;       /* no page directory there: not a candidate */
                 if ((pde & HVP_PTE_P) && (pde & HVP_PTE_PS) && (pde & HVP_PDE_2M_ADDR_MASK) == gpa) {
-                        *ret_area = (struct hvp_area){ .kind = "device", .start = slot, .gpa = gpa,
-                                                       .len = HVP_SIZE_2M, .filler = 0 };
+                        *ret_area = (struct hvp_area){ .kind = kind, .start = slot, .gpa = gpa,
+                                                       .len = HVP_SIZE_2M, .filler = filler,
+                                                       .append_only = append_only };
                         return 0;
                 }
                 if (pde == 0 && !free_slot && slot >= image_end) {
@@ -67,11 +75,9 @@ int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct
         }
         if (!free_slot)
                 return hvp_fail(-EEXIST, "no free 2 MiB slot after the kernel image to map the patch-area device");
-        *ret_area = (struct hvp_area){ .kind = "device", .start = free_slot, .gpa = gpa, .len = HVP_SIZE_2M,
-                                       .filler = 0, .map_needed = true, .pde_gpa = free_pde_gpa,
-                                       .pde_old = free_pde,
-                                       /* present, 2 MiB, global; not writable, not user, executable */
-                                       .pde_new = gpa | HVP_PTE_P | HVP_PTE_PS | HVP_PTE_G };
+        *ret_area = (struct hvp_area){ .kind = kind, .start = free_slot, .gpa = gpa, .len = HVP_SIZE_2M,
+                                       .filler = filler, .append_only = append_only, .map_needed = true, .pde_gpa = free_pde_gpa,
+                                       .pde_old = free_pde, .pde_new = gpa | HVP_PTE_P | HVP_PTE_PS | HVP_PTE_G };
         return 0;
 }
 
@@ -84,7 +90,7 @@ int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struc
                    size_t nr_used, size_t size, size_t align, uint64_t *ret_addr)
 {
         uint8_t buf[HVP_PAGE_SIZE];
-        uint64_t addr;
+        uint64_t addr, next, lo;
         int r;
 
         if (align == 0 || (align & (align - 1)) || size == 0)
@@ -100,17 +106,34 @@ int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struc
                         free_range = !overlaps(addr, size, used[i].start, used[i].len);
                 if (!free_range)
                         continue;
-                for (size_t off = 0; off < size; off += sizeof(buf)) {
-                        size_t n = HVP_MIN(sizeof(buf), size - off);
+                /*
+                 * Append-only: also GUARD filler bytes before addr, so that addr is never inside
+                 * an instruction of older code that ends in 0xcc bytes (an x86 instruction is at
+                 * most 15 bytes and its opcode is not 0xcc).
+                 */
+                lo = area->append_only ? HVP_MAX(area->start, addr - HVP_MIN(addr, (uint64_t)GUARD)) : addr;
+                next = 0;
+                for (uint64_t at = lo; at < addr + size && !next;) {
+                        size_t n = (size_t)HVP_MIN((uint64_t)sizeof(buf), addr + size - at);
 
-                        r = hvp_guest_read_phys(g, area->gpa + (addr - area->start) + off, buf, n);
+                        r = hvp_guest_read_phys(g, area->gpa + (at - area->start), buf, n);
                         if (r < 0)
                                 return r;
-                        for (size_t i = 0; i < n; i++)
-                                if (buf[i] != area->filler)
+                        for (size_t i = 0; i < n && !next; i++) {
+                                if (buf[i] == area->filler)
+                                        continue;
+                                if (!area->append_only)
                                         return hvp_fail(-EEXIST,
                                                         "the %s area holds foreign bytes at 0x%llx: refusing to overwrite",
-                                                        area->kind, (unsigned long long)(addr + off + i));
+                                                        area->kind, (unsigned long long)(at + i));
+                                next = at + i + 1 + GUARD;      /* taken: (retired) code */
+                        }
+                        at += n;
+                }
+                if (next) {
+                        /* Go on at the first aligned address past the taken byte and its guard. */
+                        addr = ((next + align - 1) & ~(uint64_t)(align - 1)) - align;
+                        continue;
                 }
                 *ret_addr = addr;
                 return 0;

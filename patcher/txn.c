@@ -110,6 +110,80 @@ static int check_rips(struct hvp_guest *g, const struct hvp_plan *p)
         return 0;
 }
 
+/* --- append-only areas (include/hvpatch/area.h: the read-only "nvdimm" area) ----- */
+
+/* A write into the guest's append-only range. */
+static bool ao_write(const struct hvp_guest *g, const struct hvp_write *w, uint8_t *ret_filler)
+{
+        return w->area && hvp_guest_append_only(g, w->gpa, w->len, ret_filler);
+}
+
+static bool all_filler(const uint8_t *b, size_t len, uint8_t filler)
+{
+        for (size_t i = 0; i < len; i++)
+                if (b[i] != filler)
+                        return false;
+        return true;
+}
+
+/*
+ * Split txn: writes adding code to an append-only area go to *ret_ahead (written
+ * before the pause: no jump reaches those bytes yet, so they never ran), the other
+ * writes to *ret_window. Writes that would erase code there (a revert, the swap of
+ * a cumulative patch) are dropped: the code stays, retired, unreachable once its
+ * jump is gone, and a vCPU still inside it finishes safely. A write that would
+ * change code there into other code is refused (-EEXIST): it would run half-old.
+ */
+static int split_append_only(struct hvp_guest *g, const struct hvp_plan *txn, struct hvp_plan **ret_ahead,
+                             struct hvp_plan **ret_window)
+{
+        struct hvp_plan *ahead = hvp_plan_new_like(txn), *win = hvp_plan_new_like(txn);
+        int r = ahead && win ? 0 : -ENOMEM;
+
+        for (size_t i = 0; i < txn->nr_writes && r == 0; i++) {
+                const struct hvp_write *w = &txn->writes[i];
+                struct hvp_plan *to = win;
+                uint8_t filler;
+
+                if (ao_write(g, w, &filler)) {
+                        if (all_filler(w->new, w->len, filler))
+                                continue;               /* retire, never erase */
+                        if (!all_filler(w->old, w->len, filler)) {
+                                r = hvp_fail(-EEXIST, "0x%llx: code in the append-only patch area would be rewritten",
+                                             (unsigned long long)w->va);
+                                break;
+                        }
+                        to = ahead;
+                }
+                r = hvp_plan_add_write(to, w->va, w->gpa, w->old, w->new, w->len, w->check_rip, w->area, w->site);
+        }
+        if (r < 0) {
+                hvp_plan_free(ahead);
+                hvp_plan_free(win);
+                return r;
+        }
+        *ret_ahead = ahead;
+        *ret_window = win;
+        return 0;
+}
+
+/* Write the code ahead of the window (the backend refuses to overwrite code), then read it back. */
+static int write_ahead(struct hvp_guest *g, const struct hvp_plan *ahead, uint8_t *cur, struct hvp_apply_report *rep)
+{
+        int r = 0;
+
+        for (size_t i = 0; i < ahead->nr_writes && r == 0; i++) {
+                r = hvp_guest_write_phys(g, ahead->writes[i].gpa, ahead->writes[i].new, ahead->writes[i].len);
+                if (r == 0)
+                        rep->bytes_written += ahead->writes[i].len;
+        }
+        if (r == 0)
+                r = read_current(g, ahead, cur);
+        if (r == 0)
+                r = compare(ahead, cur, true);
+        return r;
+}
+
 /* Write old bytes back over the first n writes (after a failure inside the window). */
 static int restore(struct hvp_guest *g, const struct hvp_plan *p, size_t n)
 {
@@ -132,6 +206,8 @@ static int restore_changed(struct hvp_guest *g, const struct hvp_plan *p)
                 const struct hvp_write *w = &p->writes[i];
                 enum hvp_site_state st;
 
+                if (ao_write(g, w, NULL))
+                        continue;               /* append-only: code stays (retired) */
                 if (hvp_write_state(g, w, &st) == 0 && st == HVP_SITE_OLD)
                         continue;
                 q = hvp_guest_write_phys(g, w->gpa, w->old, w->len);
@@ -256,6 +332,7 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
         struct hvp_apply_options o = opts ? *opts : (struct hvp_apply_options){ 0 };
         struct hvp_apply_report rep = { 0 };
         const char *uuid = hvp_guest_uuid(g);
+        struct hvp_plan *ahead = NULL, *win = NULL;
         _cleanup_free_ uint8_t *cur = NULL;
         double t_start = hvp_now_ms();
         int r;
@@ -272,21 +349,33 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
         r = read_current(g, txn, cur);
         if (r == 0)
                 r = compare(txn, cur, false);
+        if (r == 0)
+                r = split_append_only(g, txn, &ahead, &win);
         if (r < 0)
                 return r;
 
         r = journal_write(o.state_dir, uuid, txn, commit);
-        if (r < 0)
-                return hvp_fail_context(r, "journaling the transaction");
+        if (r < 0) {
+                r = hvp_fail_context(r, "journaling the transaction");
+                goto out;
+        }
         hvp_fault_point("journaled");
 
+        /* New code into the append-only area while the guest runs: no jump reaches it yet. */
+        r = write_ahead(g, ahead, cur, &rep);
+        if (r < 0) {
+                journal_remove(o.state_dir, uuid);
+                r = hvp_fail_context(r, "writing the patch area");
+                goto out;
+        }
         r = hvp_guest_prepare_window(g);
         if (r < 0) {
                 journal_remove(o.state_dir, uuid);
-                return hvp_fail_context(r, "preparing the pause window");
+                r = hvp_fail_context(r, "preparing the pause window");
+                goto out;
         }
         for (rep.attempts = 1;; rep.attempts++) {
-                r = window(g, txn, cur, &rep);
+                r = window(g, win, cur, &rep);
                 if (r != -EAGAIN || rep.attempts >= o.max_attempts)
                         break;
                 hvp_info("a vCPU is inside a patch range; retrying (%u/%u)", rep.attempts, o.max_attempts);
@@ -298,21 +387,29 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
         if (r == -EAGAIN)
                 r = hvp_fail(-EBUSY, "a vCPU stayed inside a patch range over %u attempts", rep.attempts);
         if (r < 0) {
-                /* Nothing of it stays in memory (restored) unless the resume failed: keep the journal then. */
+                /*
+                 * Nothing of it stays in memory (restored; code written ahead into an append-only
+                 * area stays, unreachable) unless the resume failed: keep the journal then.
+                 */
                 if (!hvp_guest_is_paused(g))
                         journal_remove(o.state_dir, uuid);
-                return r;
+                goto out;
         }
         hvp_fault_point("resumed");
 
         r = commit_record(o.state_dir, uuid, commit, rep.pause_ms);
-        if (r < 0)
-                return hvp_fail_context(r, "recording the patch (memory is patched; run hvpatch recover)");
+        if (r < 0) {
+                r = hvp_fail_context(r, "recording the patch (memory is patched; run hvpatch recover)");
+                goto out;
+        }
         hvp_fault_point("recorded");
         journal_remove(o.state_dir, uuid);
         if (ret_report)
                 *ret_report = rep;
-        return 0;
+out:
+        hvp_plan_free(ahead);
+        hvp_plan_free(win);
+        return r;
 }
 
 int hvp_write_state(struct hvp_guest *g, const struct hvp_write *w, enum hvp_site_state *ret)
@@ -378,7 +475,7 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
         const char *uuid = hvp_guest_uuid(g);
         struct hvp_plan *txn = NULL, *add = NULL;
         char remove_id[HVP_ID_MAX], summary[1024];
-        size_t n_new = 0, n_old = 0, n_other = 0;
+        size_t n_new = 0, n_old = 0, n_other = 0, n_ao = 0;
         bool in_window = false, adopted;
         int pid = 0, r, q;
 
@@ -403,12 +500,16 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
         for (size_t i = 0; i < txn->nr_writes; i++) {
                 enum hvp_site_state st;
 
+                if (ao_write(g, &txn->writes[i], NULL)) {
+                        n_ao++;         /* append-only area: written ahead or retired, never undone */
+                        continue;
+                }
                 hvp_write_state(g, &txn->writes[i], &st);
                 n_new += st == HVP_SITE_NEW;
                 n_old += st == HVP_SITE_OLD;
                 n_other += st != HVP_SITE_NEW && st != HVP_SITE_OLD;
         }
-        if (n_new == txn->nr_writes) {
+        if (n_new + n_ao == txn->nr_writes) {
                 struct hvp_commit commit = { add, remove_id[0] ? remove_id : NULL };
 
                 r = commit_record(state_dir, uuid, &commit, 0);
@@ -419,6 +520,8 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                 for (size_t i = 0; r == 0 && i < txn->nr_writes; i++) {
                         enum hvp_site_state st;
 
+                        if (ao_write(g, &txn->writes[i], NULL))
+                                continue;
                         hvp_write_state(g, &txn->writes[i], &st);
                         if (st != HVP_SITE_OLD)
                                 r = hvp_fail(-EIO, "0x%llx still not original after the rollback",

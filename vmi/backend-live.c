@@ -192,6 +192,8 @@ static int live_write(void *be, uint64_t gpa, const void *buf, size_t len)
         struct live_be *b = be;
         int r, q;
 
+        if (b->ro_area.fd >= 0 && gpa >= b->ro_area.gpa && gpa - b->ro_area.gpa < b->ro_area.size)
+                return hvp_area_ro_write(&b->ro_area, gpa, buf, len);     /* QEMU maps it read-only */
         if (b->path == HVP_WRITE_DIRECT)
                 return live_direct_write(b, gpa, buf, len);
         if (b->paused)
@@ -240,6 +242,7 @@ static void live_close(void *be)
                 close(b->pidfd);
         if (b->memfd >= 0)
                 close(b->memfd);
+        hvp_area_ro_close(&b->ro_area);
         free(b->xml);
         free(b->xfer);
         free(b);
@@ -252,8 +255,8 @@ static int live_area_device(void *be, uint64_t *ret_gpa, uint64_t *ret_size)
         struct live_be *b = be;
 
         if (!b->area_size)
-                return hvp_fail(-ENODEV, "no patch-area device (<shmem name='%s'> ivshmem-plain) in the domain",
-                                HVP_AREA_DEVICE_NAME);
+                return hvp_fail(-ENODEV, "no patch-area device in the domain (add one with 'hvpatch area add %s'; "
+                                         "it takes effect at the domain's next boot)", b->name);
         *ret_gpa = b->area_gpa;
         *ret_size = b->area_size;
         return 0;
@@ -357,7 +360,7 @@ int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
         b = calloc(1, sizeof(*b));
         if (!b)
                 return -ENOMEM;
-        b->pidfd = b->memfd = -1;
+        b->pidfd = b->memfd = b->ro_area.fd = -1;
         b->gdb.fd = -1;
         b->xfer = malloc(sizeof(*b->xfer));
         if (!b->xfer) {
@@ -387,6 +390,8 @@ int hvp_guest_open_live(const char *domain, const struct hvp_live_options *opts,
                 hvp_guest_free(g);
                 return r;
         }
+        if (b->ro_area.fd >= 0)
+                hvp_guest_set_append_only(g, b->ro_area.gpa, b->ro_area.size, HVP_AREA_RO_FILLER);
         *ret_guest = g;
         return 0;
 }

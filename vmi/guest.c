@@ -17,6 +17,8 @@ struct hvp_guest {
         struct hvp_vcpu_regs *vcpus;
         unsigned nr_vcpus;
         bool paused;            /* paused by us */
+        uint64_t ao_gpa, ao_size;       /* the append-only range (size 0: none) */
+        uint8_t ao_filler;
 };
 
 static int range_cmp(const void *a, const void *b)
@@ -329,4 +331,20 @@ int hvp_guest_adopt_pause(struct hvp_guest *g)
 bool hvp_guest_is_paused(const struct hvp_guest *g)
 {
         return g->paused;
+}
+
+void hvp_guest_set_append_only(struct hvp_guest *g, uint64_t gpa, uint64_t size, uint8_t filler)
+{
+        g->ao_gpa = gpa;
+        g->ao_size = size;
+        g->ao_filler = filler;
+}
+
+bool hvp_guest_append_only(const struct hvp_guest *g, uint64_t gpa, size_t len, uint8_t *ret_filler)
+{
+        if (!g->ao_size || gpa < g->ao_gpa || gpa - g->ao_gpa >= g->ao_size || len > g->ao_size - (gpa - g->ao_gpa))
+                return false;
+        if (ret_filler)
+                *ret_filler = g->ao_filler;
+        return true;
 }

@@ -130,7 +130,8 @@ static void find_area_device(struct live_be *b, xmlNodePtr root)
                         model_type = xmlGetProp(child_element(n, "model"), BAD_CAST "type");
                 if (child_element(n, "alias"))
                         alias_name = xmlGetProp(child_element(n, "alias"), BAD_CAST "name");
-                if (name && xmlStrcmp(name, BAD_CAST HVP_AREA_DEVICE_NAME) == 0 && model_type &&
+                if (name && strncmp((const char *)name, HVP_AREA_SHMEM_PREFIX, strlen(HVP_AREA_SHMEM_PREFIX)) == 0 &&
+                    strcmp((const char *)name + strlen(HVP_AREA_SHMEM_PREFIX), b->uuid) == 0 && model_type &&
                     xmlStrcmp(model_type, BAD_CAST "ivshmem-plain") == 0 && alias_name &&
                     xmlStrlen(alias_name) < 48)
                         snprintf(b->area_region, sizeof(b->area_region), "shmmem-%s", (const char *)alias_name);

@@ -152,19 +152,41 @@ static int gpa2hva(struct live_be *b, uint64_t gpa, const char *region, uint64_t
         return hvp_hmp_parse_gpa2hva(out, gpa, region, ret);
 }
 
+static int map_area(struct live_be *b, uint64_t gpa, uint64_t size, uint64_t first);
+static int add_area_ro(struct live_be *b);
+
+/* Nothing but this QEMU may map what backs [hva, hva+size): not another domain's QEMU. */
+static int area_exclusive(struct live_be *b, uint64_t hva, uint64_t size)
+{
+        char path[64], what[128];
+        _cleanup_free_ char *buf = NULL;
+        dev_t dev;
+        ino_t ino;
+        size_t n;
+        int r;
+
+        snprintf(path, sizeof(path), "/proc/%d/maps", (int)b->pid);
+        r = hvp_read_file_bounded(path, MAX_PROC_FILE, (void **)&buf, &n);
+        if (r < 0)
+                return hvp_fail(-EACCES, "cannot read %s: %s", path, strerror(-r));
+        if (hvp_area_maps_backing(buf, hva, size, &dev, &ino) < 0)
+                return hvp_fail(-EPERM, "the patch-area device's memory is not one file mapping in QEMU");
+        snprintf(what, sizeof(what), "the backing of %s", b->area_region);
+        return hvp_area_backing_exclusive(b->pid, dev, ino, what);
+}
+
 /*
  * The patch-area device's BAR is host memory QEMU maps into the guest: hvpatch
  * treats it as guest memory it may read and write (the only device memory it does).
- * Missing or unmapped: no device area, not an error.
+ * Missing or unmapped: no device area, not an error. Without it: the read-only area.
  */
 static int add_area_device(struct live_be *b, const char *flat)
 {
         uint64_t gpa, size, first, last;
-        size_t i;
         int r;
 
         if (!b->area_region[0])
-                return 0;
+                return add_area_ro(b);
         r = hvp_hmp_find_flat_ram(flat, b->area_region, &gpa, &size);
         if (r < 0) {
                 hvp_warn("patch-area device: %s", hvp_last_error());
@@ -177,14 +199,42 @@ static int add_area_device(struct live_be *b, const char *flat)
                 r = hvp_fail(-EIO, "gpa2hva: %s is not one host mapping", b->area_region);
         if (r == 0)
                 r = check_mappings(b, first, size);
+        if (r == 0)
+                r = area_exclusive(b, first, size);
         if (r < 0)
                 return r;
+        return map_area(b, gpa, size, first);
+}
+
+static int area_hmp(void *ctx, const char *cmd, char **ret_out)
+{
+        return live_monitor(ctx, cmd, true, ret_out);
+}
+
+/* The read-only patch area (vmi/area-live.c): read like RAM, written only by pwrite. */
+static int add_area_ro(struct live_be *b)
+{
+        struct hvp_area_host h = { .pid = b->pid, .xml = b->xml, .ctx = b, .hmp = area_hmp };
+        int r = hvp_area_ro_open(&h, &b->ro_area);
+
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        return map_area(b, b->ro_area.gpa, b->ro_area.size, b->ro_area.hva);
+}
+
+static int map_area(struct live_be *b, uint64_t gpa, uint64_t size, uint64_t first)
+{
+        size_t i;
+
         if (b->nr_map >= HVP_MAX_RAM_RANGES)
                 return hvp_fail(-E2BIG, "too many RAM ranges");
         for (i = 0; i < b->nr_map && b->map[i].gpa < gpa; i++)
                 ;
         if ((i > 0 && b->map[i - 1].gpa + b->map[i - 1].size > gpa) || (i < b->nr_map && gpa + size > b->map[i].gpa))
-                return hvp_fail(-EIO, "%s overlaps guest RAM", b->area_region);
+                return hvp_fail(-EIO, "the patch area 0x%llx+0x%llx overlaps guest RAM", (unsigned long long)gpa,
+                                (unsigned long long)size);
         memmove(&b->map[i + 1], &b->map[i], (b->nr_map - i) * sizeof(b->map[0]));
         b->map[i] = (struct hva_range){ gpa, size, first };
         b->nr_map++;

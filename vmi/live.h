@@ -17,6 +17,7 @@
 
 #include <libvirt/libvirt.h>
 
+#include "vmi/area-live.h"
 #include "vmi/backend.h"
 #include "vmi/gdb-remote.h"
 
@@ -59,6 +60,7 @@ struct live_be {
 
         char area_region[64];   /* QEMU region of the patch-area device's BAR, "" if none */
         uint64_t area_gpa, area_size;
+        struct hvp_ro_area ro_area;     /* the read-only patch area (vmi/area-live.h); fd -1: none */
 
         bool paused;            /* we paused the domain */
         bool paused_by_stub;    /* ... by connecting to the gdbstub (fast path) */

@@ -8,14 +8,26 @@
  * the kernel ever uses its tail. Free, needs nothing of the guest's definition, but
  * small (0 to 4095 bytes, depending on the build: 718 on Debian's 6.1.0-56).
  *
- * "device": the BAR of an ivshmem-plain device named "hvpatch-area" in the domain
- * (<shmem name='hvpatch-area'><model type='ivshmem-plain'/><size unit='M'>2</size>),
- * host memory the guest kernel has no driver for and never touches. hvpatch maps
- * its first 2 MiB read-only and executable into an unused 2 MiB slot of the kernel
- * image range ([0xffffffff80000000, 0xffffffffc0000000) outside _text.._end, which
- * Linux leaves unmapped after boot) by writing one page-directory entry from the
- * host, in the pause window of the first patch that needs it. The mapping stays
- * until the guest reboots (patches come and go; the slot keeps pointing at the BAR).
+ * "nvdimm" (the recommended device area, `hvpatch area add DOMAIN`): 2 MiB of
+ * memory the guest can execute but not write: an nvdimm on a read-only
+ * memory-backend-file, one root-owned file per domain (vmi/area-live.h). Guest
+ * writes are dropped by QEMU (TCG) or KVM (a read-only memory slot); hvpatch
+ * writes the file with pwrite, before the pause window. Append-only: TCG keeps
+ * running code it translated and nothing flushes a read-only region, so bytes that
+ * hold code are never rewritten, not even by a revert (the code is left, retired,
+ * unreachable once its jump is gone); new code only goes where the filler (0xcc)
+ * still is. Filled at creation with 0xcc.
+ *
+ * "device" (deprecated: the guest can write it): the BAR of the domain's own
+ * ivshmem-plain device <shmem name='hvpatch-area-UUID'>, filler 0.
+ *
+ * Both device kinds: hvpatch maps the first 2 MiB read-only and executable into an
+ * unused 2 MiB slot of the kernel image range ([0xffffffff80000000,
+ * 0xffffffffc0000000) outside _text.._end, which Linux leaves unmapped after boot)
+ * by writing one page-directory entry from the host, in the pause window of the
+ * first patch that needs it. The mapping stays until the guest reboots (patches
+ * come and go; the slot keeps pointing at the area). The guest owns its page
+ * tables: it can point the slot elsewhere; `status` compares where it points.
  *
  * Errors:
  *   -ENOSPC    no area, or no room left in it for the request
@@ -38,11 +50,12 @@ extern "C" {
 #endif
 
 struct hvp_area {
-        const char *kind;       /* "slack" or "device" */
+        const char *kind;       /* "slack", "nvdimm" or "device" */
         uint64_t start;         /* guest-virtual */
         uint64_t gpa;           /* guest-physical of start: the area is physically contiguous */
         uint64_t len;
         uint8_t filler;         /* the byte the unused area holds */
+        bool append_only;       /* never rewrite non-filler bytes (nvdimm) */
         /* device: the PDE to write to map it, when not mapped yet (map_needed) */
         bool map_needed;
         uint64_t pde_gpa, pde_old, pde_new;
@@ -64,7 +77,9 @@ int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct
 
 /*
  * First fit of size bytes aligned to align (a power of two) in the area, avoiding
- * the ranges in use. Checks that the chosen bytes still hold the filler.
+ * the ranges in use. Checks that the chosen bytes still hold the filler: -EEXIST
+ * when not, except in an append-only area, where bytes that are not the filler
+ * are skipped as taken (retired code of reverted patches).
  */
 int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struct hvp_area_use *used,
                    size_t nr_used, size_t size, size_t align, uint64_t *ret_addr);

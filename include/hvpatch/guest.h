@@ -179,13 +179,25 @@ int hvp_guest_adopt_pause(struct hvp_guest *g);
 int hvp_guest_check_idle(struct hvp_guest *g);
 
 /*
- * The patch-area device: a libvirt <shmem name='hvpatch-area'> of model ivshmem-plain
- * (2 MiB or more). Its BAR, once the guest's firmware mapped it, is host memory
- * that hvpatch may read and write like guest RAM; it is part of the RAM ranges.
- * -ENODEV: no such device, or its BAR is not mapped.
+ * The domain's own patch-area device (docs/operations.md, `hvpatch area add`):
+ * - the read-only area: an nvdimm on a read-only memory-backend-file, one root-owned
+ *   file per domain; the guest cannot write it, hvpatch writes the file (append-only,
+ *   see hvp_guest_append_only);
+ * - deprecated: an ivshmem-plain <shmem name='hvpatch-area-UUID'> (this domain's
+ *   UUID; the guest can write it).
+ * Either is part of the RAM ranges; opening the guest refused one whose backing
+ * another process maps. -ENODEV: no such device, or it is not mapped.
  */
-#define HVP_AREA_DEVICE_NAME "hvpatch-area"
 int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t *ret_size);
+
+/*
+ * An append-only range of guest-physical memory (the read-only patch area): bytes
+ * holding something other than the filler are never rewritten (the backend refuses
+ * with -EEXIST). hvp_guest_append_only() is true when [gpa, gpa+len) lies inside it
+ * and gives its filler byte; false for every other range and backend.
+ */
+void hvp_guest_set_append_only(struct hvp_guest *g, uint64_t gpa, uint64_t size, uint8_t filler);
+bool hvp_guest_append_only(const struct hvp_guest *g, uint64_t gpa, size_t len, uint8_t *ret_filler);
 
 /* The live domain XML read at open (owned by the guest), NULL for other backends. */
 const char *hvp_guest_domain_xml(const struct hvp_guest *g);

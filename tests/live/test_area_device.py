@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Live: the device patch area (docs/operations.md, include/hvpatch/area.h).
+"""Live: the deprecated shared-memory device patch area (include/hvpatch/area.h).
 
-A 5-level KASLR guest with <shmem name='hvpatch-area'> ivshmem-plain: the demo
-redirect placed with --area device runs from the device's BAR, mapped into a
-free 2 MiB kernel slot by one PDE that hvpatch writes from the host. Oracles:
-the guest's own /proc/version, QEMU's gva2gpa, info mtree and xp. A 4-level
-guest without the device: --area device is refused and no byte changes.
+A 5-level KASLR guest first booted with the formerly documented shared name
+<shmem name='hvpatch-area'>: hvpatch no longer uses it (every domain naming it
+shares /dev/shm/hvpatch-area). Redefined with its per-domain name
+hvpatch-area-UUID and restarted: the demo redirect placed with --area device runs
+from the device's BAR, mapped into a free 2 MiB kernel slot by one PDE that
+hvpatch writes from the host. Oracles: the guest's own /proc/version, QEMU's
+gva2gpa, info mtree and xp. A 4-level guest without the device: --area device is
+refused and no byte changes. The recommended read-only area: test_area_ro.py.
 """
 import os
 import re
@@ -22,6 +25,24 @@ REPO = guestlib.REPO
 MARKER = "[hvpatch: hotpatched]"
 SHMEM_XML = "<shmem name='hvpatch-area'><model type='ivshmem-plain'/><size unit='M'>2</size></shmem>\n"
 GUESTS = []
+PID = os.getpid()
+
+
+def virsh(*args):
+    return subprocess.run(guestlib.VIRSH + list(args), check=True, capture_output=True, text=True).stdout
+
+
+def restart(g, timeout=300):
+    """Power-cycle the domain so that its persistent definition takes effect."""
+    import time
+    subprocess.run(guestlib.VIRSH + ["destroy", g.name], capture_output=True)
+    virsh("start", g.name)
+    t0 = time.monotonic()
+    while g.ready_count() < 1:
+        if time.monotonic() - t0 > timeout:
+            raise guestlib.GuestError(f"{g.name}: no HVP-READY within {timeout}s of the restart")
+        time.sleep(0.5)
+    g.check("true")
 
 
 def build_demo(build_id, outdir):
@@ -50,16 +71,36 @@ class DeviceArea(unittest.TestCase):
         xml = os.path.join(cls.tmp, "shmem.xml")
         with open(xml, "w") as f:
             f.write(SHMEM_XML)
-        GUESTS.append("hvp-ta-dev")
-        cls.g = guestlib.Guest.create("hvp-ta-dev", paging=5, xml_extra=xml)
+        name = f"hvp-ta-dev-{PID}"
+        GUESTS.append(name)
+        cls.g = guestlib.Guest.create(name, paging=5, xml_extra=xml)
         rc, info = hvpatch("inspect", cls.g.name)
         assert rc == 0, info
         cls.info = info
         cls.bundle = build_demo(info["kernel"]["build_id"], os.path.join(cls.tmp, "demo"))
+        # The shared name is not a patch area any more.
+        rc, cls.shared_out = hvpatch("apply", "--insecure-unsigned", "--area", "device", cls.g.name, cls.bundle)
+        cls.shared_rc = rc
+        rc, show = hvpatch("area", "show", cls.g.name)
+        assert rc == 0, show
+        cls.shared_show = show
+        uuid = virsh("domuuid", cls.g.name).strip()
+        xml = virsh("dumpxml", "--inactive", cls.g.name).replace("name='hvpatch-area'",
+                                                                 f"name='hvpatch-area-{uuid}'")
+        path = os.path.join(cls.tmp, "dom.xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        virsh("define", path)
+        restart(cls.g)
 
     @classmethod
     def tearDownClass(cls):
         cls.g.destroy()
+
+    def test_shared_name_ignored(self):
+        self.assertEqual(self.shared_rc, 1, self.shared_out)
+        self.assertIn("no patch-area device", self.shared_out["error"])
+        self.assertTrue(self.shared_show["legacy_shmem"] and self.shared_show["legacy_shared_name"])
 
     def test_apply_from_device(self):
         g = self.g
@@ -117,8 +158,9 @@ class NoDevice(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="hvp-area-")
         os.environ["HVPATCH_STATE_DIR"] = os.path.join(cls.tmp, "state")
-        GUESTS.append("hvp-ta-plain")
-        cls.g = guestlib.Guest.create("hvp-ta-plain", paging=4)
+        name = f"hvp-ta-plain-{PID}"
+        GUESTS.append(name)
+        cls.g = guestlib.Guest.create(name, paging=4)
 
     @classmethod
     def tearDownClass(cls):
