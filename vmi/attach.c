@@ -96,7 +96,7 @@ static int try_root(struct attach *a, const struct hvp_vcpu_regs *regs, uint64_t
 static int try_vcpu(struct attach *a, const struct hvp_vcpu_regs *regs, struct hvp_mmu **ret_mmu,
                     struct hvp_kernel **ret_kernel)
 {
-        char first[1024];
+        char first[1024], second[1024];
         int r, r2;
 
         r = try_root(a, regs, regs->cr3, ret_mmu, ret_kernel);
@@ -112,8 +112,9 @@ static int try_vcpu(struct attach *a, const struct hvp_vcpu_regs *regs, struct h
                 return r2;
         if (r2 == 1)
                 return hvp_fail(r, "%s", first);
+        snprintf(second, sizeof(second), "%s", hvp_last_error());      /* hvp_fail() rewrites it */
         return hvp_fail(r, "%s (and as the kernel half of a KPTI pair, CR3 0x%llx: %s)", first,
-                        (unsigned long long)(regs->cr3 & ~KPTI_USER_PGD_BIT), hvp_last_error());
+                        (unsigned long long)(regs->cr3 & ~KPTI_USER_PGD_BIT), second);
 }
 
 int hvp_linux_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget, struct hvp_mmu **ret_mmu,

@@ -15,7 +15,7 @@
  *                        zeros (no token table), the other half of the pair nothing
  *
  * and symbol names that collide under the 64-bit FNV-1a hash (the table's old hash)
- * in their low 32 bits, for any table size up to 2^32: a chain of 4-char blocks, two
+ * in their low 32 bits, for any table size up to 2^32: a chain of 6-char blocks, two
  * per link, whose two choices lead to the same low 32 bits of the state (FNV-1a's low
  * bits depend only on low bits), so 2^k names of k blocks all collide.
  * Shared by the unit tests, the fuzz seeds and bench-symhash.
@@ -188,7 +188,7 @@ static inline bool flood_core(enum flood_kind kind, struct cb_core *c)
 
 #define FLOOD_FNV_PRIME32 0x1b3u        /* 0x100000001b3 mod 2^32 */
 #define FLOOD_FNV_BASIS32 0x84222325u   /* 0xcbf29ce484222325 mod 2^32 */
-#define FLOOD_BLOCK 4
+#define FLOOD_BLOCK 6                   /* 4 chars would not do: they map one-to-one */
 
 static inline uint32_t flood_fnv32(uint32_t h, const char *s, size_t n)
 {
@@ -197,7 +197,7 @@ static inline uint32_t flood_fnv32(uint32_t h, const char *s, size_t n)
         return h;
 }
 
-static inline void flood_block(uint32_t x, char out[FLOOD_BLOCK])
+static inline void flood_block(uint64_t x, char out[FLOOD_BLOCK])
 {
         static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789_";
 
@@ -222,27 +222,35 @@ static inline char **flood_names(unsigned k, bool colliding, uint32_t seed)
         if (!pair || !names)
                 abort();
         for (unsigned b = 0; b < k && colliding; b++) {
-                /* birthday search over 2^18 random blocks for two with the same next state */
+                /* birthday search over random blocks for two with the same next state */
                 enum { SLOTS = 1 << 20, TRIES = 1 << 19 };
-                uint32_t *key = calloc(SLOTS, sizeof(*key)), *val = calloc(SLOTS, sizeof(*val));
+                uint32_t *key = calloc(SLOTS, sizeof(*key));
+                uint64_t *val = calloc(SLOTS, sizeof(*val)), y = 0x9e3779b97f4a7c15ull * (b + 1) ^ seed;
                 bool found = false;
 
                 if (!key || !val)
                         abort();
                 for (uint32_t t = 1; t < TRIES && !found; t++) {
-                        char blk[FLOOD_BLOCK];
-                        uint32_t id = (t * 2654435761u) % (37u * 37 * 37 * 37), next, at;
+                        char blk[FLOOD_BLOCK], other[FLOOD_BLOCK];
+                        uint64_t id;
+                        uint32_t next, at;
 
+                        y = y * 6364136223846793005ull + 1442695040888963407ull;
+                        id = (y >> 16) % (37ull * 37 * 37 * 37 * 37 * 37);
                         flood_block(id, blk);
                         next = flood_fnv32(h, blk, FLOOD_BLOCK);
-                        for (at = next & (SLOTS - 1); val[at]; at = (at + 1) & (SLOTS - 1))
-                                if (key[at] == next && val[at] - 1 != id) {
-                                        flood_block(val[at] - 1, pair[b][0]);
+                        for (at = next & (SLOTS - 1); val[at]; at = (at + 1) & (SLOTS - 1)) {
+                                if (key[at] != next)
+                                        continue;
+                                flood_block(val[at] - 1, other);
+                                if (memcmp(other, blk, FLOOD_BLOCK) != 0) {
+                                        memcpy(pair[b][0], other, FLOOD_BLOCK);
                                         memcpy(pair[b][1], blk, FLOOD_BLOCK);
                                         h = next;
                                         found = true;
-                                        break;
                                 }
+                                break;
+                        }
                         if (!found && !val[at]) {
                                 key[at] = next;
                                 val[at] = id + 1;
