@@ -12,7 +12,8 @@
  * A core file is read with pread(), never mapped: a file that shrinks while it is
  * open (truncated, rewritten by another dump) then gives a short read and an error,
  * where a mapping would raise SIGBUS. The headers and notes are read once at open
- * (bounded: HVP_CORE_MAX_PHDRS, HVP_CORE_MAX_NOTES_BYTES); guest memory on demand.
+ * (bounded: HVP_CORE_MAX_PHDRS, HVP_CORE_MAX_NOTES_BYTES); guest memory on demand,
+ * small reads (page-table entries, above all) through a cache of file pages.
  */
 #include <elf.h>
 #include <errno.h>
@@ -65,11 +66,21 @@ struct core_seg {
         uint64_t gpa, size, off;
 };
 
+/* Direct-mapped cache of 4 KiB file pages for reads within one page: 1 MiB. */
+#define CACHE_PAGE 4096u
+#define CACHE_SLOTS 256u
+
+struct cache_slot {
+        uint64_t off;           /* file offset of the page + 1; 0: empty */
+        uint8_t data[CACHE_PAGE];
+};
+
 struct core_be {
         const uint8_t *data;    /* a core in memory (tests, fuzzers), or NULL: read from fd */
         int fd;                 /* closed on close; -1 for a buffer */
         char *path;
         size_t size;            /* the file's size at open */
+        struct cache_slot *cache;       /* fd only, allocated on first use */
         struct core_seg seg[HVP_MAX_RAM_RANGES];
         size_t nr_seg;
 };
@@ -115,6 +126,32 @@ static int src_read(const struct core_be *c, uint64_t off, void *buf, size_t len
         return 0;
 }
 
+/* A read inside one file page, through the cache (the core is a snapshot: pages never change). */
+static int cached_read(struct core_be *c, uint64_t off, void *buf, size_t len)
+{
+        uint64_t page = off & ~(uint64_t)(CACHE_PAGE - 1);
+        struct cache_slot *slot;
+        int r;
+
+        if (c->data || (off & (CACHE_PAGE - 1)) + len > CACHE_PAGE || page + CACHE_PAGE > c->size)
+                return src_read(c, off, buf, len);
+        if (!c->cache) {
+                c->cache = calloc(CACHE_SLOTS, sizeof(*c->cache));
+                if (!c->cache)
+                        return src_read(c, off, buf, len);
+        }
+        slot = &c->cache[(page / CACHE_PAGE) % CACHE_SLOTS];
+        if (slot->off != page + 1) {
+                slot->off = 0;
+                r = src_read(c, page, slot->data, CACHE_PAGE);
+                if (r < 0)
+                        return r;
+                slot->off = page + 1;
+        }
+        memcpy(buf, slot->data + (off - page), len);
+        return 0;
+}
+
 /* Adjacent segments form one RAM range: a read may span several of them. */
 static int core_read(void *be, uint64_t gpa, void *buf, size_t len)
 {
@@ -132,7 +169,7 @@ static int core_read(void *be, uint64_t gpa, void *buf, size_t len)
                         return hvp_fail(-EFAULT, "guest-physical 0x%llx is in no PT_LOAD segment",
                                         (unsigned long long)gpa);
                 n = (size_t)HVP_MIN((uint64_t)len, c->seg[i].size - (gpa - c->seg[i].gpa));
-                r = src_read(c, c->seg[i].off + (gpa - c->seg[i].gpa), out, n);
+                r = cached_read(c, c->seg[i].off + (gpa - c->seg[i].gpa), out, n);
                 if (r < 0)
                         return r;
                 out += n;
@@ -150,6 +187,7 @@ static void core_close(void *be)
                 return;
         if (c->fd >= 0)
                 close(c->fd);
+        free(c->cache);
         free(c->path);
         free(c);
 }
