@@ -43,7 +43,7 @@ struct hvp_symtab;
  * The defaults cover a real kernel many times over (Debian 6.1, found through one root:
  * about 4 candidates, 1 token table, 60 reads, 25 MiB, 0.2 M records; docs/security.md).
  */
-#define HVP_SCAN_MAX_CANDIDATES 4096u   /* places looked at: kallsyms digit runs, "MZ" pages */
+#define HVP_SCAN_MAX_CANDIDATES 1024u   /* places looked at: kallsyms digit runs, "MZ" pages */
 #define HVP_SCAN_MAX_TABLES 16u         /* token tables that pass the first checks, checked in depth */
 #define HVP_SCAN_MAX_READS (32u << 10)  /* calls to the memory reader */
 #define HVP_SCAN_MAX_BYTES (256ull << 20)  /* bytes asked of it; a failed read counts as 4 KiB */

@@ -130,7 +130,7 @@ static void test_cheap_checks_first(void **state)
         hvp_scan_budget_init(&b);
         assert_int_equal(hvp_linux_attach_budget(g, &b, &mmu, &k, NULL), -E2BIG);
         assert_int_equal(b.candidates, b.max_candidates);
-        /* 4096 runs lie in the first 80 KiB: the first 1 MiB chunk and the walk, nothing per run */
+        /* 1024 runs lie in the first 20 KiB: the first 1 MiB chunk and the walk, nothing per run */
         assert_int_equal(b.tables, 0);
         assert_true(b.reads < 600);
         assert_true(b.bytes <= (2u << 20));
