@@ -1,7 +1,8 @@
 /*
  * bench-kallsyms VMLINUX [RUNS]: time hvp_kallsyms_decode() and hvp_kernel_from_kmem()
  * on a decompressed vmlinux (images/fetch-kernel.sh leaves one in
- * /var/lib/hvpatch-test/kernel-<version>/), and count the reads the decoder makes.
+ * /var/lib/hvpatch-test/kernel-<version>/), and count the reads the decoder makes and
+ * what it spends of the search budget (struct hvp_scan_budget).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,9 +58,12 @@ int main(int argc, char **argv)
                 for (int i = 0; i < runs; i++) {
                         struct hvp_symtab *st = NULL;
                         struct hvp_kernel *k = NULL;
+                        struct hvp_scan_budget b;
                         double t0 = hvp_now_ms();
                         int r;
 
+                        hvp_scan_budget_init(&b);
+                        km.budget = &b;
                         c.reads = c.bytes = 0;
                         r = mode == 0 ? hvp_kallsyms_decode(&km, 0, &st) : hvp_kernel_from_kmem(&km, 0, &k);
                         t[i] = hvp_now_ms() - t0;
@@ -71,6 +75,11 @@ int main(int argc, char **argv)
                                 printf("%s: %zu symbols, %lu reads, %.1f MiB read\n",
                                        mode == 0 ? "hvp_kallsyms_decode" : "hvp_kernel_from_kmem",
                                        hvp_symtab_count(st ? st : k->symtab), c.reads, c.bytes / 1048576.0);
+                        if (i == 0)
+                                printf("  budget spent: %llu candidates, %llu token tables, %llu reads, %.1f MiB, "
+                                       "%llu name records\n", (unsigned long long)b.candidates,
+                                       (unsigned long long)b.tables, (unsigned long long)b.reads,
+                                       b.bytes / 1048576.0, (unsigned long long)b.records);
                         hvp_symtab_free(st);
                         hvp_kernel_free(k);
                 }

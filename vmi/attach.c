@@ -1,29 +1,82 @@
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <hvpatch/kernel.h>
 
 #include "common/error.h"
+#include "vmi/scan-budget.h"
+#include "vmi/x86.h"
 
 /* Linux's KPTI allocates the kernel and user PGDs as one 8 KiB pair; bit 12 picks the user half. */
 #define KPTI_USER_PGD_BIT (1ull << 12)
+/*
+ * A root's view of the kernel image area is fixed by the top-level entry that maps it
+ * (PML4E, or PML5E with LA57), the paging mode and NXE: every process of a guest shares
+ * that entry, so the vCPUs of a guest mostly give one root to search, not one each.
+ */
+struct root_key {
+        uint64_t entry;
+        enum hvp_paging_mode mode;
+        bool nxe;
+};
 
-static int try_root(struct hvp_guest *g, const struct hvp_vcpu_regs *regs, uint64_t cr3,
-                    struct hvp_mmu **ret_mmu, struct hvp_kernel **ret_kernel)
+struct attach {
+        struct hvp_guest *g;
+        struct hvp_scan_budget *b;
+        struct root_key *seen;
+        size_t nr_seen, cap_seen;
+};
+
+/* 1: a root with this key was searched already (it failed); 0: not; < 0 error. */
+static int seen_before(struct attach *a, const struct root_key *k)
+{
+        struct root_key *n;
+
+        for (size_t i = 0; i < a->nr_seen; i++)
+                if (a->seen[i].entry == k->entry && a->seen[i].mode == k->mode && a->seen[i].nxe == k->nxe)
+                        return 1;
+        if (a->nr_seen == a->cap_seen) {
+                size_t cap = a->cap_seen ? 2 * a->cap_seen : 8;
+
+                n = realloc(a->seen, cap * sizeof(*n));
+                if (!n)
+                        return hvp_fail(-ENOMEM, "out of memory");
+                a->seen = n;
+                a->cap_seen = cap;
+        }
+        a->seen[a->nr_seen++] = *k;
+        return 0;
+}
+
+/* 0 found; 1 skipped (same kernel mapping as a root already tried); < 0 error. */
+static int try_root(struct attach *a, const struct hvp_vcpu_regs *regs, uint64_t cr3, struct hvp_mmu **ret_mmu,
+                    struct hvp_kernel **ret_kernel)
 {
         struct hvp_vcpu_regs alt = *regs;
         struct hvp_mmu *mmu = NULL;
         struct hvp_kernel *k = NULL;
-        enum hvp_paging_mode mode;
+        struct root_key key = { 0 };
+        uint64_t entry_gpa;
         int r;
 
         alt.cr3 = cr3;
-        r = hvp_paging_mode(&alt, &mode);
+        r = hvp_paging_mode(&alt, &key.mode);
         if (r < 0)
                 return r;
-        r = hvp_mmu_new(g, cr3, mode, alt.efer & (1u << 11), &mmu);
+        key.nxe = alt.efer & (1u << 11);
+        r = hvp_mmu_new(a->g, cr3, key.mode, key.nxe, &mmu);
         if (r < 0)
                 return r;
-        r = hvp_kernel_find(mmu, &k);
+        /* A root whose top-level table cannot be read fails fast below: no key needed. */
+        if (hvp_mmu_entry(mmu, HVP_KERNEL_MAP_START, key.mode, &entry_gpa, &key.entry) == 0) {
+                r = seen_before(a, &key);
+                if (r != 0) {
+                        hvp_mmu_free(mmu);
+                        return r;
+                }
+        }
+        r = hvp_kernel_find_budget(mmu, a->b, &k);
         if (r < 0) {
                 hvp_mmu_free(mmu);
                 return r;
@@ -33,27 +86,89 @@ static int try_root(struct hvp_guest *g, const struct hvp_vcpu_regs *regs, uint6
         return 0;
 }
 
+/*
+ * A CR3 with bit 12 set may be the user half of a KPTI pair: then the kernel half is
+ * tried too. When both fail the reason is the first root's (the CR3 the vCPU really
+ * has), with the other's after it.
+ */
+static int try_vcpu(struct attach *a, const struct hvp_vcpu_regs *regs, struct hvp_mmu **ret_mmu,
+                    struct hvp_kernel **ret_kernel)
+{
+        char first[1024], second[1024];
+        int r, r2;
+
+        r = try_root(a, regs, regs->cr3, ret_mmu, ret_kernel);
+        if (r <= 0 && (r == 0 || a->b->spent || r == -ENOMEM))
+                return r;
+        if (!(regs->cr3 & KPTI_USER_PGD_BIT))
+                return r;
+        snprintf(first, sizeof(first), "%s", r == 1 ? "" : hvp_last_error());
+        r2 = try_root(a, regs, regs->cr3 & ~KPTI_USER_PGD_BIT, ret_mmu, ret_kernel);
+        if (r2 == 0 || a->b->spent || r2 == -ENOMEM)
+                return r2;
+        if (r == 1)                     /* the first root was a repeat: the other speaks */
+                return r2;
+        if (r2 == 1)
+                return hvp_fail(r, "%s", first);
+        snprintf(second, sizeof(second), "%s", hvp_last_error());      /* hvp_fail() rewrites it */
+        return hvp_fail(r, "%s (and as the kernel half of a KPTI pair, CR3 0x%llx: %s)", first,
+                        (unsigned long long)(regs->cr3 & ~KPTI_USER_PGD_BIT), second);
+}
+
+int hvp_linux_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget, struct hvp_mmu **ret_mmu,
+                            struct hvp_kernel **ret_kernel, unsigned *ret_vcpu)
+{
+        struct hvp_scan_budget local;
+        struct attach a = { .g = g, .b = budget };
+        unsigned n = hvp_guest_vcpu_count(g), skipped = 0;
+        int r = hvp_fail(-ENOENT, "the guest has no vCPU");
+        bool failed = false;
+
+        if (!a.b) {
+                hvp_scan_budget_init(&local);
+                a.b = &local;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                struct hvp_vcpu_regs regs;
+                int q;
+
+                q = hvp_guest_vcpu_regs(g, i, &regs);
+                if (q < 0) {
+                        r = q;
+                        break;
+                }
+                q = try_vcpu(&a, &regs, ret_mmu, ret_kernel);
+                if (q == 0) {
+                        if (ret_vcpu)
+                                *ret_vcpu = i;
+                        free(a.seen);
+                        return 0;
+                }
+                if (q == 1) {
+                        hvp_debug("vCPU %u: its kernel mapping was searched already (vCPU CR3 0x%llx)", i,
+                                  (unsigned long long)regs.cr3);
+                        skipped++;
+                        continue;
+                }
+                r = q;
+                failed = true;
+                hvp_debug("vCPU %u: no kernel found: %s", i, hvp_last_error());
+                if (a.b->spent || r == -ENOMEM)
+                        break;
+        }
+        free(a.seen);
+        if (!failed)
+                return r;
+        if (a.b->spent)
+                return hvp_fail_context(r, "no Linux kernel found");
+        if (skipped == 0)
+                return hvp_fail_context(r, "no Linux kernel found through any of %u vCPUs", n);
+        return hvp_fail_context(r, "no Linux kernel found through any of %u vCPUs (%u of them map the kernel "
+                                "image area as one searched before)", n, skipped);
+}
+
 int hvp_linux_attach(struct hvp_guest *g, struct hvp_mmu **ret_mmu, struct hvp_kernel **ret_kernel,
                      unsigned *ret_vcpu)
 {
-        unsigned n = hvp_guest_vcpu_count(g);
-        int r = hvp_fail(-ENOENT, "the guest has no vCPU");
-
-        for (unsigned i = 0; i < n; i++) {
-                struct hvp_vcpu_regs regs;
-
-                r = hvp_guest_vcpu_regs(g, i, &regs);
-                if (r < 0)
-                        return r;
-                r = try_root(g, &regs, regs.cr3, ret_mmu, ret_kernel);
-                if (r < 0 && (regs.cr3 & KPTI_USER_PGD_BIT))
-                        r = try_root(g, &regs, regs.cr3 & ~KPTI_USER_PGD_BIT, ret_mmu, ret_kernel);
-                if (r == 0) {
-                        if (ret_vcpu)
-                                *ret_vcpu = i;
-                        return 0;
-                }
-                hvp_debug("vCPU %u: no kernel found: %s", i, hvp_last_error());
-        }
-        return hvp_fail_context(r, "no Linux kernel found through any of %u vCPUs", n);
+        return hvp_linux_attach_budget(g, NULL, ret_mmu, ret_kernel, ret_vcpu);
 }

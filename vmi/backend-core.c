@@ -8,6 +8,12 @@
  * block of guest RAM and RAM-backed ROM with p_paddr = guest-physical address.
  * With more than 0xfffe program headers, e_phnum is PN_XNUM and the count is in
  * section header 0's sh_info. e_ehsize is not checked: QEMU 7.2 writes 8 there.
+ *
+ * A core file is read with pread(), never mapped: a file that shrinks while it is
+ * open (truncated, rewritten by another dump) then gives a short read and an error,
+ * where a mapping would raise SIGBUS. The headers and notes are read once at open
+ * (bounded: HVP_CORE_MAX_PHDRS, HVP_CORE_MAX_NOTES_BYTES); guest memory on demand,
+ * small reads (page-table entries, above all) through a cache of file pages.
  */
 #include <elf.h>
 #include <errno.h>
@@ -15,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,17 +66,26 @@ struct core_seg {
         uint64_t gpa, size, off;
 };
 
+/* Direct-mapped cache of 4 KiB file pages for reads within one page: 1 MiB. */
+#define CACHE_PAGE 4096u
+#define CACHE_SLOTS 256u
+
+struct cache_slot {
+        uint64_t off;           /* file offset of the page + 1; 0: empty */
+        uint8_t data[CACHE_PAGE];
+};
+
 struct core_be {
-        const uint8_t *data;
-        size_t size;
-        void *mapping;          /* munmap'ed on close when the file was mapped */
-        size_t mapping_size;
+        const uint8_t *data;    /* a core in memory (tests, fuzzers), or NULL: read from fd */
+        int fd;                 /* closed on close; -1 for a buffer */
+        char *path;
+        size_t size;            /* the file's size at open */
+        struct cache_slot *cache;       /* fd only, allocated on first use */
         struct core_seg seg[HVP_MAX_RAM_RANGES];
         size_t nr_seg;
 };
 
 struct core_parse {
-        const uint8_t *data;
         size_t size;
         struct core_be *be;
         struct hvp_vcpu_regs *vcpus;    /* HVP_MAX_VCPUS */
@@ -85,11 +99,65 @@ static bool in_file(const struct core_parse *p, uint64_t off, uint64_t len)
         return hvp_range_within(off, len, 0, p->size);
 }
 
+/* [off, off + len) of the core, which the caller checked is inside its size at open. */
+static int src_read(const struct core_be *c, uint64_t off, void *buf, size_t len)
+{
+        uint8_t *out = buf;
+        size_t done = 0;
+
+        if (c->data) {
+                memcpy(buf, c->data + off, len);
+                return 0;
+        }
+        while (done < len) {
+                ssize_t n = pread(c->fd, out + done, len - done, (off_t)(off + done));
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return hvp_fail(-EIO, "core %s: reading %zu bytes at offset 0x%llx: %m", c->path, len,
+                                        (unsigned long long)off);
+                if (n == 0)
+                        return hvp_fail(-EIO, "core %s: the file ends at offset 0x%llx, before the %zu bytes at 0x%llx: "
+                                        "it shrank after it was opened (%zu bytes then)", c->path,
+                                        (unsigned long long)(off + done), len, (unsigned long long)off, c->size);
+                done += (size_t)n;
+        }
+        return 0;
+}
+
+/* A read inside one file page, through the cache (the core is a snapshot: pages never change). */
+static int cached_read(struct core_be *c, uint64_t off, void *buf, size_t len)
+{
+        uint64_t page = off & ~(uint64_t)(CACHE_PAGE - 1);
+        struct cache_slot *slot;
+        int r;
+
+        if (c->data || (off & (CACHE_PAGE - 1)) + len > CACHE_PAGE || page + CACHE_PAGE > c->size)
+                return src_read(c, off, buf, len);
+        if (!c->cache) {
+                c->cache = calloc(CACHE_SLOTS, sizeof(*c->cache));
+                if (!c->cache)
+                        return src_read(c, off, buf, len);
+        }
+        slot = &c->cache[(page / CACHE_PAGE) % CACHE_SLOTS];
+        if (slot->off != page + 1) {
+                slot->off = 0;
+                r = src_read(c, page, slot->data, CACHE_PAGE);
+                if (r < 0)
+                        return r;
+                slot->off = page + 1;
+        }
+        memcpy(buf, slot->data + (off - page), len);
+        return 0;
+}
+
 /* Adjacent segments form one RAM range: a read may span several of them. */
 static int core_read(void *be, uint64_t gpa, void *buf, size_t len)
 {
         struct core_be *c = be;
         uint8_t *out = buf;
+        int r;
 
         while (len > 0) {
                 size_t i, n;
@@ -101,7 +169,9 @@ static int core_read(void *be, uint64_t gpa, void *buf, size_t len)
                         return hvp_fail(-EFAULT, "guest-physical 0x%llx is in no PT_LOAD segment",
                                         (unsigned long long)gpa);
                 n = (size_t)HVP_MIN((uint64_t)len, c->seg[i].size - (gpa - c->seg[i].gpa));
-                memcpy(out, c->data + c->seg[i].off + (gpa - c->seg[i].gpa), n);
+                r = cached_read(c, c->seg[i].off + (gpa - c->seg[i].gpa), out, n);
+                if (r < 0)
+                        return r;
                 out += n;
                 gpa += n;
                 len -= n;
@@ -115,8 +185,10 @@ static void core_close(void *be)
 
         if (!c)
                 return;
-        if (c->mapping)
-                munmap(c->mapping, c->mapping_size);
+        if (c->fd >= 0)
+                close(c->fd);
+        free(c->cache);
+        free(c->path);
         free(c);
 }
 
@@ -128,12 +200,16 @@ static const struct hvp_backend_ops core_ops = {
 
 static int parse_ehdr(struct core_parse *p, uint64_t *ret_phoff, uint64_t *ret_phnum)
 {
-        const uint8_t *e = p->data;
+        uint8_t e[sizeof(Elf64_Ehdr)];
         uint64_t phnum;
+        int r;
 
         if (p->size < sizeof(Elf64_Ehdr))
                 return hvp_fail(-EINVAL, "ELF header: file has %zu bytes, an ELF64 header needs %zu", p->size,
                                 sizeof(Elf64_Ehdr));
+        r = src_read(p->be, 0, e, sizeof(e));
+        if (r < 0)
+                return r;
         if (memcmp(e, ELFMAG, SELFMAG) != 0)
                 return hvp_fail(-EINVAL, "ELF header: not an ELF file (bad magic)");
         if (e[EI_CLASS] != ELFCLASS64)
@@ -162,12 +238,16 @@ static int parse_ehdr(struct core_parse *p, uint64_t *ret_phoff, uint64_t *ret_p
         phnum = hvp_le16(e + offsetof(Elf64_Ehdr, e_phnum));
         if (phnum == PN_XNUM) {
                 uint64_t shoff = hvp_le64(e + offsetof(Elf64_Ehdr, e_shoff));
+                uint8_t sh[sizeof(Elf64_Shdr)];
 
                 if (hvp_le16(e + offsetof(Elf64_Ehdr, e_shentsize)) != sizeof(Elf64_Shdr) ||
                     !in_file(p, shoff, sizeof(Elf64_Shdr)))
                         return hvp_fail(-EINVAL, "ELF header: e_phnum is PN_XNUM but section header 0 "
                                         "(offset 0x%llx) is not in the file", (unsigned long long)shoff);
-                phnum = hvp_le32(p->data + shoff + offsetof(Elf64_Shdr, sh_info));
+                r = src_read(p->be, shoff, sh, sizeof(sh));
+                if (r < 0)
+                        return r;
+                phnum = hvp_le32(sh + offsetof(Elf64_Shdr, sh_info));
         }
         if (phnum == 0)
                 return hvp_fail(-EINVAL, "ELF header: no program headers");
@@ -271,7 +351,9 @@ static int prstatus_note(struct core_parse *p, const uint8_t *d, uint64_t descsz
 
 static int parse_notes(struct core_parse *p, uint64_t off, uint64_t len, unsigned idx)
 {
+        _cleanup_free_ uint8_t *notes = NULL;
         uint64_t pos = 0;
+        int r;
 
         if (!in_file(p, off, len))
                 return hvp_fail(-EINVAL, "PT_NOTE %u: bytes 0x%llx+0x%llx run past the end of the file (%zu bytes)",
@@ -279,11 +361,16 @@ static int parse_notes(struct core_parse *p, uint64_t off, uint64_t len, unsigne
         if (len > HVP_CORE_MAX_NOTES_BYTES)
                 return hvp_fail(-E2BIG, "PT_NOTE %u: %llu bytes of notes (at most %u)", idx,
                                 (unsigned long long)len, HVP_CORE_MAX_NOTES_BYTES);
+        notes = malloc(len ? (size_t)len : 1);
+        if (!notes)
+                return hvp_fail(-ENOMEM, "out of memory");
+        r = src_read(p->be, off, notes, (size_t)len);
+        if (r < 0)
+                return r;
         while (pos < len) {
-                const uint8_t *n = p->data + off + pos;
+                const uint8_t *n = notes + pos;
                 uint64_t namesz, descsz, type, name_pad, desc_pad, where = off + pos;
                 const uint8_t *name, *desc;
-                int r;
 
                 if (len - pos < 12)
                         return hvp_fail(-EINVAL, "note at 0x%llx: header cut off by the end of PT_NOTE %u",
@@ -321,14 +408,21 @@ static int seg_cmp(const void *a, const void *b)
 static int parse_core(struct core_parse *p)
 {
         struct core_be *c = p->be;
+        _cleanup_free_ uint8_t *phdrs = NULL;
         uint64_t phoff = 0, phnum = 0;
         int r;
 
         r = parse_ehdr(p, &phoff, &phnum);
         if (r < 0)
                 return r;
+        phdrs = malloc(phnum * sizeof(Elf64_Phdr));     /* phnum <= HVP_CORE_MAX_PHDRS */
+        if (!phdrs)
+                return hvp_fail(-ENOMEM, "out of memory");
+        r = src_read(c, phoff, phdrs, phnum * sizeof(Elf64_Phdr));
+        if (r < 0)
+                return r;
         for (uint64_t i = 0; i < phnum; i++) {
-                const uint8_t *ph = p->data + phoff + i * sizeof(Elf64_Phdr);
+                const uint8_t *ph = phdrs + i * sizeof(Elf64_Phdr);
                 uint32_t type = hvp_le32(ph + offsetof(Elf64_Phdr, p_type));
 
                 if (type == PT_LOAD)
@@ -362,27 +456,30 @@ static int parse_core(struct core_parse *p)
         return 0;
 }
 
-static int open_core(const uint8_t *data, size_t size, void *mapping, size_t mapping_size, const char *name,
-                     struct hvp_guest **ret_guest)
+/* data: a core in memory, or NULL to read fd (owned from here on: closed on failure too). */
+static int open_core(const uint8_t *data, size_t size, int fd, const char *name, struct hvp_guest **ret_guest)
 {
         struct hvp_ram_range ranges[HVP_MAX_RAM_RANGES];
-        struct core_parse p = { .data = data, .size = size };
+        struct core_parse p = { .size = size };
         struct core_be *c = calloc(1, sizeof(*c));
         size_t nr = 0;
         int r;
 
         p.vcpus = calloc(HVP_MAX_VCPUS, sizeof(*p.vcpus));
-        if (!c || !p.vcpus) {
+        if (c)
+                c->path = strdup(name);
+        if (!c || !p.vcpus || !c->path) {
+                if (c)
+                        free(c->path);
                 free(c);
                 free(p.vcpus);
-                if (mapping)
-                        munmap(mapping, mapping_size);
-                return -ENOMEM;
+                if (fd >= 0)
+                        close(fd);
+                return hvp_fail(-ENOMEM, "out of memory");
         }
         c->data = data;
+        c->fd = fd;
         c->size = size;
-        c->mapping = mapping;
-        c->mapping_size = mapping_size;
         p.be = c;
         r = parse_core(&p);
         if (r < 0) {
@@ -404,14 +501,16 @@ static int open_core(const uint8_t *data, size_t size, void *mapping, size_t map
 
 int hvp_guest_open_core_buffer(const void *data, size_t size, const char *name, struct hvp_guest **ret_guest)
 {
-        return open_core(data, size, NULL, 0, name ? name : "core", ret_guest);
+        if (!data)
+                return hvp_fail(-EINVAL, "core: no buffer");
+        return open_core(data, size, -1, name ? name : "core", ret_guest);
 }
 
 int hvp_guest_open_core(const char *path, struct hvp_guest **ret_guest)
 {
         _cleanup_close_ int fd = -1;
         struct stat st;
-        void *m;
+        int owned;
 
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -423,9 +522,9 @@ int hvp_guest_open_core(const char *path, struct hvp_guest **ret_guest)
         if (st.st_size < (off_t)sizeof(Elf64_Ehdr))
                 return hvp_fail(-EINVAL, "core %s: file has %lld bytes, an ELF64 header needs %zu", path,
                                 (long long)st.st_size, sizeof(Elf64_Ehdr));
-        /* MAP_PRIVATE + PROT_READ: nothing can reach the file through the guest handle. */
-        m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED)
-                return hvp_fail(-EIO, "cannot map %s: %m", path);
-        return open_core(m, (size_t)st.st_size, m, (size_t)st.st_size, path, ret_guest);
+        if ((uint64_t)st.st_size > SIZE_MAX)
+                return hvp_fail(-E2BIG, "core %s: %lld bytes", path, (long long)st.st_size);
+        owned = fd;
+        fd = -1;
+        return open_core(NULL, (size_t)st.st_size, owned, path, ret_guest);
 }

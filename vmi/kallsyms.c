@@ -34,11 +34,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include <hvpatch/kernel.h>
 
 #include "common/error.h"
 #include "common/util.h"
 #include "vmi/x86.h"
+#include "vmi/scan-budget.h"
 
 #define KS_ALIGN 8u
 #define KS_TOKENS 256u
@@ -50,19 +53,37 @@
 #define KS_TABLE_SPAN (64ull << 20)
 #define KS_WINDOW_START (2u << 20)
 #define KS_NAMES_BYTES_MAX (64u << 20)  /* decoded names, all symbols */
-/* Name records parsed over all candidates before giving up (the real one: n). */
-#define KS_RECORD_BUDGET (4ull * HVP_KALLSYMS_MAX_SYMS)
+/* Name records taken from the budget at a time, and loop steps between looks at the clock. */
+#define KS_RECORD_BATCH 4096u
+#define KS_CHECK_EVERY 4096u
 #define KS_KERNEL_HALF 0xffff800000000000ull
 
 static const char digit_run[] = "0\0" "1\0" "2\0" "3\0" "4\0" "5\0" "6\0" "7\0" "8\0" "9";
 #define DIGIT_RUN_LEN sizeof(digit_run)         /* 20: includes the last NUL */
 
+/*
+ * Name lookup: open addressing over a keyed hash (SipHash-2-4, libsodium's
+ * crypto_shorthash) with a random key per table, so that names chosen by the guest
+ * cannot be made to collide; probes are bounded, and a table whose longest probe
+ * passes the bound (by chance: it does not happen with a random key) is rebuilt
+ * with a new key.
+ */
+#define SYMTAB_MAX_PROBE 64u
+#define SYMTAB_REKEYS 4
+
+struct symtab_slot {
+        uint32_t index;                 /* index + 1; 0: empty slot */
+        uint32_t tag;                   /* high half of the hash: most misses skip strcmp */
+};
+
 struct hvp_symtab {
         size_t count;
         struct hvp_symbol *syms;
         char *names;
-        uint32_t *hash;                 /* index + 1; 0: empty slot */
+        struct symtab_slot *hash;
         size_t hash_mask;
+        unsigned max_probe;             /* longest probe of any name in the table */
+        uint8_t key[crypto_shorthash_KEYBYTES];
 };
 
 struct ks_tokens {
@@ -95,7 +116,7 @@ struct ks_search {
         struct ks_tokens tk;
         uint32_t *marks;                /* offsets of every 256th record seen in a walk */
         size_t marks_cap;
-        uint64_t budget;
+        struct hvp_scan_budget *budget;
 };
 
 static inline uint64_t align_up(uint64_t v)
@@ -358,10 +379,9 @@ static int names_walk(struct ks_search *s, struct ks_layout *lay)
         for (uint32_t i = 0; i < lay->n; i++) {
                 size_t size, dlen;
 
-                if (s->budget == 0)
-                        return hvp_fail(-E2BIG, "kallsyms search: gave up after %llu name records",
-                                        (unsigned long long)KS_RECORD_BUDGET);
-                s->budget--;
+                if (i % KS_RECORD_BATCH == 0 &&
+                    !hvp_scan_take(s->budget, HVP_SCAN_RECORDS, HVP_MIN(lay->n - i, KS_RECORD_BATCH)))
+                        return -E2BIG;
                 if (!record_parse(&s->tk, names + off, avail - off, &size, &dlen))
                         return -EINVAL;
                 if ((i & 0xff) == 0) {
@@ -498,17 +518,22 @@ static bool addresses_find(struct ks_search *s, struct ks_layout *lay, uint64_t 
 static int layout_find(struct ks_search *s, struct ks_layout *lay)
 {
         uint64_t t = s->tk.table, p = t;
+        unsigned steps = 0;
         int r;
 
         while (p - s->w.min >= 8) {
                 const uint8_t *q;
                 uint32_t n;
 
+                if (++steps % KS_CHECK_EVERY == 0 && !hvp_scan_left(s->budget))
+                        return -E2BIG;
                 p -= 8;
                 if (p < s->w.lo) {
                         r = window_cover(&s->w, p, s->tk.index + 2 * KS_TOKENS);
                         if (r < 0)
                                 return r == -ERANGE ? -ENOENT : r;
+                        if (s->budget->spent)   /* the reads that grew it were refused */
+                                return -E2BIG;
                 }
                 q = window_at(&s->w, p, 8);
                 n = hvp_le32(q);
@@ -533,13 +558,12 @@ static int layout_find(struct ks_search *s, struct ks_layout *lay)
         return -ENOENT;
 }
 
-static uint64_t name_hash(const char *s)
+static uint64_t name_hash(const struct hvp_symtab *st, const char *name)
 {
-        uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a */
+        uint8_t out[crypto_shorthash_BYTES];
 
-        while (*s)
-                h = (h ^ (uint8_t)*s++) * 0x100000001b3ull;
-        return h;
+        crypto_shorthash(out, (const unsigned char *)name, strlen(name), st->key);
+        return hvp_le64(out);
 }
 
 void hvp_symtab_free(struct hvp_symtab *st)
@@ -552,26 +576,51 @@ void hvp_symtab_free(struct hvp_symtab *st)
         free(st);
 }
 
+/* Fill the table under the current key; false if a probe passed SYMTAB_MAX_PROBE. */
+static bool symtab_fill(struct hvp_symtab *st)
+{
+        memset(st->hash, 0, (st->hash_mask + 1) * sizeof(*st->hash));
+        st->max_probe = 0;
+        for (size_t i = 0; i < st->count; i++) {
+                uint64_t h = name_hash(st, st->syms[i].name);
+                size_t at = h & st->hash_mask;
+                unsigned probe;
+
+                for (probe = 0; st->hash[at].index; probe++, at = (at + 1) & st->hash_mask) {
+                        const struct symtab_slot *e = &st->hash[at];
+
+                        if (probe >= SYMTAB_MAX_PROBE)
+                                return false;
+                        if (e->tag == (uint32_t)(h >> 32) && !strcmp(st->syms[e->index - 1].name, st->syms[i].name))
+                                break;
+                }
+                if (!st->hash[at].index)        /* a repeated name keeps its first symbol */
+                        st->hash[at] = (struct symtab_slot){ (uint32_t)i + 1, (uint32_t)(h >> 32) };
+                st->max_probe = HVP_MAX(st->max_probe, probe);
+        }
+        return true;
+}
+
 static int symtab_index(struct hvp_symtab *st)
 {
         size_t size = 16;
 
+        if (sodium_init() < 0)
+                return hvp_fail(-EIO, "kallsyms: libsodium failed to initialize");
         while (size < 2 * st->count)
                 size *= 2;
         st->hash = calloc(size, sizeof(*st->hash));
         if (!st->hash)
                 return -ENOMEM;
         st->hash_mask = size - 1;
-        for (size_t i = 0; i < st->count; i++) {
-                size_t h = name_hash(st->syms[i].name) & st->hash_mask;
-
-                for (; st->hash[h]; h = (h + 1) & st->hash_mask)
-                        if (!strcmp(st->syms[st->hash[h] - 1].name, st->syms[i].name))
-                                break;
-                if (!st->hash[h])       /* a repeated name keeps its first symbol */
-                        st->hash[h] = (uint32_t)i + 1;
+        for (int k = 0; k < SYMTAB_REKEYS; k++) {
+                crypto_shorthash_keygen(st->key);
+                if (symtab_fill(st))
+                        return 0;
+                hvp_debug("kallsyms: a name probed past %u slots under key %d, new key", SYMTAB_MAX_PROBE, k);
         }
-        return 0;
+        return hvp_fail(-E2BIG, "kallsyms: %zu names: a lookup would probe more than %u slots under %d random keys",
+                        st->count, SYMTAB_MAX_PROBE, SYMTAB_REKEYS);
 }
 
 static int symtab_build(struct ks_search *s, const struct ks_layout *lay, struct hvp_symtab **ret)
@@ -661,6 +710,8 @@ static int decode_from_tokens(struct ks_search *s, const struct hvp_kmem *km, st
                 return r == -ERANGE ? hvp_fail(-EINVAL, "kallsyms: token index past the image") :
                                       hvp_fail(r, "out of memory");
         r = layout_find(s, &lay);
+        if (r == -E2BIG && s->budget->spent)
+                return r;
         if (r == -ENOENT)
                 return hvp_fail(-EINVAL, "kallsyms: token table at 0x%llx but no names and markers before it",
                                 (unsigned long long)t);
@@ -689,57 +740,146 @@ static int check_text(struct hvp_symtab *st, uint64_t text_base)
         return 0;
 }
 
-int hvp_kallsyms_decode(const struct hvp_kmem *km, uint64_t text_base, struct hvp_symtab **ret_symtab)
+/*
+ * The first checks of a digit run at buf[o] (address d), on bytes already read: the
+ * strings from '0' to 0xff, then the token index after them, whose entries for those
+ * codes must be exactly the offsets of those strings, and below '0' rising from 0.
+ * buf must hold [d, d + KS_TOKEN_SPAN) or end where the kernel image ends (a token
+ * table and its index need no more). Only what passes is read again and checked whole
+ * by tokens_at(): a page of "0\0" ... "9\0" repeated costs a few hundred byte
+ * compares per run, not a window read per run.
+ */
+static bool tokens_plausible(const uint8_t *buf, size_t len, size_t o, uint64_t d, uint64_t start)
+{
+        uint32_t rel[KS_TOKENS - '0'];
+        size_t p = o, span = HVP_MIN(len - o, (size_t)KS_TOKEN_SPAN), index;
+        const uint8_t *idx;
+        uint16_t base;
+
+        for (unsigned i = 0; i < KS_TOKENS - '0'; i++) {
+                size_t l = 0;
+
+                rel[i] = (uint32_t)(p - o);
+                while (p + l < o + span && l <= KS_NAME_MAX && buf[p + l] && token_char_ok(buf[p + l]))
+                        l++;
+                if (p + l >= o + span || buf[p + l] != 0)
+                        return false;
+                p += l + 1;
+        }
+        index = (size_t)(align_up(d + (p - o)) - d) + o;
+        if (index + 2 * KS_TOKENS > o + span)
+                return false;
+        idx = buf + index;
+        base = hvp_le16(idx + 2 * '0');
+        if (hvp_le16(idx) != 0 || base > d - start || (d - base) % KS_ALIGN)
+                return false;
+        for (unsigned i = 1; i <= '0'; i++)
+                if (hvp_le16(idx + 2 * i) <= hvp_le16(idx + 2 * (i - 1)))
+                        return false;
+        for (unsigned i = '0'; i < KS_TOKENS; i++)
+                if (hvp_le16(idx + 2 * i) != base + rel[i - '0'])
+                        return false;
+        return true;
+}
+
+/* One candidate that passed tokens_plausible(): 1 decoded (*ret set), 0 not it, < 0 stop. */
+static int try_candidate(const struct hvp_kmem *km, struct hvp_scan_budget *b, uint64_t d, uint64_t text_base,
+                         struct hvp_symtab **ret, char *reason, size_t reason_size, int *last)
+{
+        struct ks_search s = { .budget = b };
+        struct hvp_symtab *st = NULL;
+        int r;
+
+        if (!hvp_scan_take(b, HVP_SCAN_TABLES, 1))
+                return -E2BIG;
+        r = tokens_at(km, d, &s.tk);
+        if (r == -ENOMEM)
+                return hvp_fail(r, "out of memory");
+        if (r < 0)
+                return b->spent ? -E2BIG : 0;
+        r = decode_from_tokens(&s, km, &st);
+        search_free(&s);
+        if (r == 0)
+                r = check_text(st, text_base);
+        if (r == 0) {
+                *ret = st;
+                return 1;
+        }
+        hvp_symtab_free(st);
+        if (b->spent)
+                return -E2BIG;
+        if (r == -ENOMEM || r == -E2BIG)
+                return r;
+        /* kept: later failing reads overwrite the last error */
+        snprintf(reason, reason_size, "%s", hvp_last_error());
+        hvp_debug("%s", reason);
+        *last = r;
+        return 0;
+}
+
+/*
+ * The scan reads the image in chunks that overlap by KS_TOKEN_SPAN: a digit run is
+ * examined in the chunk where all it needs is present (the last chunk: up to the end).
+ */
+static int kallsyms_scan(const struct hvp_kmem *km, struct hvp_scan_budget *b, uint64_t text_base,
+                         struct hvp_symtab **ret_symtab)
 {
         _cleanup_free_ uint8_t *chunk = NULL;
         char reason[512] = "";
         int last = 0, r;
 
-        if (!km || !km->read || km->start >= km->end || !ret_symtab)
-                return hvp_fail(-EINVAL, "kallsyms: bad arguments");
         chunk = malloc((size_t)HVP_MIN((uint64_t)KS_SCAN_CHUNK, km->end - km->start));
         if (!chunk)
                 return hvp_fail(-ENOMEM, "out of memory");
         for (uint64_t a = km->start; km->end - a >= DIGIT_RUN_LEN;) {
                 size_t len = (size_t)HVP_MIN((uint64_t)KS_SCAN_CHUNK, km->end - a);
+                bool final = len == km->end - a;
+                size_t limit = final ? len : len - KS_TOKEN_SPAN;       /* runs starting before it */
                 const uint8_t *p = chunk, *end = chunk + len;
 
                 read_span(km, a, chunk, len);
-                while ((p = memmem(p, (size_t)(end - p), digit_run, DIGIT_RUN_LEN))) {
-                        struct ks_search s = { .budget = KS_RECORD_BUDGET };
-                        struct hvp_symtab *st = NULL;
-                        uint64_t d = a + (uint64_t)(p - chunk);
+                if (b->spent)
+                        return -E2BIG;
+                while ((p = memmem(p, (size_t)(end - p), digit_run, DIGIT_RUN_LEN)) && (size_t)(p - chunk) < limit) {
+                        size_t o = (size_t)(p - chunk);
 
                         p++;
-                        r = tokens_at(km, d, &s.tk);
-                        if (r == -ENOMEM)
-                                return hvp_fail(r, "out of memory");
-                        if (r < 0)
+                        if (!hvp_scan_take(b, HVP_SCAN_CANDIDATES, 1))
+                                return -E2BIG;
+                        if (!tokens_plausible(chunk, len, o, a + o, km->start))
                                 continue;
-                        r = decode_from_tokens(&s, km, &st);
-                        search_free(&s);
-                        if (r == 0)
-                                r = check_text(st, text_base);
-                        if (r == 0) {
-                                *ret_symtab = st;
-                                return 0;
-                        }
-                        hvp_symtab_free(st);
-                        if (r == -ENOMEM || r == -E2BIG)
-                                return r;
-                        /* kept: later failing reads overwrite the last error */
-                        snprintf(reason, sizeof(reason), "%s", hvp_last_error());
-                        hvp_debug("%s", reason);
-                        last = r;
+                        r = try_candidate(km, b, a + o, text_base, ret_symtab, reason, sizeof(reason), &last);
+                        if (r != 0)
+                                return r < 0 ? r : 0;
                 }
-                if (len == km->end - a)
+                if (final)
                         break;
-                a += len - (DIGIT_RUN_LEN - 1);
+                a += limit;
         }
         if (last)
                 return hvp_fail(last, "%s", reason);
         return hvp_fail(-ENOENT, "no kallsyms token table in 0x%llx..0x%llx",
                         (unsigned long long)km->start, (unsigned long long)km->end);
+}
+
+int hvp_kallsyms_decode(const struct hvp_kmem *km, uint64_t text_base, struct hvp_symtab **ret_symtab)
+{
+        struct hvp_scan_budget local, *b;
+        struct hvp_scan_kmem sk;
+        int r;
+
+        if (!km || !km->read || km->start >= km->end || !ret_symtab)
+                return hvp_fail(-EINVAL, "kallsyms: bad arguments");
+        b = km->budget;
+        if (!b) {
+                hvp_scan_budget_init(&local);
+                b = &local;
+        }
+        hvp_scan_kmem_init(&sk, km, b);
+        r = kallsyms_scan(&sk.km, b, text_base, ret_symtab);
+        if (r < 0 && b->spent)
+                return hvp_scan_budget_fail(b, "kallsyms search");
+        return r;
 }
 
 size_t hvp_symtab_count(const struct hvp_symtab *st)
@@ -756,13 +896,20 @@ const struct hvp_symbol *hvp_symtab_get(const struct hvp_symtab *st, size_t inde
 
 const struct hvp_symbol *hvp_symtab_lookup(const struct hvp_symtab *st, const char *name)
 {
+        uint64_t h;
+        size_t at;
+
         if (!st || !name || !st->hash)
                 return NULL;
-        for (size_t h = name_hash(name) & st->hash_mask; st->hash[h]; h = (h + 1) & st->hash_mask) {
-                const struct hvp_symbol *s = &st->syms[st->hash[h] - 1];
+        h = name_hash(st, name);
+        at = h & st->hash_mask;
+        for (unsigned probe = 0; probe <= st->max_probe && st->hash[at].index; probe++) {
+                const struct symtab_slot *e = &st->hash[at];
+                const struct hvp_symbol *s = &st->syms[e->index - 1];
 
-                if (!strcmp(s->name, name))
+                if (e->tag == (uint32_t)(h >> 32) && !strcmp(s->name, name))
                         return s;
+                at = (at + 1) & st->hash_mask;
         }
         return NULL;
 }

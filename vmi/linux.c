@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "vmi/x86.h"
+#include "vmi/scan-budget.h"
 
 static int mmu_kmem_read(void *ctx, uint64_t va, void *buf, size_t len)
 {
@@ -39,10 +40,14 @@ static uint64_t mmu_hole_end(void *ctx, uint64_t va)
         return (va | (span - 1)) + 1;           /* 0 at the top of the address space: one page */
 }
 
-static int find_text_slot(struct hvp_mmu *mmu, uint64_t *ret_base)
+/* Each walk is charged to the budget as a read: a root is walked 512 times at most. */
+static int find_text_slot(struct hvp_mmu *mmu, struct hvp_scan_budget *b, uint64_t *ret_base)
 {
         for (uint64_t va = HVP_KERNEL_MAP_START; va < HVP_KERNEL_MAP_END; va += HVP_SIZE_2M) {
                 struct hvp_translation t = { 0 };
+
+                if (!hvp_scan_take(b, HVP_SCAN_READS, 1))
+                        return hvp_scan_budget_fail(b, "looking for the kernel image");
 
                 if (hvp_mmu_translate(mmu, va, &t) == 0) {
                         *ret_base = va;
@@ -58,19 +63,30 @@ static int find_text_slot(struct hvp_mmu *mmu, uint64_t *ret_base)
 
 int hvp_kernel_find(struct hvp_mmu *mmu, struct hvp_kernel **ret_kernel)
 {
+        return hvp_kernel_find_budget(mmu, NULL, ret_kernel);
+}
+
+int hvp_kernel_find_budget(struct hvp_mmu *mmu, struct hvp_scan_budget *budget, struct hvp_kernel **ret_kernel)
+{
         struct hvp_kmem km = {
                 .read = mmu_kmem_read,
                 .ctx = mmu,
                 .end = HVP_KERNEL_MAP_END,
                 .hole_end = mmu_hole_end,
+                .budget = budget,
         };
+        struct hvp_scan_budget local;
         struct hvp_kernel *k;
         uint64_t base = 0;
         int r;
 
         if (!mmu || !ret_kernel)
                 return hvp_fail(-EINVAL, "hvp_kernel_find: bad arguments");
-        r = find_text_slot(mmu, &base);
+        if (!km.budget) {
+                hvp_scan_budget_init(&local);
+                km.budget = &local;
+        }
+        r = find_text_slot(mmu, km.budget, &base);
         if (r < 0)
                 return r;
         km.start = base;

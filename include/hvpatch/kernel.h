@@ -8,7 +8,8 @@
  * Errors:
  *   -ENOENT    no kernel image / no kallsyms tables found
  *   -EINVAL    tables found but inconsistent (the reason says which check failed)
- *   -E2BIG     a count or size in guest memory exceeds its bound
+ *   -E2BIG     a count or size in guest memory exceeds its bound, or the search spent
+ *              its budget (struct hvp_scan_budget; the reason says which limit)
  *   -EFAULT    a needed page is not mapped
  */
 #ifndef HVPATCH_KERNEL_H
@@ -35,6 +36,34 @@ struct hvp_symbol {
 struct hvp_symtab;
 
 /*
+ * The work a kernel search may do on guest memory, which is hostile input: one budget
+ * is shared by everything one attach tries (every vCPU, every KPTI root, Linux or
+ * Windows), so that no guest can make a search cost more than these, whatever it maps.
+ * A search that spends a limit stops with -E2BIG and a reason naming the limit.
+ * The defaults cover a real kernel many times over (Debian 6.1: 3 candidates, 1 token
+ * table, 23 MiB, 94,266 records; through page tables a few thousand reads, most of them
+ * failing over unmapped slots; docs/security.md, "Hostile guest memory").
+ */
+#define HVP_SCAN_MAX_CANDIDATES 1024u   /* places looked at: kallsyms digit runs, "MZ" pages */
+#define HVP_SCAN_MAX_TABLES 16u         /* token tables that pass the first checks, checked in depth */
+#define HVP_SCAN_MAX_READS (32u << 10)  /* calls to the memory reader */
+#define HVP_SCAN_MAX_BYTES (256ull << 20)  /* bytes asked of it; a failed read counts as 4 KiB */
+#define HVP_SCAN_MAX_RECORDS (8u << 20) /* kallsyms name records parsed */
+#define HVP_SCAN_MAX_MS 20000.0         /* wall clock: a backstop, the counts bound the work */
+
+struct hvp_scan_budget {
+        /* Limits (hvp_scan_budget_init() sets the defaults above; 0 means 0). */
+        uint64_t max_candidates, max_tables, max_reads, max_bytes, max_records;
+        double max_ms;
+        /* Spent so far, by every search given this budget. */
+        uint64_t candidates, tables, reads, bytes, records;
+        double start_ms;                /* when the first search started (0: not yet) */
+        const char *spent;              /* NULL, or the name of the limit that ran out */
+};
+
+void hvp_scan_budget_init(struct hvp_scan_budget *b);
+
+/*
  * A reader of kernel-virtual memory: the kallsyms decoder reads through this, so it
  * works the same on a live guest (through the page tables) and on a vmlinux file.
  * read returns 0 or a negative errno and must fill all of buf.
@@ -52,6 +81,8 @@ struct hvp_kmem {
          * page. A value <= va means "just this page".
          */
         uint64_t (*hole_end)(void *ctx, uint64_t va);
+        /* Optional: the budget the search spends (NULL: a fresh default one per call). */
+        struct hvp_scan_budget *budget;
 };
 
 /*
@@ -98,9 +129,18 @@ struct hvp_kernel {
  */
 int hvp_linux_attach(struct hvp_guest *g, struct hvp_mmu **ret_mmu, struct hvp_kernel **ret_kernel,
                      unsigned *ret_vcpu);
+/*
+ * The same, spending budget (NULL: a default one), which the caller can read after
+ * the call. Roots whose kernel half is mapped through the same top-level entry as a
+ * root already tried are not searched again. When both roots of a KPTI pair fail,
+ * the reason is the first root's, followed by the other's.
+ */
+int hvp_linux_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget, struct hvp_mmu **ret_mmu,
+                            struct hvp_kernel **ret_kernel, unsigned *ret_vcpu);
 
-/* Discover the kernel running in the address space of mmu. */
+/* Discover the kernel running in the address space of mmu (budget: NULL for a default one). */
 int hvp_kernel_find(struct hvp_mmu *mmu, struct hvp_kernel **ret_kernel);
+int hvp_kernel_find_budget(struct hvp_mmu *mmu, struct hvp_scan_budget *budget, struct hvp_kernel **ret_kernel);
 void hvp_kernel_free(struct hvp_kernel *k);
 
 /*

@@ -132,7 +132,8 @@ struct hvp_windows_kernel {
  * km->read is used). From each hint, walks down page by page (4 KiB, at most
  * HVP_WINDOWS_SCAN_MAX, unreadable pages skipped) to an "MZ" header whose PE image
  * (layout MAPPED) contains the hint; that image must pass hvp_pe_is_windows_kernel().
- * -ENOENT no such image (the reason names what was found instead, if anything).
+ * -ENOENT no such image (the reason names what was found instead, if anything);
+ * -E2BIG the search budget (km->budget, or a default one) ran out.
  */
 int hvp_windows_find_kmem(const struct hvp_kmem *km, const uint64_t *hints, size_t n_hints,
                           struct hvp_windows_kernel *ret);
@@ -152,6 +153,14 @@ int hvp_windows_find(struct hvp_mmu *mmu, struct hvp_guest *g, unsigned vcpu, st
  * interrupt entry code but not the kernel's header; another vCPU usually finds it.
  */
 int hvp_windows_attach(struct hvp_guest *g, struct hvp_windows_kernel *ret, unsigned *ret_vcpu);
+/*
+ * The same, spending budget (NULL: a default one; see struct hvp_scan_budget): every
+ * page read and every "MZ" header parsed, over all hints and vCPUs, counts. A hint page
+ * walked already under the same top-level page-table entry is not walked again.
+ * -E2BIG when the budget ran out (the reason says which limit).
+ */
+int hvp_windows_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget, struct hvp_windows_kernel *ret,
+                              unsigned *ret_vcpu);
 
 #ifdef __cplusplus
 }
