@@ -211,13 +211,16 @@ static int authorize_stage(struct job *j)
         if (j->insecure || !j->policy)  /* no policy: the policy stage has already failed */
                 return 0;
         r = cli_gather_facts(j->c, &j->t, j->rec, &f);
-        if (r)
+        if (r) {
+                cli_facts_free(&f);
                 return stage_failed(j, "policy", r, "cannot gather the guest's facts");
+        }
         hvp_hex_encode(m->build_id, m->build_id_len, target);
         bf = (struct hvp_bundle_facts){ .patch_id = m->id, .series = m->series, .seq = m->sequence,
                                         .target_build_id = target,
                                         .signer = j->signed_ok ? j->sig.key_name : "(unverified)" };
         r = hvp_policy_authorize(j->policy, &f.facts, &bf, &j->decision);
+        cli_facts_free(&f);
         if (r == 0)
                 return 0;
         if (r != -EPERM)
@@ -338,7 +341,8 @@ static void print_applied(struct job *j, const struct hvp_apply_report *rep)
 
 static int run(struct cli *c, int argc, char **argv, bool dry_run)
 {
-        struct job j = { .c = c, .dry_run = dry_run, .lock = -1 };
+        /* -c URI: the same connection as every other command (cli_open_guest) */
+        struct job j = { .c = c, .dry_run = dry_run, .lock = -1, .live = { .uri = c->uri } };
         struct hvp_apply_report rep = { 0 };
         int r;
 
