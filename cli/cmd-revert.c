@@ -57,8 +57,17 @@ int cmd_revert(struct cli *c, int argc, char **argv)
                 struct hvp_commit drop = { .remove_id = id };
 
                 /* Nothing to restore: the guest rebooted or the bytes are original again. */
-                hvp_record_commit(rec, &drop, 0);
-                hvp_record_save(opts.state_dir, rec);
+                r = hvp_record_commit(rec, &drop, 0);
+                if (r == 0)
+                        r = hvp_record_save(opts.state_dir, rec);
+                if (r < 0) {
+                        char what[256];
+
+                        snprintf(what, sizeof(what),
+                                 "patch '%s' is no longer in memory, but dropping its record failed", id);
+                        r = cli_lib_error(c, r, what);
+                        goto out;
+                }
                 r = cli_error(c, EXIT_ERROR, "patch '%s' is no longer in memory (guest rebooted?); dropped its record",
                               id);
                 goto out;

@@ -225,7 +225,9 @@ int hvp_record_save(const char *state_dir, const struct hvp_record *rec)
         char path[4300];
         int r;
 
-        r = hvp_state_path(state_dir, rec->uuid, ".json", path, sizeof(path));
+        r = hvp_fault_error("record-save");
+        if (r == 0)
+                r = hvp_state_path(state_dir, rec->uuid, ".json", path, sizeof(path));
         if (r < 0)
                 return r;
         o = json_object_new_object();
