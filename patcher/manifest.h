@@ -14,6 +14,7 @@ struct manifest_object {
 struct manifest {
         struct hvp_manifest pub;        /* its strings and sites are owned here */
         struct hvp_site *sites;
+        struct hvp_pin *pins;
         struct manifest_object *objects;
         size_t nr_objects;
 };

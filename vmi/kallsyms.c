@@ -562,14 +562,18 @@ static int symtab_index(struct hvp_symtab *st)
         if (!st->hash)
                 return -ENOMEM;
         st->hash_mask = size - 1;
+        /*
+         * Every symbol goes in, repeated names too, in kallsyms order: along one probe
+         * chain the copies of a name then come in that order, so the first one found
+         * is the first in kallsyms (hvp_symtab_lookup) and the chain holds them all
+         * (hvp_symtab_lookup_all). The table is at most half full.
+         */
         for (size_t i = 0; i < st->count; i++) {
                 size_t h = name_hash(st->syms[i].name) & st->hash_mask;
 
-                for (; st->hash[h]; h = (h + 1) & st->hash_mask)
-                        if (!strcmp(st->syms[st->hash[h] - 1].name, st->syms[i].name))
-                                break;
-                if (!st->hash[h])       /* a repeated name keeps its first symbol */
-                        st->hash[h] = (uint32_t)i + 1;
+                while (st->hash[h])
+                        h = (h + 1) & st->hash_mask;
+                st->hash[h] = (uint32_t)i + 1;
         }
         return 0;
 }
@@ -765,6 +769,25 @@ const struct hvp_symbol *hvp_symtab_lookup(const struct hvp_symtab *st, const ch
                         return s;
         }
         return NULL;
+}
+
+size_t hvp_symtab_lookup_all(const struct hvp_symtab *st, const char *name, const struct hvp_symbol **ret,
+                             size_t max)
+{
+        size_t n = 0;
+
+        if (!st || !name || !st->hash)
+                return 0;
+        for (size_t h = name_hash(name) & st->hash_mask; st->hash[h]; h = (h + 1) & st->hash_mask) {
+                const struct hvp_symbol *s = &st->syms[st->hash[h] - 1];
+
+                if (strcmp(s->name, name) != 0)
+                        continue;
+                if (n < max)
+                        ret[n] = s;
+                n++;
+        }
+        return n;
 }
 
 const struct hvp_symbol *hvp_symtab_find_addr(const struct hvp_symtab *st, uint64_t addr)
