@@ -203,6 +203,7 @@ void manifest_free(struct manifest *m)
                 free((char *)m->pins[i].near);
         }
         free(m->pins);
+        free(m->pin_used);
         for (size_t i = 0; i < m->nr_objects; i++) {
                 free(m->objects[i].name);
                 free(m->objects[i].file);
@@ -480,7 +481,8 @@ static int read_manifest(struct manifest *m, xmlNodePtr root, enum manifest_mode
         if (nr_pins > HVP_MANIFEST_MAX_PINS)
                 return hvp_fail(-E2BIG, "manifest: %zu pins exceed the bound of %u", nr_pins, HVP_MANIFEST_MAX_PINS);
         m->pins = calloc(nr_pins ? nr_pins : 1, sizeof(*m->pins));
-        if (!m->pins)
+        m->pin_used = calloc(nr_pins ? nr_pins : 1, sizeof(*m->pin_used));
+        if (!m->pins || !m->pin_used)
                 return hvp_fail(-ENOMEM, "out of memory");
         m->pub.pins = m->pins;
         if (nr_objects >= HVP_BUNDLE_MAX_ENTRIES)

@@ -341,6 +341,8 @@ static void test_manifest_pins(void **state)
                 { "<pin symbol=\"a\" near=\"b\" offset=\"-1073741825\"/>", -EINVAL, "within" },
                 { "<pin symbol=\"a\" near=\"b\" offset=\"1\"/><pin symbol=\"a\" near=\"c\" offset=\"2\"/>", -EINVAL,
                   "pinned twice" },
+                /* a pin must name a symbol the bundle uses (a site here; imports: tests/live/test_defects.py) */
+                { "<pin symbol=\"not_used\" near=\"b\" offset=\"1\"/>", -EINVAL, "no site or patch code uses it" },
         };
         struct hvp_bundle *b = NULL;
         char xml[1024];
@@ -349,7 +351,10 @@ static void test_manifest_pins(void **state)
         snprintf(xml, sizeof(xml), "%s%s%s", HEAD,
                  "<pin symbol=\"show_info\" near=\"anchor_b\" offset=\"+0x40\"/>"
                  "<pin symbol=\"x.constprop.0\" near=\"_text\" offset=\"-256\"/>"
-                 "<pin symbol=\"y\" near=\"_text\" offset=\"0x40000000\"/>", SITES);
+                 "<pin symbol=\"y\" near=\"_text\" offset=\"0x40000000\"/>",
+                 "<sites><replace symbol=\"show_info\" offset=\"0\" expected=\"90\" new=\"cc\"/>"
+                 "<replace symbol=\"x.constprop.0\" offset=\"0\" expected=\"90\" new=\"cc\"/>"
+                 "<replace symbol=\"y\" offset=\"0\" expected=\"90\" new=\"cc\"/></sites></patch>");
         if (open_manifest(xml, &b) < 0)
                 fail_msg("%s", hvp_last_error());
         assert_int_equal(b->manifest.nr_pins, 3);
