@@ -136,7 +136,15 @@ class Defects(unittest.TestCase):
         self.assertEqual(self.g.proc_version(), self.orig_version)
 
     def setUp(self):
-        # every test starts from a guest with nothing applied and nothing interrupted
+        # every test starts from a guest with nothing applied and nothing interrupted,
+        # whatever a failed test before it left
+        rc, out, err = hv("recover", NAME)
+        self.assertEqual(rc, 0, (out, err))
+        rc, st, err = hv("status", NAME)
+        self.assertEqual(rc, 0, (st, err))
+        for p in st["patches"]:
+            rc, out, err = hv("revert", NAME, p["id"])
+            self.assertEqual(rc, 0, (out, err))
         rc, st, err = hv("status", NAME)
         self.assertEqual(rc, 0, (st, err))
         self.assertFalse(st["interrupted"])
