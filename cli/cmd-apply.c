@@ -40,6 +40,9 @@ static const char check_help[] =
         "every site against live memory, patch-area room) and reports each reason why\n"
         "the bundle would not apply. Writes nothing and does not pause the guest.\n"
         "Exit code 0 if it would apply, else the code apply would exit with.\n"
+        "A kernel symbol the bundle names (a site, or one its code calls) that the\n"
+        "kernel defines more than once is refused with every address, unless the\n"
+        "manifest pins one (<pin>, docs/bundle.md); apply refuses it the same way.\n"
         "Options as apply (--sig, --area, --insecure-unsigned).\n";
 
 struct job {

@@ -6,7 +6,9 @@
 static const char help[] =
         "Restores the original bytes of an applied patch in one pause window and drops\n"
         "it from the domain's record. Refused (exit 5) if memory no longer holds exactly\n"
-        "what the patch wrote.\n";
+        "what the patch wrote. A patch no longer in memory (the guest rebooted) is\n"
+        "dropped from the record (exit 1). A failure to update the record is an error\n"
+        "(exit 1); after a revert the journal stays and 'hvpatch recover' records it.\n";
 
 int cmd_revert(struct cli *c, int argc, char **argv)
 {
