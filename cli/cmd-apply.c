@@ -41,6 +41,9 @@ static const char check_help[] =
         "every site against live memory, patch-area room) and reports each reason why\n"
         "the bundle would not apply. Writes nothing and does not pause the guest.\n"
         "Exit code 0 if it would apply, else the code apply would exit with.\n"
+        "A kernel symbol the bundle names (a site, or one its code calls) that the\n"
+        "kernel defines more than once is refused with every address, unless the\n"
+        "manifest pins one (<pin>, docs/bundle.md); apply refuses it the same way.\n"
         "Options as apply (--sig, --area, --insecure-unsigned).\n";
 
 struct job {
@@ -212,13 +215,16 @@ static int authorize_stage(struct job *j)
         if (j->insecure || !j->policy)  /* no policy: the policy stage has already failed */
                 return 0;
         r = cli_gather_facts(j->c, &j->t, j->rec, &f);
-        if (r)
+        if (r) {
+                cli_facts_free(&f);
                 return stage_failed(j, "policy", r, "cannot gather the guest's facts");
+        }
         hvp_hex_encode(m->build_id, m->build_id_len, target);
         bf = (struct hvp_bundle_facts){ .patch_id = m->id, .series = m->series, .seq = m->sequence,
                                         .target_build_id = target,
                                         .signer = j->signed_ok ? j->sig.key_name : "(unverified)" };
         r = hvp_policy_authorize(j->policy, &f.facts, &bf, &j->decision);
+        cli_facts_free(&f);
         if (r == 0)
                 return 0;
         if (r != -EPERM)
@@ -339,7 +345,8 @@ static void print_applied(struct job *j, const struct hvp_apply_report *rep)
 
 static int run(struct cli *c, int argc, char **argv, bool dry_run)
 {
-        struct job j = { .c = c, .dry_run = dry_run, .lock = -1 };
+        /* -c URI: the same connection as every other command (cli_open_guest) */
+        struct job j = { .c = c, .dry_run = dry_run, .lock = -1, .live = { .uri = c->uri } };
         struct hvp_apply_report rep = { 0 };
         int r;
 
@@ -363,13 +370,16 @@ static int run(struct cli *c, int argc, char **argv, bool dry_run)
                      j.bundle->manifest.series, j.bundle->manifest.sequence,
                      j.signed_ok ? j.sig.key_name : "nobody");
 
-        if (hvp_guest_open_live(argv[0], &j.live, &j.t.guest) < 0 ||
-            hvp_linux_attach(j.t.guest, &j.t.mmu, &j.t.kernel, &j.t.vcpu) < 0) {
+        r = hvp_guest_open_live(argv[0], &j.live, &j.t.guest);
+        if (r >= 0)
+                r = hvp_linux_attach(j.t.guest, &j.t.mmu, &j.t.kernel, &j.t.vcpu);
+        if (r < 0) {
                 char why[1024];
 
                 snprintf(why, sizeof(why), "%s", hvp_last_error());
+                /* a refused patch area (shared, foreign, writable) is a refusal, exit 3 */
                 if (!j.t.guest || !windows_refused(&j))
-                        stage_failed(&j, "guest", EXIT_ERROR, "%s: %s", argv[0], why);
+                        stage_failed(&j, "guest", cli_exit_code(r), "%s: %s", argv[0], why);
                 if (j.t.guest)
                         hvp_guest_free(j.t.guest);
                 j.t.guest = NULL;

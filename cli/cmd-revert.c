@@ -6,7 +6,9 @@
 static const char help[] =
         "Restores the original bytes of an applied patch in one pause window and drops\n"
         "it from the domain's record. Refused (exit 5) if memory no longer holds exactly\n"
-        "what the patch wrote.\n";
+        "what the patch wrote. A patch no longer in memory (the guest rebooted) is\n"
+        "dropped from the record (exit 1). A failure to update the record is an error\n"
+        "(exit 1); after a revert the journal stays and 'hvpatch recover' records it.\n";
 
 int cmd_revert(struct cli *c, int argc, char **argv)
 {
@@ -57,8 +59,17 @@ int cmd_revert(struct cli *c, int argc, char **argv)
                 struct hvp_commit drop = { .remove_id = id };
 
                 /* Nothing to restore: the guest rebooted or the bytes are original again. */
-                hvp_record_commit(rec, &drop, 0);
-                hvp_record_save(opts.state_dir, rec);
+                r = hvp_record_commit(rec, &drop, 0);
+                if (r == 0)
+                        r = hvp_record_save(opts.state_dir, rec);
+                if (r < 0) {
+                        char what[256];
+
+                        snprintf(what, sizeof(what),
+                                 "patch '%s' is no longer in memory, but dropping its record failed", id);
+                        r = cli_lib_error(c, r, what);
+                        goto out;
+                }
                 r = cli_error(c, EXIT_ERROR, "patch '%s' is no longer in memory (guest rebooted?); dropped its record",
                               id);
                 goto out;

@@ -2,6 +2,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <hvpatch/area.h>
+
 #include "cli/commands.h"
 #include "cli/compliance.h"
 #include "cli/patching.h"
@@ -14,7 +16,8 @@ static const char help[] =
         "longer map patch-area code where it was placed) or dropped (the guest rebooted into\n"
         "a new kernel instance). Memory is compared; the record is not trusted. With a\n"
         "policy (--policy, or the default file if it exists) also the guest's compliance:\n"
-        "group, baseline, and whether a reboot is required.\n";
+        "group, baseline, and whether a reboot is required. Also the patch areas the\n"
+        "guest has (slack, device: where redirect code can go; docs/operations.md).\n";
 
 /*
  * Patch-area code is reached through the guest's own page tables, which the guest
@@ -76,6 +79,8 @@ int cmd_status(struct cli *c, int argc, char **argv)
         struct cli_compliance comp;
         struct cli_target t;
         char build_id[129];
+        struct hvp_area areas[HVP_AREA_MAX_KINDS];
+        size_t n_areas = 0;
         bool journal;
         int r;
 
@@ -96,6 +101,9 @@ int cmd_status(struct cli *c, int argc, char **argv)
         r = cli_compliance(c, &t, rec, &comp);
         if (r)
                 goto out;
+        r = cli_patch_areas(c, &t, areas, HVP_ARRAY_SIZE(areas), &n_areas);
+        if (r)
+                goto out;
         journal = cli_has_journal(hvp_guest_uuid(t.guest));
         hvp_hex_encode(t.kernel->build_id, t.kernel->build_id_len, build_id);
 
@@ -107,6 +115,18 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 json_object_object_add(o, "build_id", json_object_new_string(build_id));
                 json_object_object_add(o, "kernel_base", cli_json_addr(t.kernel->base));
                 json_object_object_add(o, "interrupted", json_object_new_boolean(journal));
+                json_object *pa = json_object_new_array();
+
+                for (size_t i = 0; i < n_areas; i++) {
+                        json_object *a = json_object_new_object();
+
+                        json_object_object_add(a, "kind", json_object_new_string(areas[i].kind));
+                        json_object_object_add(a, "start", cli_json_addr(areas[i].start));
+                        json_object_object_add(a, "len", json_object_new_int64((int64_t)areas[i].len));
+                        json_object_object_add(a, "mapped", json_object_new_boolean(!areas[i].map_needed));
+                        json_object_array_add(pa, a);
+                }
+                json_object_object_add(o, "patch_areas", pa);
                 for (size_t i = 0; i < rec->nr_entries; i++)
                         json_object_array_add(arr, plan_json(&t, &rec->entries[i]));
                 json_object_object_add(o, "patches", arr);
@@ -117,6 +137,11 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 printf("kernel:      %s\n", t.kernel->banner);
                 printf("build id:    %s\n", build_id);
                 cli_compliance_print(&comp);
+                printf("patch areas:");
+                for (size_t i = 0; i < n_areas; i++)
+                        printf("%s %s (%llu bytes%s)", i ? "," : "", areas[i].kind, (unsigned long long)areas[i].len,
+                               areas[i].map_needed ? ", mapped at the first patch that needs it" : "");
+                printf("%s\n", n_areas ? "" : " none (replace sites only)");
                 if (journal)
                         printf("INTERRUPTED: a transaction did not finish: run 'hvpatch recover %s'\n",
                                hvp_guest_name(t.guest));

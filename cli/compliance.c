@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +44,8 @@ int cli_gather_facts(struct cli *c, const struct cli_target *t, const struct hvp
                      struct cli_facts *ret)
 {
         const char *xml = hvp_guest_domain_xml(t->guest);
-        struct hvp_area area;
+        struct hvp_area areas[HVP_AREA_MAX_KINDS];
+        size_t n_areas = 0;
         int r;
 
         memset(ret, 0, sizeof(*ret));
@@ -57,15 +59,39 @@ int cli_gather_facts(struct cli *c, const struct cli_target *t, const struct hvp
         ret->facts.os = HVP_OS_LINUX;   /* what kernel discovery found, whatever the XML declares */
         hvp_hex_encode(t->kernel->build_id, t->kernel->build_id_len, ret->build_id);
         ret->facts.kernel_build_id = ret->build_id;
-        ret->facts.patch_area = hvp_area_find_slack(t->mmu, t->kernel, &area) == 0 ||
-                                hvp_guest_area_device(t->guest, &area.gpa, &area.len) == 0;
-        for (size_t i = 0; rec && i < rec->nr_entries && i < HVP_ARRAY_SIZE(ret->applied); i++)
-                ret->applied[i] = (struct hvp_applied_series){ rec->entries[i].plan->series,
-                                                               rec->entries[i].plan->seq };
+        /* any usable kind counts: the slack, the device, whatever hvp_area_list() knows */
+        r = cli_patch_areas(c, t, areas, HVP_ARRAY_SIZE(areas), &n_areas);
+        if (r)
+                return r;
+        ret->facts.patch_area = n_areas > 0;
+        if (rec && rec->nr_entries) {
+                ret->applied = calloc(rec->nr_entries, sizeof(*ret->applied));
+                if (!ret->applied)
+                        return cli_lib_error(c, -ENOMEM, "gathering the guest's facts");
+                for (size_t i = 0; i < rec->nr_entries; i++)
+                        ret->applied[i] = (struct hvp_applied_series){ rec->entries[i].plan->series,
+                                                                       rec->entries[i].plan->seq };
+        }
         ret->facts.applied = ret->applied;
-        ret->facts.n_applied = rec ? HVP_MIN(rec->nr_entries, HVP_ARRAY_SIZE(ret->applied)) : 0;
+        ret->facts.n_applied = rec ? rec->nr_entries : 0;
         ret->facts.now = time(NULL);
         return EXIT_OK;
+}
+
+void cli_facts_free(struct cli_facts *f)
+{
+        free(f->applied);
+        f->applied = NULL;
+        f->facts.applied = NULL;
+        f->facts.n_applied = 0;
+}
+
+int cli_patch_areas(struct cli *c, const struct cli_target *t, struct hvp_area *ret_areas, size_t max,
+                    size_t *ret_n)
+{
+        int r = hvp_area_list(t->mmu, t->kernel, ret_areas, max, ret_n);
+
+        return r < 0 ? cli_lib_error(c, r, "looking for patch areas") : EXIT_OK;
 }
 
 int cli_compliance(struct cli *c, const struct cli_target *t, const struct hvp_record *rec,
@@ -84,6 +110,7 @@ int cli_compliance(struct cli *c, const struct cli_target *t, const struct hvp_r
                 hvp_policy_assess(policy, &f.facts, &ret->decision);
                 ret->have_policy = true;
         }
+        cli_facts_free(&f);
         hvp_policy_free(policy);
         return r;
 }

@@ -141,3 +141,34 @@ int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struc
         return hvp_fail(-ENOSPC, "no room for %zu bytes in the %s area (%llu bytes, %zu ranges in use)", size,
                         area->kind, (unsigned long long)area->len, nr_used);
 }
+
+/* Every kind of patch area, in order of preference: a new kind is one more line here. */
+static const struct {
+        const char *kind;
+        int (*find)(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_area *ret_area);
+} area_kinds[] = {
+        { "slack", hvp_area_find_slack },
+        { "device", hvp_area_find_device },
+};
+
+int hvp_area_list(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_area *ret_areas, size_t max,
+                  size_t *ret_n)
+{
+        size_t n = 0;
+
+        _Static_assert(HVP_ARRAY_SIZE(area_kinds) <= HVP_AREA_MAX_KINDS, "HVP_AREA_MAX_KINDS");
+        for (size_t i = 0; i < HVP_ARRAY_SIZE(area_kinds) && n < max; i++) {
+                struct hvp_area a;
+                int r = area_kinds[i].find(mmu, k, &a);
+
+                if (r == -ENOSPC || r == -ENODEV || r == -EFAULT || r == -EEXIST || r == -EINVAL) {
+                        hvp_debug("no %s patch area: %s", area_kinds[i].kind, hvp_last_error());
+                        continue;
+                }
+                if (r < 0)
+                        return hvp_fail_context(r, "looking for the %s patch area", area_kinds[i].kind);
+                ret_areas[n++] = a;
+        }
+        *ret_n = n;
+        return 0;
+}

@@ -213,6 +213,38 @@ const struct hvp_payload *hvp_bundle_entry(const struct hvp_bundle *b, const cha
 }
 
 /* Tie the manifest to the payloads and check that every redirect can be placed. */
+/* Mark the pin of an import as used (hvp_reloc_imports callback). */
+static int mark_pinned_import(void *ctx, const char *name)
+{
+        const struct manifest *m = ctx;
+
+        for (size_t i = 0; i < m->pub.nr_pins; i++)
+                if (strcmp(m->pins[i].symbol, name) == 0)
+                        m->pin_used[i] = true;
+        return 0;
+}
+
+/* Every <pin> names a symbol the bundle uses: a site's symbol or an import of its code. */
+static int check_pins_used(struct manifest *m)
+{
+        for (size_t i = 0; i < m->pub.nr_sites; i++) {
+                const struct hvp_site *s = &m->sites[i];
+                int r;
+
+                mark_pinned_import(m, s->symbol);
+                if (s->kind != HVP_SITE_REDIRECT)
+                        continue;
+                r = hvp_reloc_imports(s->payload->data, s->payload->size, s->function, mark_pinned_import, m);
+                if (r < 0)
+                        return hvp_fail_context(r, "manifest line %u: imports of %s", s->line, s->function);
+        }
+        for (size_t i = 0; i < m->pub.nr_pins; i++)
+                if (!m->pin_used[i])
+                        return hvp_fail(-EINVAL, "manifest line %u: %s is pinned but no site or patch code uses it",
+                                        m->pins[i].line, m->pins[i].symbol);
+        return 0;
+}
+
 static int bind_payloads(struct bundle *b)
 {
         struct manifest *m = b->manifest;
@@ -254,7 +286,7 @@ static int bind_payloads(struct bundle *b)
                 s->code_size = info.size;
                 s->code_align = info.align;
         }
-        return 0;
+        return check_pins_used(m);
 }
 
 void hvp_bundle_free(struct hvp_bundle *pub)

@@ -198,6 +198,12 @@ void manifest_free(struct manifest *m)
                 free((char *)s->function);
         }
         free(m->sites);
+        for (size_t i = 0; i < m->pub.nr_pins; i++) {
+                free((char *)m->pins[i].symbol);
+                free((char *)m->pins[i].near);
+        }
+        free(m->pins);
+        free(m->pin_used);
         for (size_t i = 0; i < m->nr_objects; i++) {
                 free(m->objects[i].name);
                 free(m->objects[i].file);
@@ -257,6 +263,40 @@ static int parse_object(struct manifest *m, xmlNodePtr n, enum manifest_mode mod
         for (size_t i = 0; i + 1 < m->nr_objects; i++)
                 if (strcmp(m->objects[i].name, o->name) == 0)
                         return hvp_fail(-EINVAL, "manifest line %u: object %s declared twice", o->line, o->name);
+        return 0;
+}
+
+/* <pin symbol= near= offset=>: offset is [+-]hex or [+-]decimal (the schema's pattern). */
+static int parse_pin(struct manifest *m, xmlNodePtr n)
+{
+        struct hvp_pin *p = &m->pins[m->pub.nr_pins];
+        bool negative;
+        uint64_t v = 0;
+        char *off;
+        int r = 0;
+
+        p->line = line_of(n);
+        p->symbol = attr(n, "symbol", true, &r);
+        if (r < 0)
+                return r;
+        m->pub.nr_pins++;
+        p->near = attr(n, "near", true, &r);
+        if (r < 0)
+                return r;
+        off = attr(n, "offset", true, &r);
+        if (!off)
+                return r;
+        negative = off[0] == '-';
+        r = parse_u64(off + (off[0] == '-' || off[0] == '+'), (uint64_t)HVP_PIN_MAX_OFFSET, &v);
+        free(off);
+        if (r < 0)
+                return hvp_fail(-EINVAL, "manifest line %u: pin offset= is not a number within +-0x%llx", p->line,
+                                (unsigned long long)HVP_PIN_MAX_OFFSET);
+        p->offset = negative ? -(int64_t)v : (int64_t)v;
+        for (size_t i = 0; i + 1 < m->pub.nr_pins; i++)
+                if (strcmp(m->pins[i].symbol, p->symbol) == 0)
+                        return hvp_fail(-EINVAL, "manifest line %u: %s is pinned twice (line %u)", p->line, p->symbol,
+                                        m->pins[i].line);
         return 0;
 }
 
@@ -413,7 +453,7 @@ static int check_rules(struct manifest *m)
 static int read_manifest(struct manifest *m, xmlNodePtr root, enum manifest_mode mode)
 {
         xmlNodePtr c;
-        size_t nr_objects = 0;
+        size_t nr_objects = 0, nr_pins = 0;
         char *seq;
         int r = 0;
 
@@ -434,8 +474,17 @@ static int read_manifest(struct manifest *m, xmlNodePtr root, enum manifest_mode
                 return hvp_fail(-EINVAL, "manifest line %u: bad sequence=", line_of(root));
         m->pub.sequence = (uint32_t)v;
 
-        for (c = next_element(root->children); c; c = next_element(c->next))
+        for (c = next_element(root->children); c; c = next_element(c->next)) {
                 nr_objects += is_element(c, "object");
+                nr_pins += is_element(c, "pin");
+        }
+        if (nr_pins > HVP_MANIFEST_MAX_PINS)
+                return hvp_fail(-E2BIG, "manifest: %zu pins exceed the bound of %u", nr_pins, HVP_MANIFEST_MAX_PINS);
+        m->pins = calloc(nr_pins ? nr_pins : 1, sizeof(*m->pins));
+        m->pin_used = calloc(nr_pins ? nr_pins : 1, sizeof(*m->pin_used));
+        if (!m->pins || !m->pin_used)
+                return hvp_fail(-ENOMEM, "out of memory");
+        m->pub.pins = m->pins;
         if (nr_objects >= HVP_BUNDLE_MAX_ENTRIES)
                 return hvp_fail(-E2BIG, "manifest: %zu objects exceed the bound of %u", nr_objects,
                                 HVP_BUNDLE_MAX_ENTRIES - 1);
@@ -451,6 +500,8 @@ static int read_manifest(struct manifest *m, xmlNodePtr root, enum manifest_mode
                         r = parse_target(m, c);
                 } else if (is_element(c, "object")) {
                         r = parse_object(m, c, mode);
+                } else if (is_element(c, "pin")) {
+                        r = parse_pin(m, c);
                 } else if (is_element(c, "sites")) {
                         if (m->sites)
                                 r = hvp_fail(-EINVAL, "manifest line %u: more than one <sites>", line_of(c));

@@ -14,6 +14,8 @@ struct manifest_object {
 struct manifest {
         struct hvp_manifest pub;        /* its strings and sites are owned here */
         struct hvp_site *sites;
+        struct hvp_pin *pins;
+        bool *pin_used;                 /* per pin: named by a site or an import (bundle.c) */
         struct manifest_object *objects;
         size_t nr_objects;
 };

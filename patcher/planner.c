@@ -22,6 +22,7 @@
 struct planner {
         struct hvp_mmu *mmu;
         const struct hvp_kernel *k;
+        const struct hvp_manifest *m;   /* its pins choose among symbols defined more than once */
         const struct hvp_record *rec;
         const struct hvp_record_entry *replaced;        /* the applied patch of the same series */
         struct hvp_plan *pure;
@@ -88,27 +89,28 @@ static int add_range(struct planner *pl, const struct hvp_area *area, uint64_t v
         return 0;
 }
 
+/* Imports of the patch code: a name defined more than once is refused unless pinned. */
 static int resolve_symbol(void *ctx, const char *name, uint64_t *ret_addr)
 {
-        const struct hvp_kernel *k = ctx;
-        const struct hvp_symbol *s = hvp_symtab_lookup(k->symtab, name);
+        const struct planner *pl = ctx;
+        int r = hvp_manifest_resolve(pl->m, pl->k->symtab, name, ret_addr);
 
-        if (!s)
+        if (r == -ENOENT && !hvp_symtab_lookup(pl->k->symtab, name))
                 return hvp_fail(-ENOENT, "undefined symbol %s not in the guest kernel", name);
-        *ret_addr = s->addr;
-        return 0;
+        return r;
 }
 
 static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned idx)
 {
-        const struct hvp_symbol *sym = hvp_symtab_lookup(pl->k->symtab, s->symbol);
+        struct hvp_symbol site_sym = { .name = s->symbol }, *sym = &site_sym;
         _cleanup_free_ uint8_t *fn = NULL;
         struct hvp_insn *insns = NULL;
         size_t fn_len, n_insns = 0;
         int r;
 
-        if (!sym)
-                return hvp_fail(-ENOENT, "site %u: no symbol %s in the guest kernel", idx, s->symbol);
+        r = hvp_manifest_resolve(pl->m, pl->k->symtab, s->symbol, &site_sym.addr);
+        if (r < 0)
+                return hvp_fail_context(r, "site %u", idx);
         if (s->offset > FN_READ_MAX - s->len)
                 return hvp_fail(-E2BIG, "site %u: offset 0x%llx into %s is too far", idx,
                                 (unsigned long long)s->offset, s->symbol);
@@ -190,7 +192,7 @@ out:
 
 static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned idx)
 {
-        const struct hvp_symbol *sym = hvp_symtab_lookup(pl->k->symtab, s->symbol);
+        struct hvp_symbol site_sym = { .name = s->symbol }, *sym = &site_sym;
         const struct hvp_symbol *fentry = hvp_symtab_lookup(pl->k->symtab, "__fentry__");
         _cleanup_free_ uint8_t *code = NULL, *filler = NULL;
         const struct hvp_area *area = NULL;
@@ -200,8 +202,9 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
         size_t code_len;
         int r;
 
-        if (!sym)
-                return hvp_fail(-ENOENT, "site %u: no symbol %s in the guest kernel", idx, s->symbol);
+        r = hvp_manifest_resolve(pl->m, pl->k->symtab, s->symbol, &site_sym.addr);
+        if (r < 0)
+                return hvp_fail_context(r, "site %u", idx);
         r = original_bytes(pl, sym->addr, head, sizeof(head));
         if (r < 0)
                 return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
@@ -213,7 +216,7 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
         if (r < 0)
                 return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
         r = hvp_reloc_object(s->payload->data, s->payload->size, s->function, target, resolve_symbol,
-                             (void *)pl->k, &code, &code_len, &new_fn);
+                             pl, &code, &code_len, &new_fn);
         if (r < 0)
                 return hvp_fail_context(r, "site %u (%s -> %s)", idx, s->symbol, s->function);
         filler = malloc(code_len);
@@ -322,7 +325,7 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
         pl = calloc(1, sizeof(*pl));
         if (!pl)
                 return -ENOMEM;
-        *pl = (struct planner){ .mmu = mmu, .k = k, .rec = rec, .choice = area };
+        *pl = (struct planner){ .mmu = mmu, .k = k, .m = m, .rec = rec, .choice = area };
         pl->replaced = hvp_record_find_series(rec, m->series);
         if (pl->replaced && pl->replaced->plan->seq >= m->sequence) {
                 r = hvp_fail(-EPERM, "series %s: sequence %u is not newer than the applied %s (sequence %llu)",

@@ -353,7 +353,9 @@ int hvp_record_save(const char *state_dir, const struct hvp_record *rec)
         struct state_file f;
         int r;
 
-        r = state_file_open(state_dir, rec->uuid, ".json", true, &f);
+        r = hvp_fault_error("record-save");
+        if (r == 0)
+                r = state_file_open(state_dir, rec->uuid, ".json", true, &f);
         if (r < 0)
                 return r;
         o = json_object_new_object();

@@ -219,14 +219,32 @@ static int restore_changed(struct hvp_guest *g, const struct hvp_plan *p)
 
 /* --- journal ----------------------------------------------------------------- */
 
+/*
+ * The journal's "phase" says what a dead hvpatch may have left (docs/operations.md):
+ *   window   written before the pause: the guest may be paused by us, a gdbstub of
+ *            ours may listen, any subset of the writes may have landed. Recovery
+ *            takes the pause over, brings memory to all-old or all-new, resumes.
+ *   resumed  written after the window closed: every write verified, the guest
+ *            resumed, the stub gone; only the record update is missing. Recovery
+ *            records it without pausing (a pause found now is someone else's).
+ * A journal of an older hvpatch has no phase but "in_window": true, which is the
+ * window phase.
+ */
+enum journal_phase {
+        PHASE_WINDOW,
+        PHASE_RESUMED,
+};
+
+static const char *const phase_names[] = { [PHASE_WINDOW] = "window", [PHASE_RESUMED] = "resumed" };
+
 static int journal_write(const char *state_dir, const char *uuid, const struct hvp_plan *txn,
-                         const struct hvp_commit *commit)
+                         const struct hvp_commit *commit, enum journal_phase phase)
 {
         json_object *o = json_object_new_object(), *c = json_object_new_object();
         int r;
 
         json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
-        json_object_object_add(o, "in_window", json_object_new_boolean(true));
+        json_object_object_add(o, "phase", json_object_new_string(phase_names[phase]));
         json_object_object_add(o, "txn", hvp_plan_to_json(txn));
         json_object_object_add(c, "add", commit->add ? hvp_plan_to_json(commit->add) : NULL);
         json_object_object_add(c, "remove_id",
@@ -354,7 +372,7 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
         if (r < 0)
                 return r;
 
-        r = journal_write(o.state_dir, uuid, txn, commit);
+        r = journal_write(o.state_dir, uuid, txn, commit, PHASE_WINDOW);
         if (r < 0) {
                 r = hvp_fail_context(r, "journaling the transaction");
                 goto out;
@@ -393,6 +411,12 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
                  */
                 if (!hvp_guest_is_paused(g))
                         journal_remove(o.state_dir, uuid);
+                goto out;
+        }
+        /* Outside the window: recovery must know the guest runs the new code and is not ours to pause. */
+        r = journal_write(o.state_dir, uuid, txn, commit, PHASE_RESUMED);
+        if (r < 0) {
+                r = hvp_fail_context(r, "journaling the end of the window (memory is patched; run hvpatch recover)");
                 goto out;
         }
         hvp_fault_point("resumed");
@@ -434,8 +458,8 @@ int hvp_write_state(struct hvp_guest *g, const struct hvp_write *w, enum hvp_sit
 /* --- recovery ---------------------------------------------------------------- */
 
 static int load_journal(const char *state_dir, const char *uuid, struct hvp_plan **ret_txn,
-                        struct hvp_plan **ret_add, char *remove_id, size_t remove_size, bool *ret_in_window,
-                        int *ret_pid)
+                        struct hvp_plan **ret_add, char *remove_id, size_t remove_size,
+                        enum journal_phase *ret_phase, int *ret_pid)
 {
         json_object *o, *v, *c;
         int r;
@@ -447,7 +471,27 @@ static int load_journal(const char *state_dir, const char *uuid, struct hvp_plan
                 return r;
         *ret_add = NULL;
         remove_id[0] = '\0';
-        *ret_in_window = json_object_object_get_ex(o, "in_window", &v) && json_object_get_boolean(v);
+        if (json_object_object_get_ex(o, "phase", &v)) {
+                const char *name = json_object_get_string(v);
+                size_t i;
+
+                for (i = 0; i < HVP_ARRAY_SIZE(phase_names); i++)
+                        if (name && strcmp(name, phase_names[i]) == 0)
+                                break;
+                if (i == HVP_ARRAY_SIZE(phase_names)) {
+                        r = hvp_fail(-EINVAL, "the journal of %s: unknown phase '%.64s' (window or resumed): "
+                                     "not touching the guest", uuid, name ? name : "");
+                        json_object_put(o);
+                        return r;
+                }
+                *ret_phase = (enum journal_phase)i;
+        } else if (json_object_object_get_ex(o, "in_window", &v) && json_object_get_boolean(v)) {
+                *ret_phase = PHASE_WINDOW;      /* an older hvpatch's journal */
+        } else {
+                r = hvp_fail(-EINVAL, "the journal of %s has no phase in it: not touching the guest", uuid);
+                json_object_put(o);
+                return r;
+        }
         *ret_pid = json_object_object_get_ex(o, "pid", &v) ? json_object_get_int(v) : 0;
         if (!json_object_object_get_ex(o, "txn", &v) || !json_object_object_get_ex(o, "commit", &c)) {
                 r = hvp_fail(-EINVAL, "the journal of %s has no transaction in it", uuid);
@@ -470,25 +514,56 @@ out:
         return r;
 }
 
+/* Where the writes of txn stand; append-only area bytes (written ahead or retired, never undone) apart. */
+static void count_states(struct hvp_guest *g, const struct hvp_plan *txn, size_t *ret_new, size_t *ret_old,
+                         size_t *ret_other, size_t *ret_ao)
+{
+        *ret_new = *ret_old = *ret_other = *ret_ao = 0;
+        for (size_t i = 0; i < txn->nr_writes; i++) {
+                enum hvp_site_state st;
+
+                if (ao_write(g, &txn->writes[i], NULL)) {
+                        (*ret_ao)++;
+                        continue;
+                }
+                hvp_write_state(g, &txn->writes[i], &st);
+                *ret_new += st == HVP_SITE_NEW;
+                *ret_old += st == HVP_SITE_OLD;
+                *ret_other += st != HVP_SITE_NEW && st != HVP_SITE_OLD;
+        }
+}
+
 int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
 {
         const char *uuid = hvp_guest_uuid(g);
         struct hvp_plan *txn = NULL, *add = NULL;
         char remove_id[HVP_ID_MAX], summary[1024];
-        size_t n_new = 0, n_old = 0, n_other = 0, n_ao = 0;
-        bool in_window = false, adopted;
+        size_t n_new, n_old, n_other, n_ao;
+        enum journal_phase phase = PHASE_WINDOW;
+        bool adopted = false, paused = false;
         int pid = 0, r, q;
 
-        r = load_journal(state_dir, uuid, &txn, &add, remove_id, sizeof(remove_id), &in_window, &pid);
+        r = load_journal(state_dir, uuid, &txn, &add, remove_id, sizeof(remove_id), &phase, &pid);
         if (r < 0)
                 return r;
+        count_states(g, txn, &n_new, &n_old, &n_other, &n_ao);
+        if (phase == PHASE_RESUMED && n_new + n_ao == txn->nr_writes) {
+                /* The window had closed and memory holds the patch: only the record is missing. */
+                struct hvp_commit commit = { add, remove_id[0] ? remove_id : NULL };
+
+                r = commit_record(state_dir, uuid, &commit, 0);
+                snprintf(summary, sizeof(summary),
+                         "transaction of %s by pid %d had completed and the guest resumed: recorded it",
+                         txn->patch_id, pid);
+                goto done;
+        }
         /*
-         * The repair happens paused: a guest the dead process left paused inside its
-         * window is taken over (adopting also clears a stub it left listening on a
-         * guest that runs); a running one is paused here. A guest paused by someone
-         * else is not ours to resume.
+         * The repair happens paused. In the window phase, a guest the dead process
+         * left paused inside its window is taken over (adopting also clears a stub it
+         * left listening on a guest that runs); a running one is paused here. After
+         * the window (resumed) a paused guest is someone else's, never adopted.
          */
-        r = in_window ? hvp_guest_adopt_pause(g) : 0;
+        r = phase == PHASE_WINDOW ? hvp_guest_adopt_pause(g) : 0;
         adopted = r > 0;
         if (r >= 0 && !hvp_guest_is_paused(g))
                 r = hvp_guest_pause(g);
@@ -497,18 +572,8 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                 hvp_plan_free(add);
                 return hvp_fail_context(r, "pausing for the repair");
         }
-        for (size_t i = 0; i < txn->nr_writes; i++) {
-                enum hvp_site_state st;
-
-                if (ao_write(g, &txn->writes[i], NULL)) {
-                        n_ao++;         /* append-only area: written ahead or retired, never undone */
-                        continue;
-                }
-                hvp_write_state(g, &txn->writes[i], &st);
-                n_new += st == HVP_SITE_NEW;
-                n_old += st == HVP_SITE_OLD;
-                n_other += st != HVP_SITE_NEW && st != HVP_SITE_OLD;
-        }
+        paused = true;
+        count_states(g, txn, &n_new, &n_old, &n_other, &n_ao);  /* again, now that the guest cannot change it */
         if (n_new + n_ao == txn->nr_writes) {
                 struct hvp_commit commit = { add, remove_id[0] ? remove_id : NULL };
 
@@ -528,12 +593,17 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                                              (unsigned long long)txn->writes[i].va);
                 }
                 snprintf(summary, sizeof(summary),
-                         "transaction of %s by pid %d was interrupted (%zu of %zu writes new, %zu other): rolled back",
-                         txn->patch_id, pid, n_new, txn->nr_writes, n_other);
+                         "transaction of %s by pid %d was interrupted %s (%zu of %zu writes new, %zu other): "
+                         "rolled back", txn->patch_id, pid,
+                         phase == PHASE_WINDOW ? "in its pause window" : "after its window",
+                         n_new, txn->nr_writes - n_ao, n_other);
         }
-        q = hvp_guest_resume(g);
-        if (q < 0 && r == 0)
-                r = q;
+done:
+        if (paused) {
+                q = hvp_guest_resume(g);
+                if (q < 0 && r == 0)
+                        r = q;
+        }
         if (r == 0) {
                 journal_remove(state_dir, uuid);
                 if (adopted) {

@@ -72,15 +72,17 @@ static const char digit_run[] = "0\0" "1\0" "2\0" "3\0" "4\0" "5\0" "6\0" "7\0" 
 #define SYMTAB_REKEYS 4
 
 struct symtab_slot {
-        uint32_t index;                 /* index + 1; 0: empty slot */
+        uint32_t index;                 /* index + 1 of the name's first symbol; 0: empty slot */
         uint32_t tag;                   /* high half of the hash: most misses skip strcmp */
+        uint32_t last;                  /* index + 1 of its last symbol (dup_next chains them) */
 };
 
 struct hvp_symtab {
         size_t count;
         struct hvp_symbol *syms;
         char *names;
-        struct symtab_slot *hash;
+        struct symtab_slot *hash;       /* one slot per distinct name */
+        uint32_t *dup_next;             /* per symbol: index + 1 of the next one of the same name */
         size_t hash_mask;
         unsigned max_probe;             /* longest probe of any name in the table */
         uint8_t key[crypto_shorthash_KEYBYTES];
@@ -573,6 +575,7 @@ void hvp_symtab_free(struct hvp_symtab *st)
         free(st->syms);
         free(st->names);
         free(st->hash);
+        free(st->dup_next);
         free(st);
 }
 
@@ -580,6 +583,7 @@ void hvp_symtab_free(struct hvp_symtab *st)
 static bool symtab_fill(struct hvp_symtab *st)
 {
         memset(st->hash, 0, (st->hash_mask + 1) * sizeof(*st->hash));
+        memset(st->dup_next, 0, st->count * sizeof(*st->dup_next));
         st->max_probe = 0;
         for (size_t i = 0; i < st->count; i++) {
                 uint64_t h = name_hash(st, st->syms[i].name);
@@ -594,8 +598,12 @@ static bool symtab_fill(struct hvp_symtab *st)
                         if (e->tag == (uint32_t)(h >> 32) && !strcmp(st->syms[e->index - 1].name, st->syms[i].name))
                                 break;
                 }
-                if (!st->hash[at].index)        /* a repeated name keeps its first symbol */
-                        st->hash[at] = (struct symtab_slot){ (uint32_t)i + 1, (uint32_t)(h >> 32) };
+                if (!st->hash[at].index) {
+                        st->hash[at] = (struct symtab_slot){ (uint32_t)i + 1, (uint32_t)(h >> 32), (uint32_t)i + 1 };
+                } else {                /* a repeated name: chained after its earlier copies, in kallsyms order */
+                        st->dup_next[st->hash[at].last - 1] = (uint32_t)i + 1;
+                        st->hash[at].last = (uint32_t)i + 1;
+                }
                 st->max_probe = HVP_MAX(st->max_probe, probe);
         }
         return true;
@@ -610,7 +618,8 @@ static int symtab_index(struct hvp_symtab *st)
         while (size < 2 * st->count)
                 size *= 2;
         st->hash = calloc(size, sizeof(*st->hash));
-        if (!st->hash)
+        st->dup_next = calloc(st->count ? st->count : 1, sizeof(*st->dup_next));
+        if (!st->hash || !st->dup_next)
                 return -ENOMEM;
         st->hash_mask = size - 1;
         for (int k = 0; k < SYMTAB_REKEYS; k++) {
@@ -894,7 +903,8 @@ const struct hvp_symbol *hvp_symtab_get(const struct hvp_symtab *st, size_t inde
         return &st->syms[index];
 }
 
-const struct hvp_symbol *hvp_symtab_lookup(const struct hvp_symtab *st, const char *name)
+/* The slot of name, or NULL. */
+static const struct symtab_slot *symtab_slot_of(const struct hvp_symtab *st, const char *name)
 {
         uint64_t h;
         size_t at;
@@ -905,13 +915,34 @@ const struct hvp_symbol *hvp_symtab_lookup(const struct hvp_symtab *st, const ch
         at = h & st->hash_mask;
         for (unsigned probe = 0; probe <= st->max_probe && st->hash[at].index; probe++) {
                 const struct symtab_slot *e = &st->hash[at];
-                const struct hvp_symbol *s = &st->syms[e->index - 1];
 
-                if (e->tag == (uint32_t)(h >> 32) && !strcmp(s->name, name))
-                        return s;
+                if (e->tag == (uint32_t)(h >> 32) && !strcmp(st->syms[e->index - 1].name, name))
+                        return e;
                 at = (at + 1) & st->hash_mask;
         }
         return NULL;
+}
+
+const struct hvp_symbol *hvp_symtab_lookup(const struct hvp_symtab *st, const char *name)
+{
+        const struct symtab_slot *e = symtab_slot_of(st, name);
+
+        return e ? &st->syms[e->index - 1] : NULL;
+}
+
+size_t hvp_symtab_lookup_all(const struct hvp_symtab *st, const char *name, const struct hvp_symbol **ret,
+                             size_t max)
+{
+        const struct symtab_slot *e = symtab_slot_of(st, name);
+        size_t n = 0;
+
+        /* dup_next only points forward, so the chain ends within count steps */
+        for (uint32_t i = e ? e->index : 0; i && n < st->count; i = st->dup_next[i - 1]) {
+                if (n < max)
+                        ret[n] = &st->syms[i - 1];
+                n++;
+        }
+        return n;
 }
 
 const struct hvp_symbol *hvp_symtab_find_addr(const struct hvp_symtab *st, uint64_t addr)

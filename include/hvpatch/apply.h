@@ -208,17 +208,28 @@ int hvp_write_state(struct hvp_guest *g, const struct hvp_write *w, enum hvp_sit
  * After a crash of hvpatch: if the domain has a journal, bring every write of its
  * transaction to all-new (when all of them are new: then commit it) or all-old, drop
  * the journal, and resume the guest if the dead hvpatch left it paused inside its
- * window. The caller holds the domain's lock. ret_summary (may be NULL) gets a
- * malloc'd account of what was done. -ENOENT: nothing to recover.
+ * window. The journal's phase (docs/operations.md) says which: "window" (written
+ * before the pause: take the pause over, repair) or "resumed" (written after the
+ * window closed: record it without pausing when memory holds the patch). The caller
+ * holds the domain's lock. ret_summary (may be NULL) gets a malloc'd account of what
+ * was done. -ENOENT: nothing to recover; -EINVAL: a journal with an unknown phase or
+ * none (nothing touched).
  */
 int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary);
 
 /*
  * Test-only fault hook: with HVPATCH_FAULT_AT=STEP in the environment, the process
- * kills itself with SIGKILL when it reaches STEP. Steps, in order: journaled, paused,
- * checked, written-1 (after the first write), written, resumed, recorded.
+ * kills itself with SIGKILL when it reaches STEP. Steps, in order: journaled (phase
+ * window), paused, checked, written-1 (after the first write), written, resumed
+ * (after the journal says resumed), recorded.
  */
 void hvp_fault_point(const char *step);
+/*
+ * Test-only error injection: with HVPATCH_FAULT_AT=error:STEP, returns -EIO (reason
+ * "injected fault ...") at STEP, else 0. Steps: record-save (hvp_record_save, before
+ * it writes anything).
+ */
+int hvp_fault_error(const char *step);
 
 #ifdef __cplusplus
 }

@@ -76,6 +76,20 @@ int hvp_area_find_slack(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct 
 int hvp_area_find_device(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_area *ret_area);
 
 /*
+ * Which patch areas does this guest have: every kind hvpatch could place code in
+ * now, in the planner's order of preference (slack, then device), up to max of
+ * them in ret_areas, their count in *ret_n. A kind the guest lacks (the finder
+ * fails with -ENOSPC, -ENODEV, -EFAULT, -EEXIST or -EINVAL) is left out; its
+ * reason goes to the debug log. Other errors (-ENOMEM, -EIO reading the guest) are
+ * returned, and *ret_n is then untouched. This is the one list of area kinds: the
+ * policy's patch-area fact and `status` ask it. Whether a given size still fits
+ * is hvp_area_alloc()'s question.
+ */
+#define HVP_AREA_MAX_KINDS 8
+int hvp_area_list(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_area *ret_areas, size_t max,
+                  size_t *ret_n);
+
+/*
  * First fit of size bytes aligned to align (a power of two) in the area, avoiding
  * the ranges in use. Checks that the chosen bytes still hold the filler: -EEXIST
  * when not, except in an append-only area, where bytes that are not the filler

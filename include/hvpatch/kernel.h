@@ -106,6 +106,12 @@ size_t hvp_symtab_count(const struct hvp_symtab *st);
 const struct hvp_symbol *hvp_symtab_get(const struct hvp_symtab *st, size_t index);
 /* Exact name lookup; NULL if absent. Where a name occurs more than once, the first. */
 const struct hvp_symbol *hvp_symtab_lookup(const struct hvp_symtab *st, const char *name);
+/*
+ * Every symbol of that name (static functions of several files share one), in
+ * kallsyms order: the first max go to ret (max may be 0); returns how many there are.
+ */
+size_t hvp_symtab_lookup_all(const struct hvp_symtab *st, const char *name, const struct hvp_symbol **ret,
+                             size_t max);
 /* The symbol containing addr (the greatest address <= addr); NULL if none. */
 const struct hvp_symbol *hvp_symtab_find_addr(const struct hvp_symtab *st, uint64_t addr);
 

@@ -29,6 +29,8 @@
  *              (an undecodable byte, or the range splits an instruction)
  *   -EBUSY     the function entry is being traced by ftrace (calls a trampoline)
  *   -EIO       reading or writing a file failed
+ *   -ENOTUNIQ  a symbol the bundle names is defined at several addresses in the
+ *              kernel and the manifest does not pin which (hvp_manifest_resolve)
  *
  * How the planner is meant to use this (everything before the pause window):
  *   replace site:  read the live function from its symbol to offset+len;
@@ -49,8 +51,10 @@
  *                              return 0;
  *                      }
  *                  (names the kernel has more than once, static functions of several
- *                  files, resolve to the first: refuse such imports, hvp_reloc_imports()
- *                  lists them); then hvp_encode_jmp_rel32(site.addr, entry).
+ *                  files, would resolve to the first: the planner resolves every site
+ *                  symbol and import through hvp_manifest_resolve() instead, which
+ *                  refuses them unless the manifest pins one); then
+ *                  hvp_encode_jmp_rel32(site.addr, entry).
  *   The writes are then: the relocated code into the patch area, and the jmp (or the
  *   new bytes) over the site; original bytes for the record are site.old_bytes /
  *   site->expected.
@@ -80,6 +84,8 @@ extern "C" {
 #define HVP_MANIFEST_MAX_SITES 256u
 #define HVP_MANIFEST_MAX_TEXT 4096u             /* description, banner */
 #define HVP_MANIFEST_MAX_NAME 127u              /* id, series, symbol, function names */
+#define HVP_MANIFEST_MAX_PINS 256u
+#define HVP_PIN_MAX_OFFSET (1ll << 30)          /* |offset| of a pin: the kernel image's 1 GiB */
 #define HVP_REPLACE_MAX_LEN 64u                 /* bytes of one replace site */
 #define HVP_BUILD_ID_MAX 64u
 
@@ -115,6 +121,17 @@ struct hvp_site {
         size_t code_align;              /* the placement address must be aligned so */
 };
 
+/*
+ * <pin symbol="NAME" near="UNIQUE" offset="+0x1a0"/>: of the addresses the kernel
+ * defines NAME at, the bundle means near's address + offset (docs/bundle.md).
+ */
+struct hvp_pin {
+        const char *symbol;
+        const char *near;               /* a symbol the kernel defines at one address */
+        int64_t offset;                 /* |offset| <= HVP_PIN_MAX_OFFSET */
+        unsigned line;                  /* manifest line, for messages */
+};
+
 struct hvp_manifest {
         const char *id;                 /* patch id: [A-Za-z0-9._-]{1,127} */
         const char *series;             /* same charset; cumulative bundles share it */
@@ -126,7 +143,23 @@ struct hvp_manifest {
         const char *banner;             /* target's linux_banner (no newline), or NULL */
         const struct hvp_site *sites;
         size_t nr_sites;                /* 1..HVP_MANIFEST_MAX_SITES */
+        const struct hvp_pin *pins;     /* at most one per symbol */
+        size_t nr_pins;                 /* 0..HVP_MANIFEST_MAX_PINS */
 };
+
+struct hvp_symtab;
+
+/*
+ * The address of a kernel symbol the bundle names (a site's symbol or an import of
+ * its code) in the guest's kallsyms st. A name at one address resolves to it. A name
+ * at several addresses (static functions of several files) is refused with
+ * -ENOTUNIQ, the reason naming it and listing every address (and its offset from
+ * _text), unless the manifest pins it: then near's address + offset, which must be
+ * one of the name's addresses (-EINVAL otherwise, or when near is itself at several
+ * addresses). -ENOENT: no such symbol, or no near symbol.
+ */
+int hvp_manifest_resolve(const struct hvp_manifest *m, const struct hvp_symtab *st, const char *name,
+                         uint64_t *ret_addr);
 
 struct hvp_bundle {
         struct hvp_manifest manifest;

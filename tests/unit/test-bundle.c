@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/prereq.h"
+
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/patch.h>
 
@@ -111,8 +113,8 @@ static int teardown(void **state)
 
 #define NEED_GCC()                                                            \
         do {                                                                  \
-                if (!have_gcc)                                                \
-                        skip();                                               \
+                hvp_test_require(have_gcc, "gcc is not installed: the patch objects are "      \
+                                 "compiled at test time (apt-get install gcc)");                \
         } while (0)
 
 static const char good_sites[] =
@@ -553,5 +555,5 @@ int main(void)
                 cmocka_unit_test(test_corruption),
         };
 
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return hvp_test_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

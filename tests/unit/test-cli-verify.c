@@ -3,8 +3,9 @@
  * the real minisign over bundles written here with the library's container writer
  * (so a correctly signed bundle can carry a manifest the reader must refuse).
  * The oracles are minisign -V (does the signature verify?) and the manifest text
- * written here (what verify must print). Skipped (with a message) when the hvpatch
- * binary is not built.
+ * written here (what verify must print). Each test stands alone: the group setup
+ * writes the fixtures and finds hvpatch ($HVPATCH), each test checks for it itself
+ * (a loud skip when it is not built, a failure under CI=true; tests/unit/prereq.h).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/prereq.h"
 
 #include "tests/unit/shell.h"
 #include <json-c/json.h>
@@ -89,10 +92,18 @@ static int write_bundle(const char *name, const char *xml, int corrupt)
         return r;
 }
 
+/* Every test starts here: hvpatch must be built, whichever test runs first or alone. */
+static void need_hvpatch(void)
+{
+        hvp_test_require(hvpatch && access(hvpatch, X_OK) == 0, "hvpatch not built (%s): build it first",
+                         hvpatch ? hvpatch : "HVPATCH unset");
+}
+
 static int setup(void **state)
 {
         const char *t = getenv("TMPDIR");
 
+        hvpatch = getenv("HVPATCH");
         snprintf(dir, sizeof(dir), "%s/hvp-cli-verify-XXXXXX", t && t[0] ? t : "/tmp");
         if (!mkdtemp(dir))
                 return -1;
@@ -131,11 +142,7 @@ static int verify(const char *args)
 
 static void test_exit_codes(void **state)
 {
-        hvpatch = getenv("HVPATCH");
-        if (!hvpatch || access(hvpatch, X_OK) != 0) {
-                print_message("hvpatch not built yet (%s): skipped\n", hvpatch ? hvpatch : "HVPATCH unset");
-                skip();
-        }
+        need_hvpatch();
         assert_int_equal(verify("--key a.pub x.hvp"), 0);
         assert_int_equal(verify("--policy policy.xml x.hvp"), 0);
         assert_int_equal(verify("--key a.pub flipped.hvp"), 3);    /* changed after signing */
@@ -156,8 +163,7 @@ static void test_json(void **state)
         char path[512];
         json_object *o, *v;
 
-        if (!hvpatch || access(hvpatch, X_OK) != 0)
-                skip();
+        need_hvpatch();
         assert_int_equal(run("cd '%s' && '%s' --json verify --policy policy.xml x.hvp >out.json", dir, hvpatch), 0);
         snprintf(path, sizeof(path), "%s/out.json", dir);
         o = json_object_from_file(path);
@@ -197,8 +203,7 @@ static void test_manifest_fields(void **state)
 {
         json_object *o, *sites, *s;
 
-        if (!hvpatch || access(hvpatch, X_OK) != 0)
-                skip();
+        need_hvpatch();
         o = json_of("--key a.pub x.hvp", 0);
         assert_non_null(o);
         assert_string_equal(field(o, "manifest"), "valid");
@@ -240,8 +245,7 @@ static void test_malformed_manifest_signed(void **state)
         char args[256];
         json_object *o;
 
-        if (!hvpatch || access(hvpatch, X_OK) != 0)
-                skip();
+        need_hvpatch();
         for (size_t i = 0; i < sizeof(bad_manifests) / sizeof(bad_manifests[0]) + 2; i++) {
                 size_t nb = sizeof(bad_manifests) / sizeof(bad_manifests[0]);
                 const char *file = i < nb ? bad_manifests[i].file : more[i - nb].file;
@@ -264,7 +268,8 @@ static void test_malformed_manifest_signed(void **state)
         assert_int_equal(run("cd '%s' && ! grep -q 'not valid' err.txt", dir), 0);
 }
 
-int main(void)
+/* An optional argument runs only the tests whose names match it (cmocka's filter, '*' wildcards). */
+int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exit_codes),
@@ -273,5 +278,7 @@ int main(void)
                 cmocka_unit_test(test_malformed_manifest_signed),
         };
 
-        return cmocka_run_group_tests(tests, setup, teardown);
+        if (argc > 1)
+                cmocka_set_test_filter(argv[1]);
+        return hvp_test_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -30,6 +30,7 @@
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/kernel.h>
 
+#include "fixture-dir.h"
 #include "kallsyms-gen.h"
 #include "vmlinux-kmem.h"
 #include "common/util.h"
@@ -70,31 +71,6 @@ struct kernel_files {
 };
 
 static struct kernel_files *kf;
-
-static int cmp_version_desc(const void *a, const void *b)
-{
-        return strverscmp(*(char *const *)b, *(char *const *)a);
-}
-
-static bool find_kernel_dir(char *out, size_t size)
-{
-        const char *env = getenv("HVP_KERNEL_DIR");
-        glob_t g;
-        bool ok;
-
-        if (env && *env) {
-                snprintf(out, size, "%s", env);
-                return true;
-        }
-        if (glob("/var/lib/hvpatch-test/kernel-*/", 0, NULL, &g) != 0)
-                return false;
-        qsort(g.gl_pathv, g.gl_pathc, sizeof(char *), cmp_version_desc);
-        ok = g.gl_pathc > 0;
-        if (ok)
-                snprintf(out, size, "%s", g.gl_pathv[0]);
-        globfree(&g);
-        return ok;
-}
 
 static char *path_in(const char *dir, const char *file)
 {
@@ -278,7 +254,7 @@ static int kernel_setup(void **state)
 
         kf = calloc(1, sizeof(*kf));
         assert_non_null(kf);
-        if (!find_kernel_dir(kf->dir, sizeof(kf->dir)))
+        if (!hvp_fixture_kernel_dir(kf->dir, sizeof(kf->dir)))
                 fail_msg("no Debian kernel: set HVP_KERNEL_DIR or run images/fetch-kernel.sh, which leaves "
                          "vmlinux, config and vmlinuz in /var/lib/hvpatch-test/kernel-<version>/");
         why = vmlinux_open(path_in(kf->dir, "vmlinux"), &kf->v);

@@ -1,10 +1,11 @@
 /*
  * PE32+ parser and Windows kernel discovery.
  *
- * Real images: wine's x86_64 ntoskrnl.exe from Debian's libwine (HVP_PE_DIR, fetched by
- * images/fetch-pe-fixtures.sh) and Debian's EFI-stub vmlinuz (HVP_KERNEL_DIR, from
- * images/fetch-kernel.sh). The expected header values come from tools hvpatch does not
- * control: a few lines of python3 reading the headers, and binutils' objdump -p.
+ * Real images: wine's x86_64 ntoskrnl.exe from Debian's libwine (HVP_PE_DIR, default the
+ * folder images/fetch-pe-fixtures.sh fills) and Debian's EFI-stub vmlinuz (HVP_KERNEL_DIR,
+ * default the newest kernel images/fetch-kernel.sh left): found as test-kallsyms finds
+ * its kernel (fixture-dir.h); a missing one is a failure. The expected header values come
+ * from tools hvpatch does not control: a few lines of python3 reading the headers, and binutils' objdump -p.
  *
  * Synthetic: an address space with the real ntoskrnl.exe loaded at a kernel address
  * and an IDT pointing into it; a PE32+ image with a CodeView record built here; corrupt
@@ -31,6 +32,7 @@
 #include <json-c/json.h>
 
 #include "core-builder.h"
+#include "fixture-dir.h"
 
 #include "common/util.h"
 
@@ -45,15 +47,18 @@ struct file {
         char path[4096];
 };
 
+/* A fixture file: env names its folder, else the fetch script's default one (fixture-dir.h). */
 static void load_file(const char *env, const char *name, struct file *f)
 {
-        const char *dir = getenv(env);
+        bool pe = strcmp(env, "HVP_PE_DIR") == 0;
+        char dir[4096];
         FILE *fp;
         long n;
 
-        if (!dir || !dir[0])
-                fail_msg("%s is not set: run images/%s first (scripts/test.sh does)", env,
-                         strcmp(env, "HVP_PE_DIR") == 0 ? "fetch-pe-fixtures.sh" : "fetch-kernel.sh");
+        if (!(pe ? hvp_fixture_pe_dir(dir, sizeof(dir)) : hvp_fixture_kernel_dir(dir, sizeof(dir))))
+                fail_msg("no %s: set %s or run images/%s, which fills %s/%s", pe ? "PE fixtures" : "Debian kernel",
+                         env, pe ? "fetch-pe-fixtures.sh" : "fetch-kernel.sh", hvp_fixture_root(),
+                         pe ? "pe-fixtures/" : "kernel-<version>/");
         snprintf(f->path, sizeof(f->path), "%s/%s", dir, name);
         fp = fopen(f->path, "rb");
         if (!fp)

@@ -19,6 +19,8 @@
 #include <capstone/capstone.h>
 #include <cmocka.h>
 
+#include "tests/unit/prereq.h"
+
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/patch.h>
 
@@ -348,8 +350,9 @@ static int teardown(void **state)
 
 #define NEED_TOOLS()                                                          \
         do {                                                                  \
-                if (!have_tools)                                              \
-                        skip();                                               \
+                hvp_test_require(have_tools, "gcc or readelf is not installed: the objects "   \
+                                 "are compiled at test time and readelf is the oracle "         \
+                                 "(apt-get install gcc binutils)");                             \
         } while (0)
 
 static void relocate_ok(const char *obj, const char *fn, uint64_t target, uint8_t **code, size_t *len,
@@ -650,5 +653,5 @@ int main(void)
                 cmocka_unit_test(test_corruptions),
         };
 
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return hvp_test_exit(cmocka_run_group_tests(tests, setup, teardown));
 }
