@@ -92,13 +92,16 @@ one_line() {
         | tr -s '\n\r\t ' '    ' | sed 's/^ //; s/ $//' | cut -c1-300
 }
 
-# The last line of QEMU's log for NAME that says what went wrong (empty if none).
+# The first line of QEMU's log for NAME, since its last start, that says what went wrong
+# (e.g. "KVM internal error. Suberror: 1", "error: failed to set MSR 0x10a"); empty if none.
 qemu_log_reason() {
     local f=/var/log/libvirt/qemu/$1.log
     [ -r "$f" ] || return 0
-    grep -avE '^(LC_ALL=|[0-9-]+ [0-9:.+]+: (starting up|shutting down))' "$f" 2>/dev/null \
-        | grep -aiE 'error|fail|abort|assert|emulation|suberror|shutting down, reason=crashed' \
-        | tail -n 1 | one_line
+    awk '/^[0-9-]+ [0-9:.+]+: starting up /{ n = 0 } { line[++n] = $0 }
+         END { for (i = 1; i <= n; i++) print line[i] }' "$f" 2>/dev/null \
+        | grep -avE '^(LC_ALL=|[0-9-]+ [0-9:.+]+: )' \
+        | grep -aiE 'error|fail|abort|assert|emulation' | head -n 1 \
+        | sed -E 's/^[0-9-]+T[0-9:.]+Z //' | one_line
 }
 
 probe_key() {
@@ -128,7 +131,11 @@ kvm_verdict() {
         log "KVM verdict from $accel_cache (probed $(cache_field probed)): $(cache_field verdict): $kvm_reason"
     else
         [ "$(id -u)" -eq 0 ] || die "probing KVM needs root"
+        # A failure of libvirt itself says nothing about KVM: no verdict is cached then.
+        "${virsh[@]}" version >/dev/null 2>&1 || die "libvirt (qemu:///system) does not answer: cannot probe KVM"
         local probe=hvp-kvmprobe-$$ verdict=tcg
+        # shellcheck disable=SC2064  # $probe is fixed now
+        trap "cmd_destroy '$probe' >/dev/null 2>&1" EXIT     # also when cut short
         log "probing KVM: booting $probe under type='kvm' (at most ${probe_timeout}s; $kvm_dev exists)"
         if boot_guest "$probe" kvm 4 on 256 1 '' "$probe_timeout" quiet; then
             verdict=kvm kvm_ok=1
@@ -137,7 +144,7 @@ kvm_verdict() {
             kvm_reason="a KVM test guest did not boot: $boot_err"
         fi
         cmd_destroy "$probe" >/dev/null 2>&1 || true
-        rm -rf "${state_root:?}/guests/$probe"
+        trap - EXIT
         printf 'key=%s\nverdict=%s\nreason=%s\nprobed=%s\n' "$key" "$verdict" "$kvm_reason" \
             "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$accel_cache.tmp"
         mv -f "$accel_cache.tmp" "$accel_cache"
