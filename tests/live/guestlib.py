@@ -22,6 +22,11 @@ passed through byte for byte. The output is what lies between the
 output does not end in a newline the marker follows it on the same line;
 the output then is everything before the marker.
 
+Accelerator: guest.sh chooses it from HVP_ACCEL=auto|kvm|tcg (default auto; see
+images/README.md), which the live tests pass on from their environment; Guest.accel
+says which one a guest runs under ('kvm' or 'tcg', from its domain XML) and
+Guest.accel_reason why; accel_choice() asks guest.sh without booting a guest.
+
 Command line (used by `images/guest.sh run`):
     python3 guestlib.py run NAME 'CMD'
 """

@@ -236,6 +236,34 @@ class Accel(unittest.TestCase):
             g.destroy()
 
 
+class SkipIsNoPass(unittest.TestCase):
+    """The live tests' mains (guestlib.summary): a skip is never reported as a pass."""
+
+    def run_boot_main_on_a_skip(self, ci):
+        import test_guest_boot
+
+        class Skipping(unittest.TestCase):
+            def test_prerequisite(self):
+                self.skipTest("synthetic: a prerequisite is missing")
+        Skipping.__module__ = "no_module_fixtures"      # test_guest_boot's own are not run
+        loader = unittest.defaultTestLoader
+        saved_load, saved_ci = loader.loadTestsFromModule, os.environ.pop("CI", None)
+        loader.loadTestsFromModule = lambda module: unittest.TestSuite([Skipping("test_prerequisite")])
+        if ci:
+            os.environ["CI"] = "true"
+        try:
+            return test_guest_boot.main()
+        finally:
+            loader.loadTestsFromModule = saved_load
+            os.environ.pop("CI", None)
+            if saved_ci is not None:
+                os.environ["CI"] = saved_ci
+
+    def test_guest_boot_main_on_a_skip(self):
+        self.assertEqual(self.run_boot_main_on_a_skip(ci=False), guestlib.SKIP_EXIT)   # CTest: Skipped
+        self.assertEqual(self.run_boot_main_on_a_skip(ci=True), 1)                     # CI: failed
+
+
 def main():
     suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
     try:
