@@ -35,6 +35,7 @@ export HVP_ACCEL_LOG
 accel_summary() {
     local n
     n=$(wc -l <"$HVP_ACCEL_LOG")
+    [ "$n" -gt 0 ] || { log "guests booted in this run: none"; return 0; }
     log "guests booted in this run: $n ($(cut -f2 "$HVP_ACCEL_LOG" | sort | uniq -c \
         | awk '{ printf "%s%s under %s", sep, $1, $2; sep = ", " }'))"
     awk -F'\t' '{ printf "  %-28s %s  %s-level  %6ss  %s\n", $1, $2, $3, $4, $5 }' "$HVP_ACCEL_LOG" >&2

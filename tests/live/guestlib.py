@@ -261,7 +261,7 @@ class Guest:
             time.sleep(0.2)
         return time.monotonic() - t0
 
-    def kallsyms(self, timeout=120):
+    def kallsyms(self, timeout=300):
         """The guest's /proc/kallsyms as [(addr, type, name, module or None)].
 
         Sent gzip'd and base64-encoded: about 5x fewer bytes over the serial line."""
