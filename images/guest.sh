@@ -35,7 +35,8 @@ Accelerator (environment):
                              again when QEMU's version, the host kernel or the device
                              changes. A 5-level guest runs under TCG without la57 in
                              /proc/cpuinfo. A guest that fails under KVM is retried once
-                             under TCG. Every choice is logged with its reason.
+                             under TCG (and the verdict dropped: the next guest probes).
+                             Every choice is logged with its reason.
   HVP_ACCEL=kvm              KVM or an error saying why not (exit 1).
   HVP_ACCEL=tcg              TCG (type='qemu').   Anything else: exit 2.
   HVP_KVM_DEVICE, HVP_CPUINFO  test hooks: the device checked instead of /dev/kvm,
@@ -315,6 +316,11 @@ cmd_create() {
             die "$name did not boot under $accel: $boot_err"
         fi
         log "$name failed under KVM ($boot_err); retrying once under TCG (HVP_ACCEL=auto)"
+        # KVM may have stopped working since the probe: the next guest probes again.
+        if [ -e "$accel_cache" ]; then
+            rm -f "$accel_cache"
+            log "dropped the cached KVM verdict ($accel_cache): the next guest probes again"
+        fi
         accel=tcg accel_why="retried under TCG after KVM failed: $boot_err"
         boot_guest "$name" tcg "$paging" "$kaslr" "$memory" "$vcpus" "$extra" "$timeout" \
             || die "$name did not boot under TCG either: $boot_err"

@@ -144,11 +144,15 @@ class Guest:
     # -- lifecycle ---------------------------------------------------------
     @classmethod
     def create(cls, name, paging=4, kaslr=True, memory=None, xml_extra=None,
-               kernel_dir=None, timeout=180, env=None):
+               kernel_dir=None, timeout=None, env=None):
         """Define and boot guest NAME; returns once HVP-READY was seen.
 
         The accelerator is guest.sh's choice (HVP_ACCEL=auto|kvm|tcg in the environment,
-        or in env: extra variables for guest.sh); g.accel says which one ran."""
+        or in env: extra variables for guest.sh); g.accel says which one ran.
+        timeout: seconds to HVP-READY (default $HVP_BOOT_TIMEOUT, else 300: a TCG boot
+        took 150 s on a loaded 2-core host)."""
+        if timeout is None:
+            timeout = int(os.environ.get("HVP_BOOT_TIMEOUT", "300"))
         if paging not in (4, 5):
             raise ValueError("paging must be 4 or 5")
         cmd = [GUEST_SH, "create", name, "--paging", str(paging),

@@ -225,6 +225,8 @@ class Accel(unittest.TestCase):
                             g.accel_reason)
             self.assertIn(f"{name} ready in", g.create_log)
             self.assertIn("accelerator=tcg", g.create_log)
+            self.assertIn(f"dropped the cached KVM verdict ({cache_path()})", g.create_log)
+            self.assertFalse(os.path.exists(cache_path()), "the KVM verdict KVM just failed is still cached")
             self.assertEqual(g.check("echo up"), "up\n")
             with open(os.path.join(ENV["HVP_GUEST_DIR"], "accel.log")) as f:
                 rows = [line.rstrip("\n").split("\t") for line in f]
