@@ -402,7 +402,7 @@ def hvpatch(*args, json=True, timeout=120):
 SKIP_EXIT = 77      # CTest's SKIP_RETURN_CODE for the live tests (tests/CMakeLists.txt)
 
 
-def summary(result, out=sys.stdout):
+def summary(result, out=None):
     """Print a unittest result's last line "N passed, M failed[, K skipped]"; return the exit code.
 
     A skip says why, loudly, on stderr. Under CI=true (CI has every prerequisite) a skip
@@ -419,7 +419,7 @@ def summary(result, out=sys.stdout):
         skipped = set()
     passed = max(result.testsRun - len(bad) - len(skipped), 0)
     print(f"{passed} passed, {len(bad)} failed" + (f", {len(skipped)} skipped" if skipped else ""),
-          file=out)
+          file=out or sys.stdout)
     if bad or result.unexpectedSuccesses:
         return 1
     return SKIP_EXIT if skipped else 0

@@ -13,6 +13,8 @@ cached verdict is left alone. At most one TCG guest boots (the retry test).
     python3 tests/live/test_accel.py        # last line: "N passed, M failed"
 """
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -255,8 +257,16 @@ class SkipIsNoPass(unittest.TestCase):
         loader.loadTestsFromModule = lambda module: unittest.TestSuite([Skipping("test_prerequisite")])
         if ci:
             os.environ["CI"] = "true"
+        out, err = io.StringIO(), io.StringIO()
         try:
-            return test_guest_boot.main()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                rc = test_guest_boot.main()
+            # loud: the skip and its reason on stderr, the count on the last line
+            self.assertIn("SKIPPED: no_module_fixtures.", err.getvalue())
+            self.assertIn(": synthetic: a prerequisite is missing", err.getvalue())
+            self.assertEqual(out.getvalue().splitlines()[-1],
+                             "0 passed, 1 failed" if ci else "0 passed, 0 failed, 1 skipped")
+            return rc
         finally:
             loader.loadTestsFromModule = saved_load
             os.environ.pop("CI", None)
