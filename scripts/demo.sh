@@ -10,6 +10,9 @@
 #        HVP_DEMO_DIR    demo state folder, emptied first (default /var/lib/hvpatch-demo):
 #                        keys, bundle, policy, and hvpatch's own state (HVPATCH_STATE_DIR)
 #        HVP_BUILD       build folder (default build/ in the source tree)
+#        HVP_ACCEL       auto (default): KVM only if a KVM guest really boots on this host
+#                        (probed once, cached), else TCG; kvm: KVM or an error; tcg: TCG.
+#                        The accelerator the guest ran under, and why, is printed.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,9 +22,10 @@ build=${HVP_BUILD:-$top/build}
 hvpatch=$build/cli/hvpatch
 virsh=(virsh -q -c qemu:///system)
 created=0
+accel=''
 
 case "${1:-}" in
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     "") ;;
     *) echo "demo.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 esac
@@ -46,13 +50,17 @@ finish() {
         "$top/images/guest.sh" destroy "$guest" || rc=1
     fi
     if [ "$rc" -eq 0 ]; then
-        section "Demo passed"
+        section "Demo passed${accel:+ (the guest ran under $accel)}"
     else
         echo >&2
         echo "demo.sh: the demo FAILED (exit $rc); see the output above" >&2
     fi
     exit "$rc"
 }
+case "${HVP_ACCEL:=auto}" in
+    auto|kvm|tcg) export HVP_ACCEL ;;
+    *) echo "demo.sh: usage error: HVP_ACCEL must be auto, kvm or tcg (not '$HVP_ACCEL')" >&2; exit 2 ;;
+esac
 trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -81,6 +89,11 @@ chmod 700 "$demo"
 export HVPATCH_STATE_DIR=$demo/state        # hvpatch's records, journals and locks for this demo
 created=1
 run "$top/images/guest.sh" create "$guest" --paging 5 --kaslr on
+# Which accelerator the guest runs under (HVP_ACCEL), and why: guest.sh's record of it.
+accel_file=$("$top/images/guest.sh" paths "$guest" | head -n 1)/accel
+accel=$(sed -n 's/^accel=//p' "$accel_file")
+[[ "$accel" =~ ^(kvm|tcg)$ ]] || die "no accelerator recorded in $accel_file"
+echo "accelerator: $accel ($(sed -n 's/^reason=//p' "$accel_file")); HVP_ACCEL=$HVP_ACCEL"
 
 section "4. What runs in the guest, read from the host: hvpatch inspect"
 run "$hvpatch" inspect "$guest"

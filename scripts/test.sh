@@ -6,6 +6,11 @@
 # real UEFI guests under libvirt. Then the unit tests again under ASan+UBSan.
 #
 # Usage: scripts/test.sh [-L LABEL] [CTEST-ARGS...]   e.g. -L unit to skip guests
+# Env:   HVP_ACCEL  auto (default): guests use KVM only if a KVM guest really boots on
+#                   this host (images/guest.sh probes once and caches the verdict), else
+#                   TCG; kvm: KVM or an error; tcg: TCG. At the end a summary lists every
+#                   guest booted in this run and the accelerator it ran under.
+#        HVP_BUILD  build folder (default build/);  HVP_SKIP_SANITIZERS=1: no ASan run
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,9 +18,29 @@ build=${HVP_BUILD:-$top/build}
 log() { echo "test.sh: $*" >&2; }
 
 case "${1:-}" in
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+case "${HVP_ACCEL:=auto}" in
+    auto|kvm|tcg) export HVP_ACCEL ;;
+    *) log "usage error: HVP_ACCEL must be auto, kvm or tcg (not '$HVP_ACCEL')"; exit 2 ;;
 esac
 [ "$(id -u)" -eq 0 ] || { log "must run as root (it installs packages and starts libvirt)"; exit 1; }
+
+# Every guest booted in this run (images/guest.sh appends NAME ACCEL PAGING SECONDS REASON).
+runs=${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/runs
+mkdir -p "$runs"
+HVP_ACCEL_LOG=$runs/test-$(date -u +%Y%m%dT%H%M%SZ)-$$.accel
+export HVP_ACCEL_LOG
+: >"$HVP_ACCEL_LOG"
+accel_summary() {
+    local n
+    n=$(wc -l <"$HVP_ACCEL_LOG")
+    [ "$n" -gt 0 ] || { log "guests booted in this run: none"; return 0; }
+    log "guests booted in this run: $n ($(cut -f2 "$HVP_ACCEL_LOG" | sort | uniq -c \
+        | awk '{ printf "%s%s under %s", sep, $1, $2; sep = ", " }'))"
+    awk -F'\t' '{ printf "  %-28s %s  %s-level  %6ss  %s\n", $1, $2, $3, $4, $5 }' "$HVP_ACCEL_LOG" >&2
+    log "(list: $HVP_ACCEL_LOG)"
+}
 
 "$top/images/setup-host.sh"
 
@@ -27,6 +52,11 @@ cmake --build "$build" -j"$(nproc)"
 HVP_KERNEL_DIR=$("$top/images/fetch-kernel.sh" | tail -n 1)
 export HVP_KERNEL_DIR
 log "kernel fixture: $HVP_KERNEL_DIR"
+# The accelerator the guests will get (HVP_ACCEL=kvm on a host that cannot: stop here).
+for paging in 4 5; do
+    choice=$("$top/images/guest.sh" accel --paging "$paging") || { log "HVP_ACCEL=$HVP_ACCEL: no accelerator"; exit 1; }
+    log "accelerator for $paging-level guests: ${choice%%$'\t'*} (${choice#*$'\t'}); HVP_ACCEL=$HVP_ACCEL"
+done
 # Real PE32+ images (wine's ntoskrnl.exe) for the PE parser's tests.
 HVP_PE_DIR=$("$top/images/fetch-pe-fixtures.sh" | tail -n 1)
 export HVP_PE_DIR
@@ -44,4 +74,5 @@ if [ "$status" -eq 0 ] && [ "${HVP_SKIP_SANITIZERS:-0}" != 1 ]; then
     cmake --build "$san" -j"$(nproc)"
     (cd "$san" && ctest --output-on-failure -L 'unit|fuzz') || status=$?
 fi
+accel_summary
 exit "$status"

@@ -22,6 +22,11 @@ passed through byte for byte. The output is what lies between the
 output does not end in a newline the marker follows it on the same line;
 the output then is everything before the marker.
 
+Accelerator: guest.sh chooses it from HVP_ACCEL=auto|kvm|tcg (default auto; see
+images/README.md), which the live tests pass on from their environment; Guest.accel
+says which one a guest runs under ('kvm' or 'tcg', from its domain XML) and
+Guest.accel_reason why; accel_choice() asks guest.sh without booting a guest.
+
 Command line (used by `images/guest.sh run`):
     python3 guestlib.py run NAME 'CMD'
 """
@@ -134,12 +139,20 @@ class Guest:
         self.sock = os.path.join(self.dir, "cmd.sock")
         self.console_log = os.path.join(self.dir, "console.log")
         self.boot_seconds = None     # set by create(): seconds from start to HVP-READY
+        self.create_log = ""         # set by create(): guest.sh's messages (accelerator choice...)
 
     # -- lifecycle ---------------------------------------------------------
     @classmethod
     def create(cls, name, paging=4, kaslr=True, memory=None, xml_extra=None,
-               kernel_dir=None, timeout=180):
-        """Define and boot guest NAME; returns once HVP-READY was seen."""
+               kernel_dir=None, timeout=None, env=None):
+        """Define and boot guest NAME; returns once HVP-READY was seen.
+
+        The accelerator is guest.sh's choice (HVP_ACCEL=auto|kvm|tcg in the environment,
+        or in env: extra variables for guest.sh); g.accel says which one ran.
+        timeout: seconds to HVP-READY (default $HVP_BOOT_TIMEOUT, else 300: a TCG boot
+        took 150 s on a loaded 2-core host)."""
+        if timeout is None:
+            timeout = int(os.environ.get("HVP_BOOT_TIMEOUT", "300"))
         if paging not in (4, 5):
             raise ValueError("paging must be 4 or 5")
         cmd = [GUEST_SH, "create", name, "--paging", str(paging),
@@ -154,18 +167,41 @@ class Guest:
         g = cls(name)
         try:
             p = subprocess.run(cmd, capture_output=True, text=True,
-                               timeout=timeout + 300)      # + kernel fetch, initramfs build
+                               env={**os.environ, **(env or {})},
+                               timeout=2 * timeout + 300)  # + a TCG retry, kernel fetch, initramfs
         except BaseException:       # timeout, ^C: guest.sh was cut short, clean up after it
             g.destroy()
             raise
         if p.returncode != 0:       # guest.sh cleaned up (and may refuse an existing NAME)
             raise GuestError(f"guest.sh create {name} failed (exit {p.returncode}):\n{p.stderr.strip()}")
+        g.create_log = p.stderr
         try:
             with open(os.path.join(g.dir, "boot-seconds")) as f:
                 g.boot_seconds = float(f.read())
         except (OSError, ValueError):
             pass
         return g
+
+    @property
+    def accel(self):
+        """The accelerator the domain runs under, from its XML: 'kvm' or 'tcg' (type='qemu')."""
+        xml = _check(VIRSH + ["dumpxml", self.name], 30, f"virsh dumpxml {self.name}")
+        m = re.search(r"<domain\b[^>]*\btype=['\"](\w+)['\"]", xml)
+        if not m:
+            raise GuestError(f"{self.name}: no <domain type=...> in its XML")
+        return {"kvm": "kvm", "qemu": "tcg"}.get(m.group(1), m.group(1))
+
+    @property
+    def accel_reason(self):
+        """Why guest.sh chose that accelerator (its state file 'accel'), or None."""
+        try:
+            with open(os.path.join(self.dir, "accel")) as f:
+                for line in f:
+                    if line.startswith("reason="):
+                        return line[len("reason="):].rstrip("\n")
+        except OSError:
+            pass
+        return None
 
     def destroy(self):
         """Destroy and undefine the domain and remove its state (absent: fine)."""
@@ -229,7 +265,7 @@ class Guest:
             time.sleep(0.2)
         return time.monotonic() - t0
 
-    def kallsyms(self, timeout=120):
+    def kallsyms(self, timeout=300):
         """The guest's /proc/kallsyms as [(addr, type, name, module or None)].
 
         Sent gzip'd and base64-encoded: about 5x fewer bytes over the serial line."""
@@ -302,6 +338,26 @@ def kernel_dir():
     return kdir
 
 
+def accel_choice(paging=4, env=None, timeout=None):
+    """What guest.sh would choose for a guest now: (accel, reason, stderr).
+
+    Probes KVM (one bounded boot) if no cached verdict fits. env: extra variables."""
+    env = dict(os.environ, **(env or {}))
+    if timeout is None:
+        timeout = int(env.get("HVP_KVM_PROBE_TIMEOUT", "60")) + 300
+    try:
+        p = subprocess.run([GUEST_SH, "accel", "--paging", str(paging)], capture_output=True,
+                           text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise GuestError(f"guest.sh accel: timed out after {timeout}s") from None
+    if p.returncode != 0:
+        raise GuestError(f"guest.sh accel failed (exit {p.returncode}): {p.stderr.strip()}")
+    accel, _, reason = p.stdout.rstrip("\n").partition("\t")
+    if accel not in ("kvm", "tcg") or not reason:
+        raise GuestError(f"guest.sh accel: unexpected output {p.stdout!r}")
+    return accel, reason, p.stderr
+
+
 def parse_build_id(notes):
     """Find the NT_GNU_BUILD_ID note in a blob of ELF notes; return its hex desc or None."""
     off = 0
@@ -341,6 +397,32 @@ def hvpatch(*args, json=True, timeout=120):
     except ValueError as e:
         raise GuestError(f"hvpatch {' '.join(argv[1:])}: exit {p.returncode}, "
                          f"stdout is not JSON ({e}): {p.stdout[:500]!r}") from None
+
+
+SKIP_EXIT = 77      # CTest's SKIP_RETURN_CODE for the live tests (tests/CMakeLists.txt)
+
+
+def summary(result, out=None):
+    """Print a unittest result's last line "N passed, M failed[, K skipped]"; return the exit code.
+
+    A skip says why, loudly, on stderr. Under CI=true (CI has every prerequisite) a skip
+    is a failure; elsewhere a run with skips and no failure exits SKIP_EXIT, which CTest
+    reports as "Skipped", not "Passed"."""
+    ci = os.environ.get("CI") == "true"
+    for test, why in result.skipped:
+        print(f"SKIPPED: {test.id()}: {why}" + (" (a failure under CI=true)" if ci else ""),
+              file=sys.stderr)
+    bad = {getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors}
+    skipped = {t.id() for t, _ in result.skipped}
+    if ci:
+        bad |= skipped
+        skipped = set()
+    passed = max(result.testsRun - len(bad) - len(skipped), 0)
+    print(f"{passed} passed, {len(bad)} failed" + (f", {len(skipped)} skipped" if skipped else ""),
+          file=out or sys.stdout)
+    if bad or result.unexpectedSuccesses:
+        return 1
+    return SKIP_EXIT if skipped else 0
 
 
 def _main(argv):

@@ -25,6 +25,7 @@ IMAGES = os.path.join(guestlib.REPO, "images")
 NON_KASLR_TEXT = 0xffffffff81000000
 KERNEL = {}          # filled by setUpModule: dir, version, build_id
 BOOT_TIMES = {}      # paging -> seconds to HVP-READY
+ACCELS = {}          # paging -> (accelerator the guest ran under, guest.sh's reason)
 CREATED = []         # guests to destroy however the run ends (even on ^C)
 
 
@@ -73,8 +74,11 @@ class BootBase:
     def setUpClass(cls):
         name = f"hvp-selftest{cls.paging}-{os.getpid()}"
         CREATED.append(name)
+        # guest.sh's choice for this paging (cached verdict: no second probe), before the boot
+        cls.expected_accel = guestlib.accel_choice(cls.paging)[:2]
         cls.g = guestlib.Guest.create(name, paging=cls.paging, kaslr=True, kernel_dir=KERNEL["dir"])
         BOOT_TIMES[cls.paging] = cls.g.boot_seconds
+        ACCELS[cls.paging] = (cls.g.accel, cls.g.accel_reason)
 
     @classmethod
     def tearDownClass(cls):
@@ -83,6 +87,31 @@ class BootBase:
     def test_ready_marker_on_console(self):
         with open(self.g.console_log, "rb") as f:
             self.assertIn(b"HVP-READY", f.read())
+
+    def test_accelerator(self):
+        """The domain runs under the accelerator guest.sh chose (HVP_ACCEL), and says why."""
+        accel, reason = self.expected_accel
+        mode = os.environ.get("HVP_ACCEL", "auto")
+        self.assertEqual(self.g.accel, accel, f"guest.sh accel said {accel} ({reason})")
+        self.assertEqual(self.g.accel_reason, reason)
+        self.assertIn(f"accelerator {accel} ({reason})", self.g.create_log)
+        self.assertIn(f"ready in {self.g.boot_seconds}s (accelerator={accel}, paging={self.paging}",
+                      self.g.create_log)
+        if mode == "tcg":
+            self.assertEqual((accel, reason), ("tcg", "HVP_ACCEL=tcg"))
+        elif not os.path.exists(os.environ.get("HVP_KVM_DEVICE", "/dev/kvm")):
+            self.assertEqual(accel, "tcg")
+            self.assertIn("no /dev/kvm", reason)
+        # the XML guest.sh defined: the CPU mode that gives a 5-level guest LA57 on each
+        # accelerator (libvirt's own dumpxml adds a <cpu mode='custom'> qemu64 for none)
+        with open(os.path.join(self.g.dir, "domain.xml")) as f:
+            xml = f.read()
+        self.assertIn(f"<domain type='{'kvm' if accel == 'kvm' else 'qemu'}'>", xml)
+        cpu = re.search(r"<cpu\b[^>]*\bmode=['\"]([\w-]+)['\"]", xml)
+        if self.paging == 5:
+            self.assertEqual(cpu and cpu.group(1), "host-passthrough" if accel == "kvm" else "maximum")
+        else:
+            self.assertIsNone(cpu, "a 4-level guest must not get the host's LA57")
 
     def test_command_channel(self):
         self.assertEqual(self.g.run("echo 'a b'; printf c"), (0, "a b\nc"))
@@ -140,12 +169,9 @@ def main():
         for name in CREATED:
             guestlib.Guest(name).destroy()      # no-op when already gone
     for p in sorted(BOOT_TIMES):
-        print(f"boot to HVP-READY, {p}-level paging: {BOOT_TIMES[p]}s")
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    passed = result.testsRun - len(result.failures) - len(result.errors) - skipped
-    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
-    return 0 if result.wasSuccessful() else 1
+        accel, why = ACCELS.get(p, ("?", "?"))
+        print(f"boot to HVP-READY, {p}-level paging: {BOOT_TIMES[p]}s under {accel} ({why})")
+    return guestlib.summary(result)
 
 
 if __name__ == "__main__":

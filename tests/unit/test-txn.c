@@ -145,26 +145,63 @@ static void test_stale_writes_nothing(void **state)
         hvp_plan_free(p);
 }
 
+/* Counts the library's "retrying" messages: one per pause after the first. */
+static void count_retries(enum hvp_log_level level, const char *msg, void *userdata)
+{
+        (void)level;
+        if (strstr(msg, "a vCPU is inside a patch range; retrying"))
+                ++*(unsigned *)userdata;
+}
+
 static void test_vcpu_inside_range(void **state)
 {
         struct fixture *f = *state;
         struct hvp_vcpu_regs regs = { .rip = 0xffffffff81002ff3ull };  /* strictly inside site 2 */
+        struct hvp_vcpu_regs at_start = { .rip = 0xffffffff81002ff0ull }; /* its first byte */
         struct hvp_mem_region region = { 0, RAM_SIZE, f->ram };
         struct hvp_apply_options o = { .state_dir = f->state_dir, .max_attempts = 3, .retry_delay_ms = 1 };
         struct hvp_plan *p = make_plan("p1", true), *q = make_plan("p1", false);
         struct hvp_commit commit = { .add = p };
-        struct hvp_apply_report rep;
+        struct hvp_apply_report rep = { 0 };
         struct hvp_guest *g;
         uint8_t before[RAM_SIZE];
+        unsigned retries = 0;
 
         assert_int_equal(hvp_guest_open_memory(&region, 1, &regs, 1, true, &g), 0);
         memcpy(before, f->ram, RAM_SIZE);
+        /* The vCPU stays inside: paused and checked max_attempts times (two retries), then refused. */
+        hvp_set_log_fn(count_retries, &retries);
         assert_int_equal(hvp_plan_apply(g, p, &commit, &o, &rep), -EBUSY);
+        hvp_set_log_fn(NULL, NULL);
+        assert_int_equal(retries, 2);
+        assert_non_null(strstr(hvp_last_error(), "stayed inside a patch range over 3 attempts"));
         assert_memory_equal(f->ram, before, RAM_SIZE);
-        /* A RIP at the first byte of a range is not inside it; a plan without the check ignores it. */
+        assert_false(hvp_guest_is_paused(g));
+        /* A plan without the check ignores the RIP: written on the first attempt. */
         commit.add = q;
+        retries = 0;
+        hvp_set_log_fn(count_retries, &retries);
         assert_int_equal(hvp_plan_apply(g, q, &commit, &o, &rep), 0);
+        hvp_set_log_fn(NULL, NULL);
+        assert_int_equal(retries, 0);
+        assert_int_equal(rep.attempts, 1);
         assert_memory_equal(f->ram + SITE2, new8, 8);
+        hvp_guest_free(g);
+
+        /* A RIP at the first byte of a range is not inside it: the checked plan goes in at once. */
+        memcpy(f->ram, before, RAM_SIZE);
+        assert_int_equal(hvp_guest_open_memory(&region, 1, &at_start, 1, true, &g), 0);
+        snprintf(f->state_dir + strlen(f->state_dir), sizeof(f->state_dir) - strlen(f->state_dir), "/b");
+        assert_int_equal(mkdir(f->state_dir, 0700), 0);
+        o.state_dir = f->state_dir;
+        commit.add = p;
+        hvp_set_log_fn(count_retries, &retries);
+        assert_int_equal(hvp_plan_apply(g, p, &commit, &o, &rep), 0);
+        hvp_set_log_fn(NULL, NULL);
+        assert_int_equal(retries, 0);
+        assert_int_equal(rep.attempts, 1);
+        assert_memory_equal(f->ram + SITE2, new8, 8);
+        *strrchr(f->state_dir, '/') = '\0';    /* teardown removes the whole tree */
         hvp_guest_free(g);
         hvp_plan_free(p);
         hvp_plan_free(q);
