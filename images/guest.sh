@@ -16,7 +16,8 @@ Usage:
       directly with the busybox initramfs; wait for HVP-READY on its console.
       --paging 5 gives the guest LA57 (<cpu mode='maximum'/> under TCG,
       'host-passthrough' under KVM); 4 (default) has no <cpu>.
-      --kaslr off adds nokaslr. --xml-extra inserts FILE inside <devices>.
+      --kaslr off adds nokaslr. --xml-extra inserts FILE inside <devices>
+      (@UUID@ in it becomes the domain's UUID, e.g. <shmem name='hvpatch-area-@UUID@'>).
       Defaults: --paging 4 --kaslr on --memory 256 --vcpus 2 --timeout 120,
       --kernel-dir from fetch-kernel.sh (downloaded if needed).
   guest.sh accel [--paging 4|5]
@@ -211,15 +212,24 @@ boot_guest() {
     if [ "$paging" = 5 ]; then
         if [ "$type" = kvm ]; then cpu="  <cpu mode='host-passthrough'/>"; else cpu="  <cpu mode='maximum'/>"; fi
     fi
-    local xml
+    # The UUID is chosen here so that --xml-extra can name per-domain objects (@UUID@).
+    local xml uuid
+    uuid=$(</proc/sys/kernel/random/uuid)
     xml=$(<"$here/domain.xml.in")
     xml=${xml//@NAME@/$name};       xml=${xml//@TYPE@/$type}
+    xml=${xml//@UUID@/$uuid}
     xml=${xml//@MEMORY@/$memory};   xml=${xml//@VCPUS@/$vcpus}
     xml=${xml//@LOADER@/$loader};   xml=${xml//@VARS_TEMPLATE@/$vars}
     xml=${xml//@STATE@/$st};        xml=${xml//@KERNEL@/$kdir/vmlinuz}
     xml=${xml//@INITRD@/$initrd};   xml=${xml//@CMDLINE@/$cmdline}
     xml=${xml//@CPU@/$cpu}
-    if [ -n "$extra" ]; then xml=${xml//@EXTRA@/$(<"$extra")}; else xml=${xml//@EXTRA@/}; fi
+    if [ -n "$extra" ]; then
+        local extra_xml
+        extra_xml=$(<"$extra")
+        xml=${xml//@EXTRA@/${extra_xml//@UUID@/$uuid}}
+    else
+        xml=${xml//@EXTRA@/}
+    fi
     printf '%s\n' "$xml" >"$st/domain.xml"
 
     local err

@@ -2,7 +2,7 @@
 """Live: the defects of issue 7 (item 2) on one real guest.
 
 One 4-level UEFI guest with KASLR and the patch-area device
-(<shmem name='hvpatch-area'>), unsigned test bundles (--insecure-unsigned) except
+(<shmem name='hvpatch-area-UUID'>, the per-domain name), unsigned test bundles (--insecure-unsigned) except
 where the policy is the point:
 
   * status lists every patch area the guest has: the slack and the device;
@@ -41,7 +41,7 @@ import guestlib  # noqa: E402
 REPO = guestlib.REPO
 BUILD_DEMO = os.path.join(REPO, "images/demo/build-demo.sh")
 MARKER = " [hvpatch: hotpatched]"
-SHMEM_XML = "<shmem name='hvpatch-area'><model type='ivshmem-plain'/><size unit='M'>2</size></shmem>\n"
+SHMEM_XML = "<shmem name='hvpatch-area-@UUID@'><model type='ivshmem-plain'/><size unit='M'>2</size></shmem>\n"
 NAME = f"hvp-defects-{os.getpid()}"
 CFLAGS = ["-O2", "-mcmodel=kernel", "-fno-pic", "-ffreestanding", "-fno-builtin", "-nostdlib",
           "-fno-stack-protector", "-mno-red-zone", "-mno-sse", "-mno-mmx", "-mno-80387",
