@@ -2,6 +2,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <hvpatch/area.h>
+
 #include "cli/commands.h"
 #include "cli/compliance.h"
 #include "cli/patching.h"
@@ -13,7 +15,11 @@ static const char help[] =
         "foreign (neither: someone else changed it) or dropped (the guest rebooted into\n"
         "a new kernel instance). Memory is compared; the record is not trusted. With a\n"
         "policy (--policy, or the default file if it exists) also the guest's compliance:\n"
-        "group, baseline, and whether a reboot is required.\n";
+        "group, baseline, and whether a reboot is required.\n"
+        "Then each patch area (slack, device): its size, the bytes left, and its retired\n"
+        "ranges: code of reverted or replaced patches that stays in place because a task\n"
+        "may still run it. Retired code is never reused or erased while the guest runs the\n"
+        "boot it was retired in; a new boot of the guest releases it (docs/operations.md).\n";
 
 static json_object *plan_json(struct hvp_guest *g, const struct hvp_kernel *k, const struct hvp_record_entry *e)
 {
@@ -43,8 +49,95 @@ static json_object *plan_json(struct hvp_guest *g, const struct hvp_kernel *k, c
         return o;
 }
 
+/* One patch area as status reports it: size, room left, retired ranges in force. */
+struct area_view {
+        struct hvp_area a;
+        uint64_t room;
+        size_t nr_retired;
+};
+
+static bool in_area(const struct hvp_area *a, uint64_t va)
+{
+        return va >= a->start && va < a->start + a->len;
+}
+
+static void area_view(struct cli_target *t, const struct hvp_record *rec, struct area_view *v)
+{
+        struct hvp_area_use *used = calloc(HVP_MAX(rec->nr_retired, 1), sizeof(*used));
+        size_t n = 0;
+        uint64_t taken = 0;
+
+        v->nr_retired = 0;
+        for (size_t i = 0; i < rec->nr_entries; i++)
+                for (size_t j = 0; j < rec->entries[i].plan->nr_writes; j++) {
+                        const struct hvp_write *w = &rec->entries[i].plan->writes[j];
+
+                        if (w->area && in_area(&v->a, w->va))
+                                taken += w->len;
+                }
+        for (size_t i = 0; used && i < rec->nr_retired; i++) {
+                const struct hvp_retired *r = &rec->retired[i];
+
+                if (in_area(&v->a, r->va) && hvp_retired_in_force(t->guest, t->kernel, r, NULL)) {
+                        used[n++] = (struct hvp_area_use){ r->va, r->len };
+                        v->nr_retired++;
+                }
+        }
+        v->room = hvp_area_room(&v->a, used, n);
+        v->room = v->room > taken ? v->room - taken : 0;
+        free(used);
+}
+
+/* The slack and (if the domain has one) the device area; errors finding one are not status errors. */
+static size_t find_areas(struct cli_target *t, const struct hvp_record *rec, struct area_view *views)
+{
+        size_t n = 0;
+
+        if (hvp_area_find_slack(t->mmu, t->kernel, &views[n].a) == 0)
+                area_view(t, rec, &views[n++]);
+        if (hvp_area_find_device(t->mmu, t->kernel, &views[n].a) == 0)
+                area_view(t, rec, &views[n++]);
+        return n;
+}
+
+static json_object *areas_json(struct cli_target *t, const struct hvp_record *rec, const struct area_view *views,
+                               size_t n)
+{
+        static const char *const states[] = { "code", "filler", "foreign", "unreadable" };
+        json_object *arr = json_object_new_array();
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = json_object_new_object(), *ret = json_object_new_array();
+
+                json_object_object_add(o, "kind", json_object_new_string(views[i].a.kind));
+                json_object_object_add(o, "start", cli_json_addr(views[i].a.start));
+                json_object_object_add(o, "len", json_object_new_int64((int64_t)views[i].a.len));
+                json_object_object_add(o, "room", json_object_new_int64((int64_t)views[i].room));
+                for (size_t j = 0; j < rec->nr_retired; j++) {
+                        const struct hvp_retired *r = &rec->retired[j];
+                        json_object *ro;
+                        int st;
+
+                        if (!in_area(&views[i].a, r->va) || !hvp_retired_in_force(t->guest, t->kernel, r, &st))
+                                continue;
+                        ro = json_object_new_object();
+                        json_object_object_add(ro, "va", cli_json_addr(r->va));
+                        json_object_object_add(ro, "len", json_object_new_int64(r->len));
+                        json_object_object_add(ro, "patch_id", json_object_new_string(r->patch_id));
+                        json_object_object_add(ro, "retired_at", json_object_new_int64(r->retired_at));
+                        json_object_object_add(ro, "state", json_object_new_string(states[st]));
+                        json_object_array_add(ret, ro);
+                }
+                json_object_object_add(o, "retired", ret);
+                json_object_array_add(arr, o);
+        }
+        return arr;
+}
+
 int cmd_status(struct cli *c, int argc, char **argv)
 {
+        struct area_view areas[2];
+        size_t nr_areas;
         struct hvp_record *rec = NULL;
         struct cli_compliance comp;
         struct cli_target t;
@@ -70,6 +163,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
         if (r)
                 goto out;
         journal = cli_has_journal(hvp_guest_uuid(t.guest));
+        nr_areas = find_areas(&t, rec, areas);
         hvp_hex_encode(t.kernel->build_id, t.kernel->build_id_len, build_id);
 
         if (c->json) {
@@ -83,6 +177,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 for (size_t i = 0; i < rec->nr_entries; i++)
                         json_object_array_add(arr, plan_json(t.guest, t.kernel, &rec->entries[i]));
                 json_object_object_add(o, "patches", arr);
+                json_object_object_add(o, "areas", areas_json(&t, rec, areas, nr_areas));
                 json_object_object_add(o, "compliance", cli_compliance_json(&comp));
                 cli_json_print(o);
         } else {
@@ -111,6 +206,11 @@ int cmd_status(struct cli *c, int argc, char **argv)
                         printf("             applied %s, pause window %.3f ms, %zu writes\n", when, e->pause_ms,
                                e->plan->nr_writes);
                 }
+                for (size_t i = 0; i < nr_areas; i++)
+                        printf("area:        %s at 0x%llx, %llu bytes: %llu bytes left, %zu retired ranges%s\n",
+                               areas[i].a.kind, (unsigned long long)areas[i].a.start,
+                               (unsigned long long)areas[i].a.len, (unsigned long long)areas[i].room,
+                               areas[i].nr_retired, areas[i].nr_retired ? " (released at the next boot)" : "");
         }
         r = EXIT_OK;
 out:

@@ -88,6 +88,20 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
         return a < b + blen && b < a + alen;
 }
 
+uint64_t hvp_area_room(const struct hvp_area *area, const struct hvp_area_use *used, size_t nr_used)
+{
+        uint64_t taken = 0, end = area->start + area->len;
+
+        /* Ranges in use never overlap one another (each was placed avoiding the others). */
+        for (size_t i = 0; i < nr_used; i++) {
+                uint64_t lo = HVP_MAX(used[i].start, area->start), hi = HVP_MIN(used[i].start + used[i].len, end);
+
+                if (lo < hi)
+                        taken += hi - lo;
+        }
+        return taken < area->len ? area->len - taken : 0;
+}
+
 int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struct hvp_area_use *used,
                    size_t nr_used, size_t size, size_t align, uint64_t *ret_addr)
 {
@@ -103,11 +117,17 @@ int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struc
         for (addr = (area->start + align - 1) & ~(uint64_t)(align - 1);
              addr + size <= area->start + area->len; addr += align) {
                 bool free_range = true;
+                size_t u;
 
-                for (size_t i = 0; i < nr_used && free_range; i++)
-                        free_range = !overlaps(addr, size, used[i].start, used[i].len);
-                if (!free_range)
+                for (u = 0; u < nr_used && free_range; u++)
+                        free_range = !overlaps(addr, size, used[u].start, used[u].len);
+                if (!free_range) {
+                        /* next candidate: the first aligned address past the range in the way */
+                        uint64_t past = used[u - 1].start + used[u - 1].len;
+
+                        addr = ((past + align - 1) & ~(uint64_t)(align - 1)) - align;
                         continue;
+                }
                 for (size_t off = 0; off < size; off += sizeof(buf)) {
                         size_t n = HVP_MIN(sizeof(buf), size - off);
 
@@ -123,6 +143,9 @@ int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struc
                 *ret_addr = addr;
                 return 0;
         }
-        return hvp_fail(-ENOSPC, "no room for %zu bytes in the %s area (%llu bytes, %zu ranges in use)", size,
-                        area->kind, (unsigned long long)area->len, nr_used);
+        return hvp_fail(-ENOSPC,
+                        "no room for %zu bytes in the %s area: %llu bytes left of %llu (%zu ranges in use or "
+                        "retired; retired code is released when the guest boots again)",
+                        size, area->kind, (unsigned long long)hvp_area_room(area, used, nr_used),
+                        (unsigned long long)area->len, nr_used);
 }

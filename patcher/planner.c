@@ -17,7 +17,6 @@
 
 #define PAGE_SIZE 4096u
 #define FN_READ_MAX (64u << 10)         /* bytes of a function read to check a site inside it */
-#define MAX_AREA_USES 1024
 
 struct planner {
         struct hvp_mmu *mmu;
@@ -29,9 +28,48 @@ struct planner {
         struct hvp_area slack, device;
         bool have_slack, have_device;
         bool map_device;                /* the txn maps the device area first */
-        struct hvp_area_use used[MAX_AREA_USES];
-        size_t nr_used;
+        /* Area ranges taken: applied patches' code and retired code in force (apply.h). */
+        struct hvp_area_use *used;
+        size_t nr_used, cap_used;
 };
+
+/* Note [start, start+len) as taken. Grows as needed: no count a record can hold is too many. */
+static int use_add(struct planner *pl, uint64_t start, uint64_t len)
+{
+        if (pl->nr_used == pl->cap_used) {
+                size_t cap = pl->cap_used ? 2 * pl->cap_used : 64;
+                struct hvp_area_use *u = reallocarray(pl->used, cap, sizeof(*u));
+
+                if (!u)
+                        return hvp_fail(-ENOMEM, "no memory for %zu patch-area ranges", cap);
+                pl->used = u;
+                pl->cap_used = cap;
+        }
+        pl->used[pl->nr_used++] = (struct hvp_area_use){ start, len };
+        return 0;
+}
+
+/*
+ * Every area range the new code must not touch: the code of applied patches (those of
+ * the replaced one too: it becomes retired in the swap) and retired code still in force.
+ */
+static int collect_used(struct planner *pl)
+{
+        struct hvp_guest *g = hvp_mmu_guest(pl->mmu);
+        int r = 0;
+
+        for (size_t i = 0; i < pl->rec->nr_entries && r == 0; i++) {
+                const struct hvp_plan *p = pl->rec->entries[i].plan;
+
+                for (size_t j = 0; j < p->nr_writes && r == 0; j++)
+                        if (p->writes[j].area)
+                                r = use_add(pl, p->writes[j].va, p->writes[j].len);
+        }
+        for (size_t i = 0; i < pl->rec->nr_retired && r == 0; i++)
+                if (hvp_retired_in_force(g, pl->k, &pl->rec->retired[i], NULL))
+                        r = use_add(pl, pl->rec->retired[i].va, pl->rec->retired[i].len);
+        return r;
+}
 
 /*
  * The original kernel bytes of [va, va+len): live memory, with the writes of the
@@ -165,8 +203,6 @@ static int area_reserve(struct planner *pl, size_t size, size_t align, const str
         const struct hvp_area *a = NULL;
         int r = -ENOSPC;
 
-        if (pl->nr_used >= MAX_AREA_USES)
-                return hvp_fail(-E2BIG, "too many patch-area ranges");
         if (pl->choice != HVP_AREA_DEVICE) {
                 r = area_get(pl, false, &a);
                 if (r == 0)
@@ -181,9 +217,10 @@ static int area_reserve(struct planner *pl, size_t size, size_t align, const str
         if (r == 0 && a->map_needed)
                 pl->map_device = true;
 out:
+        if (r == 0)
+                r = use_add(pl, *ret_addr, size);
         if (r < 0)
                 return r;
-        pl->used[pl->nr_used++] = (struct hvp_area_use){ *ret_addr, size };
         *ret_area = a;
         return 0;
 }
@@ -284,11 +321,14 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
                         r = hvp_plan_add_write(txn, w->va, w->gpa, expect, w->new, w->len, w->check_rip, w->area,
                                                w->site);
         }
-        /* 2. the rest of the undo (old area code back to filler last) */
+        /*
+         * 2. the rest of the undo: kernel sites only. The replaced patch's area code stays
+         * as it is (a task may still run it): the commit retires it (apply.h).
+         */
         for (size_t j = 0; undo && j < undo->nr_writes && r == 0; j++) {
                 const struct hvp_write *u = &undo->writes[j];
 
-                if (u->len)
+                if (u->len && !u->area)
                         r = hvp_plan_add_write(txn, u->va, u->gpa, u->old, u->new, u->len, u->check_rip, u->area,
                                                u->site);
         }
@@ -330,14 +370,9 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
                              (unsigned long long)pl->replaced->plan->seq);
                 goto out;
         }
-        /* Area bytes of applied patches are taken (those of the replaced one too, until the swap). */
-        for (size_t i = 0; i < rec->nr_entries; i++) {
-                const struct hvp_plan *p = rec->entries[i].plan;
-
-                for (size_t j = 0; j < p->nr_writes && pl->nr_used < MAX_AREA_USES; j++)
-                        if (p->writes[j].area)
-                                pl->used[pl->nr_used++] = (struct hvp_area_use){ p->writes[j].va, p->writes[j].len };
-        }
+        r = collect_used(pl);
+        if (r < 0)
+                goto out;
         pl->pure = hvp_plan_new();
         if (!pl->pure) {
                 r = -ENOMEM;
@@ -371,6 +406,7 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
 out:
         if (pl->pure)
                 hvp_plan_free(pl->pure);
+        free(pl->used);
         free(pl);
         return r;
 }
