@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "patcher/retire.h"
 
 #define PAGE_SIZE 4096u
 #define FN_READ_MAX (64u << 10)         /* bytes of a function read to check a site inside it */
@@ -49,26 +50,14 @@ static int use_add(struct planner *pl, uint64_t start, uint64_t len)
         return 0;
 }
 
-/*
- * Every area range the new code must not touch: the code of applied patches (those of
- * the replaced one too: it becomes retired in the swap) and retired code still in force.
- */
+/* Every area range the new code must not touch (patcher/retire.h). */
 static int collect_used(struct planner *pl)
 {
-        struct hvp_guest *g = hvp_mmu_guest(pl->mmu);
-        int r = 0;
-
-        for (size_t i = 0; i < pl->rec->nr_entries && r == 0; i++) {
-                const struct hvp_plan *p = pl->rec->entries[i].plan;
-
-                for (size_t j = 0; j < p->nr_writes && r == 0; j++)
-                        if (p->writes[j].area)
-                                r = use_add(pl, p->writes[j].va, p->writes[j].len);
-        }
-        for (size_t i = 0; i < pl->rec->nr_retired && r == 0; i++)
-                if (hvp_retired_in_force(g, pl->k, &pl->rec->retired[i], NULL))
-                        r = use_add(pl, pl->rec->retired[i].va, pl->rec->retired[i].len);
-        return r;
+        free(pl->used);
+        pl->used = NULL;
+        pl->cap_used = 0;
+        return hvp_area_uses_collect(hvp_mmu_guest(pl->mmu), pl->k, pl->rec, &pl->used, &pl->nr_used,
+                                     &pl->cap_used);
 }
 
 /*

@@ -177,6 +177,40 @@ int hvp_plan_revert_txn(const struct hvp_plan *p, struct hvp_plan **ret_txn)
         return 0;
 }
 
+static int uses_add(struct hvp_area_use **used, size_t *n, size_t *cap, uint64_t start, uint64_t len)
+{
+        if (*n == *cap) {
+                size_t c = *cap ? 2 * *cap : 64;
+                struct hvp_area_use *u = reallocarray(*used, c, sizeof(*u));
+
+                if (!u)
+                        return hvp_fail(-ENOMEM, "no memory for %zu patch-area ranges", c);
+                *used = u;
+                *cap = c;
+        }
+        (*used)[(*n)++] = (struct hvp_area_use){ start, len };
+        return 0;
+}
+
+int hvp_area_uses_collect(struct hvp_guest *g, const struct hvp_kernel *k, const struct hvp_record *rec,
+                          struct hvp_area_use **ret_used, size_t *ret_n, size_t *ret_cap)
+{
+        int r = 0;
+
+        *ret_n = 0;
+        for (size_t i = 0; i < rec->nr_entries && r == 0; i++) {
+                const struct hvp_plan *p = rec->entries[i].plan;
+
+                for (size_t j = 0; j < p->nr_writes && r == 0; j++)
+                        if (p->writes[j].area)
+                                r = uses_add(ret_used, ret_n, ret_cap, p->writes[j].va, p->writes[j].len);
+        }
+        for (size_t i = 0; i < rec->nr_retired && r == 0; i++)
+                if (hvp_retired_in_force(g, k, &rec->retired[i], NULL))
+                        r = uses_add(ret_used, ret_n, ret_cap, rec->retired[i].va, rec->retired[i].len);
+        return r;
+}
+
 /* --- JSON --------------------------------------------------------------------- */
 
 static json_object *hex_string(const void *data, size_t len)
