@@ -32,6 +32,7 @@ struct planner {
         /* Area ranges taken: applied patches' code and retired code in force (apply.h). */
         struct hvp_area_use *used;
         size_t nr_used, cap_used;
+        struct hvp_plan *erase;         /* device bytes an earlier boot left: back to filler */
 };
 
 /* Note [start, start+len) as taken. Grows as needed: no count a record can hold is too many. */
@@ -165,6 +166,45 @@ static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned i
         return add_range(pl, NULL, sym->addr + s->offset, s->expected, s->new_bytes, s->len, n_insns > 1, idx);
 }
 
+/*
+ * Code retired in an earlier boot that the device area (host memory) still holds: no
+ * task of this boot can reach it, so this window erases it, and until then it is taken.
+ */
+static int plan_erase_stale(struct planner *pl)
+{
+        struct hvp_guest *g = hvp_mmu_guest(pl->mmu);
+        const struct hvp_area *a = &pl->device;
+        int r = 0;
+
+        for (size_t i = 0; i < pl->rec->nr_retired && r == 0; i++) {
+                const struct hvp_retired *rt = &pl->rec->retired[i];
+                uint64_t va = a->start + (rt->gpa - a->gpa);
+                _cleanup_free_ uint8_t *filler = NULL;
+
+                if (!rt->released_by[0] || rt->gpa < a->gpa || rt->gpa - a->gpa >= a->len ||
+                    rt->len > a->len - (rt->gpa - a->gpa) || hvp_retired_state(g, rt) != HVP_SITE_NEW)
+                        continue;
+                filler = malloc(rt->len);
+                if (!filler)
+                        return -ENOMEM;
+                memset(filler, a->filler, rt->len);
+                r = use_add(pl, va, rt->len);
+                if (r == 0 && !pl->erase && !(pl->erase = hvp_plan_new()))
+                        r = -ENOMEM;
+                for (uint32_t off = 0; r == 0 && off < rt->len;) {
+                        size_t n = HVP_MIN(rt->len - off, PAGE_SIZE - ((va + off) & (PAGE_SIZE - 1)));
+
+                        r = hvp_plan_add_write(pl->erase, va + off, rt->gpa + off, rt->code + off, filler + off, n,
+                                               false, true, 0);
+                        off += (uint32_t)n;
+                }
+                if (r == 0)
+                        hvp_info("erasing %s code at 0x%llx+%u in the device area, retired in an earlier boot",
+                                 rt->patch_id, (unsigned long long)va, rt->len);
+        }
+        return r;
+}
+
 static int area_get(struct planner *pl, bool device, const struct hvp_area **ret)
 {
         int r;
@@ -174,6 +214,9 @@ static int area_get(struct planner *pl, bool device, const struct hvp_area **ret
                 if (r < 0)
                         return r;
                 pl->have_device = true;
+                r = plan_erase_stale(pl);
+                if (r < 0)
+                        return r;
         } else if (!device && !pl->have_slack) {
                 r = hvp_area_find_slack(pl->mmu, pl->k, &pl->slack);
                 if (r < 0)
@@ -271,7 +314,7 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
  * both touch becomes one write (replaced's new bytes -> new patch's bytes).
  */
 static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced, const struct hvp_area *map,
-                    struct hvp_plan **ret_txn)
+                    const struct hvp_plan *erase, struct hvp_plan **ret_txn)
 {
         struct hvp_plan *txn = NULL, *undo = NULL;
         int r;
@@ -288,6 +331,12 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
         if (map)
                 r = hvp_plan_add_write(txn, map->start, map->pde_gpa, &map->pde_old, &map->pde_new,
                                        sizeof(map->pde_new), false, true, 0);
+        /* 0b. erase device code an earlier boot left (in no record either) */
+        for (size_t i = 0; erase && i < erase->nr_writes && r == 0; i++) {
+                const struct hvp_write *w = &erase->writes[i];
+
+                r = hvp_plan_add_write(txn, w->va, w->gpa, w->old, w->new, w->len, false, true, 0);
+        }
         /* 1. the new patch's writes, merged with an undo of the same range */
         for (size_t i = 0; i < pure->nr_writes && r == 0; i++) {
                 const struct hvp_write *w = &pure->writes[i];
@@ -385,7 +434,7 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
         }
         if (r == 0)
                 r = make_txn(pl->pure, pl->replaced ? pl->replaced->plan : NULL,
-                             pl->map_device ? &pl->device : NULL, &txn);
+                             pl->map_device ? &pl->device : NULL, pl->erase, &txn);
         if (r < 0)
                 goto out;
         snprintf(ret_replaces, HVP_ID_MAX, "%s", pl->pure->replaces);
@@ -396,6 +445,7 @@ out:
         if (pl->pure)
                 hvp_plan_free(pl->pure);
         free(pl->used);
+        hvp_plan_free(pl->erase);
         free(pl);
         return r;
 }

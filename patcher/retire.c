@@ -95,7 +95,7 @@ int hvp_record_retire(struct hvp_record *rec, const struct hvp_plan *p)
 }
 
 /* What memory holds over the range: all code, all filler, or something else. */
-static int retired_state(struct hvp_guest *g, const struct hvp_retired *r)
+int hvp_retired_state(struct hvp_guest *g, const struct hvp_retired *r)
 {
         uint8_t buf[PAGE_SIZE];
         bool code = true, filler = true;
@@ -122,7 +122,7 @@ bool hvp_retired_in_force(struct hvp_guest *g, const struct hvp_kernel *k, const
                          memcmp(r->build_id, k->build_id, k->build_id_len) == 0;
 
         if (same_boot)
-                st = retired_state(g, r);
+                st = hvp_retired_state(g, r);
         if (ret_state)
                 *ret_state = st;
         if (r->released_by[0] || !same_boot)
@@ -135,22 +135,47 @@ bool hvp_retired_in_force(struct hvp_guest *g, const struct hvp_kernel *k, const
         return !(slack && st == HVP_SITE_OLD);
 }
 
+bool hvp_retired_in_device(struct hvp_guest *g, const struct hvp_retired *r)
+{
+        uint64_t gpa, size;
+
+        return hvp_guest_area_device(g, &gpa, &size) == 0 && r->gpa >= gpa && r->gpa - gpa < size &&
+               r->len <= size - (r->gpa - gpa);
+}
+
 int hvp_record_release_retired(struct hvp_guest *g, const struct hvp_kernel *k, struct hvp_record *rec,
                                bool *ret_changed)
 {
         size_t kept = 0;
+        bool changed = false;
 
         for (size_t i = 0; i < rec->nr_retired; i++) {
-                if (hvp_retired_in_force(g, k, &rec->retired[i], NULL)) {
-                        rec->retired[kept++] = rec->retired[i];
+                struct hvp_retired *r = &rec->retired[i];
+
+                if (hvp_retired_in_force(g, k, r, NULL)) {
+                        rec->retired[kept++] = *r;
                         continue;
                 }
+                /*
+                 * Released, but the device area is host memory and keeps its bytes over
+                 * a reboot: keep the range, marked, until a patch placing code in the
+                 * device erases it (planner: no task of this boot can reach it).
+                 */
+                if (hvp_retired_in_device(g, r) && hvp_retired_state(g, r) == HVP_SITE_NEW) {
+                        if (!r->released_by[0]) {
+                                snprintf(r->released_by, sizeof(r->released_by), "boot");
+                                changed = true;
+                        }
+                        rec->retired[kept++] = *r;
+                        continue;
+                }
+                changed = true;
                 hvp_info("retired %s code at 0x%llx+%u released: the guest booted again",
                          rec->retired[i].patch_id, (unsigned long long)rec->retired[i].va, rec->retired[i].len);
                 hvp_retired_clear(&rec->retired[i]);
         }
         if (ret_changed)
-                *ret_changed = kept != rec->nr_retired;
+                *ret_changed = changed;
         rec->nr_retired = kept;
         return 0;
 }

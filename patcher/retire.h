@@ -11,6 +11,10 @@
 int hvp_record_add_retired(struct hvp_record *rec, const struct hvp_retired *r);
 /* Free what r owns. */
 void hvp_retired_clear(struct hvp_retired *r);
+/* What memory holds over r: HVP_SITE_NEW its code, HVP_SITE_OLD the filler, ... */
+int hvp_retired_state(struct hvp_guest *g, const struct hvp_retired *r);
+/* Does r lie in the patch-area device's BAR (host memory: it survives guest reboots)? */
+bool hvp_retired_in_device(struct hvp_guest *g, const struct hvp_retired *r);
 json_object *hvp_retired_to_json(const struct hvp_retired *r);
 /* Parse (bounded, every field checked); ret owns a malloc'd code. */
 int hvp_retired_from_json(json_object *o, struct hvp_retired *ret);

@@ -376,18 +376,25 @@ int hvp_write_state(struct hvp_guest *g, const struct hvp_write *w, enum hvp_sit
 /* --- recovery ---------------------------------------------------------------- */
 
 /*
- * After a rollback: the transaction's area writes that landed (not original) stay and
- * are retired in the record under the transaction's patch id, like a revert's code.
+ * After a rollback: the code of the patch being added (the commit's plan: its area
+ * writes are its code, nothing else) that landed stays and is retired in the record,
+ * like a revert's code. The device mapping and erasures of earlier boots' code are
+ * not the patch's: left as they are (both harmless).
  */
 static int retire_landed_code(struct hvp_guest *g, const char *state_dir, const char *uuid,
-                              const struct hvp_plan *txn)
+                              const struct hvp_plan *add)
 {
-        struct hvp_plan *landed = hvp_plan_new_like(txn);
         struct hvp_record *rec = NULL;
-        int r = landed ? 0 : -ENOMEM;
+        struct hvp_plan *landed;
+        int r = 0;
 
-        for (size_t i = 0; i < txn->nr_writes && r == 0; i++) {
-                const struct hvp_write *w = &txn->writes[i];
+        if (!add)
+                return 0;
+        landed = hvp_plan_new_like(add);
+        if (!landed)
+                return -ENOMEM;
+        for (size_t i = 0; i < add->nr_writes && r == 0; i++) {
+                const struct hvp_write *w = &add->writes[i];
                 enum hvp_site_state st;
 
                 if (w->area && hvp_write_state(g, w, &st) == 0 && st != HVP_SITE_OLD)
@@ -498,7 +505,7 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                                              (unsigned long long)txn->writes[i].va);
                 }
                 if (r == 0)
-                        r = retire_landed_code(g, state_dir, uuid, txn);
+                        r = retire_landed_code(g, state_dir, uuid, add);
                 snprintf(summary, sizeof(summary),
                          "transaction of %s by pid %d was interrupted (%zu of %zu writes new, %zu other): rolled back",
                          txn->patch_id, pid, n_new, txn->nr_writes, n_other);
