@@ -166,7 +166,7 @@ def setUpModule():
     xml = os.path.join(ENV["work"], "shmem.xml")
     with open(xml, "w") as f:
         f.write(SHMEM_XML)
-    ENV["guest"] = g = guestlib.Guest.create(NAME, paging=4, kaslr=True, xml_extra=xml,
+    ENV["guest"] = g = guestlib.Guest.create(NAME, paging=4, kaslr=True, xml_extra=xml, timeout=600,
                                              kernel_dir=guestlib.kernel_dir())
     build_id = g.build_id()
     d = ENV["work"]
