@@ -20,7 +20,8 @@ still alive, what /proc/loadavg shows, and QEMU's xp of the area.
       cmdline_proc_show under a /proc/cmdline loop (bench/run-revert-soak.sh).
   test_3_reboot_fresh_area        a new boot starts with fresh areas.
 
-Before the fix, 200 cycles gave oopses (see docs/benchmarks.md for the count).
+Before the fix (revert wrote the filler back over the code) the guest oopsed at the
+second cycle, returning into zeros (docs/benchmarks.md, "Revert under load").
 
     python3 tests/live/test_revert_load.py      # last line: "N passed, M failed"
 
