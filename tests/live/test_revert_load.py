@@ -29,6 +29,7 @@ Needs root, libvirt, gcc. Environment: HVPATCH, HVP_KERNEL_DIR, HVP_REVERT_CYCLE
 HVP_REVERT_SOAK, HVP_REVERT_JSON (write the figures there as JSON).
 """
 
+import glob
 import json
 import os
 import re
@@ -51,6 +52,7 @@ SOAK = os.environ.get("HVP_REVERT_SOAK") == "1"
 MARKER = " hvp\n"
 ENV = {}
 FIGURES = {}
+NOTES = []
 
 # Flags of Debian's 6.1 build that change generated code (as images/demo/build-demo.sh).
 CFLAGS = ("-O2 -std=gnu11 -mcmodel=kernel -fno-pic -fno-PIE -ffreestanding -fno-builtin -nostdlib "
@@ -356,6 +358,7 @@ class RevertUnderLoad(unittest.TestCase):
             self.revert("loadavg-1")
         before = self.status()
         self.assertTrue(self.area(before, "slack")["retired"], "nothing retired to release")
+        st, old_retired = before, self.record()["retired"]
         base0 = before["kernel_base"]
         g.reboot(timeout=900)           # a loaded host slows TCG boots a lot
         st = self.status()
@@ -367,7 +370,41 @@ class RevertUnderLoad(unittest.TestCase):
         self.assertTrue(g.check("cat /proc/loadavg").endswith(MARKER))
         self.revert("loadavg-1")
         self.assertEqual(len(self.area(self.status(), "slack")["retired"]), 1)
+
+        # The device is host memory: code retired there in the old boot is still in the
+        # BAR. The first patch placing code there erases it in its window.
+        stale = [r for r in self.record()["retired"] if r["released_by"] == "boot"]
+        old_device = [r for r in old_retired if self.in_device(st, r)]
+        for r in old_device[:3]:
+            self.assertEqual(self.xp(int(r["gpa"], 16), 16), bytes.fromhex(r["code"])[:16])
+        self.apply(ENV["b1"], "--area", "device")
+        self.assertTrue(g.check("cat /proc/loadavg").endswith(MARKER))
+        for r in old_device[:3]:
+            self.assertEqual(self.xp(int(r["gpa"], 16), 16), bytes(16), "code of the old boot not erased")
+        self.revert("loadavg-1")
+        self.apply(ENV["b1"], "--area", "device")       # its prune drops the erased ranges
+        self.revert("loadavg-1")
+        self.assertEqual([r for r in self.record()["retired"] if r["released_by"]], [])
+        self.assertEqual(len(self.area(self.status(), "device")["retired"]), 2)
+        NOTES.append(f"reboot: {len(old_device)} device ranges of the old boot erased "
+                     f"({len(stale)} marked before the first device apply)")
         self.assert_healthy("after the reboot")
+
+    def record(self):
+        """The domain's record file, as hvpatch wrote it."""
+        path = glob.glob(os.path.join(os.environ["HVPATCH_STATE_DIR"], "domains", "*.json"))[0]
+        with open(path) as f:
+            return json.load(f)
+
+    def xp(self, gpa, n):
+        out = self.g.hmp("xp /%dxb 0x%x" % (n, gpa))
+        return bytes(int(b, 16) for b in re.findall(r"\b0x([0-9a-f]{2})\b", out))[:n]
+
+    @staticmethod
+    def in_device(st, r):
+        dev = [a for a in st["areas"] if a["kind"] == "device"]
+        return bool(dev) and not (int(r["va"], 16) < int(dev[0]["start"], 16)
+                                  or int(r["va"], 16) >= int(dev[0]["start"], 16) + dev[0]["len"])
 
 
 def main():
@@ -379,6 +416,8 @@ def main():
     finally:
         tearDownModule()
     print(f"figures: {json.dumps(FIGURES)}")
+    for n in NOTES:
+        print("note:", n)
     if os.environ.get("HVP_REVERT_JSON"):
         with open(os.environ["HVP_REVERT_JSON"], "w") as f:
             json.dump(FIGURES, f)
