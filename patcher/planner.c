@@ -18,6 +18,7 @@
 
 #define PAGE_SIZE 4096u
 #define FN_READ_MAX (64u << 10)         /* bytes of a function read to check a site inside it */
+#define ERASE_MAX_WRITES 1024           /* erasures of an earlier boot's device code per window */
 
 struct planner {
         struct hvp_mmu *mmu;
@@ -168,7 +169,8 @@ static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned i
 
 /*
  * Code retired in an earlier boot that the device area (host memory) still holds: no
- * task of this boot can reach it, so this window erases it, and until then it is taken.
+ * task of this boot can reach it, so this window erases it (up to ERASE_MAX_WRITES of
+ * it: the rest goes in later windows), and until then it is taken.
  */
 static int plan_erase_stale(struct planner *pl)
 {
@@ -189,6 +191,8 @@ static int plan_erase_stale(struct planner *pl)
                         return -ENOMEM;
                 memset(filler, a->filler, rt->len);
                 r = use_add(pl, va, rt->len);
+                if (r == 0 && pl->erase && pl->erase->nr_writes >= ERASE_MAX_WRITES)
+                        continue;
                 if (r == 0 && !pl->erase && !(pl->erase = hvp_plan_new()))
                         r = -ENOMEM;
                 for (uint32_t off = 0; r == 0 && off < rt->len;) {
