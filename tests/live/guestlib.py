@@ -293,6 +293,29 @@ class Guest:
         raise GuestError(f"unexpected gva2gpa output: {out.strip()!r}")
 
 
+AREA_DEVICE_FILE = "/dev/shm/hvpatch-area"
+
+
+def clear_area_device_file():
+    """Zero the host file behind <shmem name='hvpatch-area'> when no running domain uses it.
+
+    libvirt backs every domain's shmem of that name with the same /dev/shm file, and it
+    outlives the domains. hvpatch never overwrites bytes it did not place there (code
+    retired by another domain or an earlier run may still run), so a test that needs a
+    clean device area starts from a zeroed file. Returns a reason when it could not."""
+    if not os.path.exists(AREA_DEVICE_FILE):
+        return None
+    names = subprocess.run(VIRSH + ["list", "--name"], capture_output=True, text=True).stdout.split()
+    for name in names:
+        xml = subprocess.run(VIRSH + ["dumpxml", name], capture_output=True, text=True).stdout
+        if re.search(r"<shmem name=['\"]hvpatch-area['\"]", xml):
+            return f"{name} uses {AREA_DEVICE_FILE}: not cleared"
+    size = os.path.getsize(AREA_DEVICE_FILE)
+    with open(AREA_DEVICE_FILE, "r+b") as f:
+        f.write(bytes(size))
+    return None
+
+
 def kernel_dir():
     """The Debian kernel the guests boot: $HVP_KERNEL_DIR, else images/fetch-kernel.sh's."""
     kdir = os.environ.get("HVP_KERNEL_DIR")
