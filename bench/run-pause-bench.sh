@@ -3,8 +3,9 @@
 #
 #   bench/run-pause-bench.sh [-n ROUNDS] [--paging 4|5] [--baseline HVPATCH] [--keep] [BUILD_DIR]
 #
-# Boots a UEFI TCG guest (images/guest.sh, 2 vCPUs, KASLR), builds the redirect demo
-# bundle for its kernel, and runs BUILD_DIR/bench/bench-pause: ROUNDS (default 30)
+# Boots a UEFI TCG guest (images/guest.sh, 2 vCPUs, KASLR, with the patch-area device:
+# reverted code is retired, so the rounds after the slack fills go there), builds the
+# redirect demo bundle for its kernel, and runs BUILD_DIR/bench/bench-pause: ROUNDS (default 30)
 # interleaved rounds of a QMP stop+cont pair (through libvirt's passthrough: libvirt
 # owns QEMU's QMP socket) and an hvpatch apply and revert of the one-site redirect.
 # --baseline adds an apply and a revert with another hvpatch binary (an older build)
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
         --paging) paging=$2; shift 2 ;;
         --keep) keep=1; shift ;;
         --baseline) baseline=(-B "$2"); shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         -*) echo "run-pause-bench.sh: unknown option $1" >&2; exit 2 ;;
         *) build=$(cd "$1" && pwd); shift ;;
     esac
@@ -42,7 +43,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$repo/images/guest.sh" create "$name" --paging "$paging" --vcpus 2
+# Reverted code stays in its area (retired) until the guest boots again: the slack holds
+# a few rounds, the patch-area device the rest (apply's --area auto).
+echo "<shmem name='hvpatch-area-@UUID@'><model type='ivshmem-plain'/><size unit='M'>2</size></shmem>" >"$work/shmem.xml"
+"$repo/images/guest.sh" create "$name" --paging "$paging" --vcpus 2 --xml-extra "$work/shmem.xml"
 build_id=$("$HVPATCH" --json inspect "$name" | python3 -c 'import json, sys; print(json.load(sys.stdin)["kernel"]["build_id"])')
 "$repo/images/demo/build-demo.sh" --build-id "$build_id" -o "$work" >/dev/null
 echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(virsh -q -c qemu:///system list | wc -l) running domains"

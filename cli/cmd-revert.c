@@ -4,11 +4,13 @@
 #include "cli/patching.h"
 
 static const char help[] =
-        "Restores the original bytes of an applied patch in one pause window and drops\n"
-        "it from the domain's record. Refused (exit 5) if memory no longer holds exactly\n"
-        "what the patch wrote. A patch no longer in memory (the guest rebooted) is\n"
-        "dropped from the record (exit 1). A failure to update the record is an error\n"
-        "(exit 1); after a revert the journal stays and 'hvpatch recover' records it.\n";
+        "Restores the original bytes of an applied patch's sites (its entry jumps) in one\n"
+        "pause window and drops it from the domain's record. Its code in the patch area\n"
+        "stays as it is, retired: a task may still be running it (status shows retired\n"
+        "ranges; a new boot of the guest releases them). Refused (exit 5) if memory no\n"
+        "longer holds exactly what the patch wrote. A patch no longer in memory (the guest\n"
+        "rebooted) is dropped from the record (exit 1). A failure to update the record is\n"
+        "an error (exit 1); after a revert the journal stays and 'hvpatch recover' records it.\n";
 
 int cmd_revert(struct cli *c, int argc, char **argv)
 {
@@ -79,7 +81,7 @@ int cmd_revert(struct cli *c, int argc, char **argv)
                               "patch '%s': memory holds neither the patch nor the original bytes: not touching it", id);
                 goto out;
         }
-        r = hvp_plan_inverse(e->plan, &inv);
+        r = hvp_plan_revert_txn(e->plan, &inv);        /* sites only: the area code is retired */
         if (r == 0) {
                 struct hvp_commit commit = { .remove_id = id };
 

@@ -16,8 +16,11 @@ static const char help[] =
         "longer map patch-area code where it was placed) or dropped (the guest rebooted into\n"
         "a new kernel instance). Memory is compared; the record is not trusted. With a\n"
         "policy (--policy, or the default file if it exists) also the guest's compliance:\n"
-        "group, baseline, and whether a reboot is required. Also the patch areas the\n"
-        "guest has (slack, device: where redirect code can go; docs/operations.md).\n";
+        "group, baseline, and whether a reboot is required.\n"
+        "Then each patch area (slack, device): its size, the bytes left, and its retired\n"
+        "ranges: code of reverted or replaced patches that stays in place because a task\n"
+        "may still run it. Retired code is never reused or erased while the guest runs the\n"
+        "boot it was retired in; a new boot of the guest releases it (docs/operations.md).\n";
 
 /*
  * Patch-area code is reached through the guest's own page tables, which the guest
@@ -73,13 +76,88 @@ static json_object *plan_json(const struct cli_target *t, const struct hvp_recor
         return o;
 }
 
+/* One patch area as status reports it: size, room left, retired ranges in force. */
+struct area_view {
+        struct hvp_area a;
+        uint64_t room;
+        size_t nr_retired;
+};
+
+static bool in_area(const struct hvp_area *a, uint64_t va)
+{
+        return va >= a->start && va < a->start + a->len;
+}
+
+static void area_view(struct cli_target *t, const struct hvp_record *rec, struct area_view *v)
+{
+        struct hvp_area_use *used = calloc(HVP_MAX(rec->nr_retired, 1), sizeof(*used));
+        size_t n = 0;
+        uint64_t taken = 0;
+
+        v->nr_retired = 0;
+        for (size_t i = 0; i < rec->nr_entries; i++)
+                for (size_t j = 0; j < rec->entries[i].plan->nr_writes; j++) {
+                        const struct hvp_write *w = &rec->entries[i].plan->writes[j];
+
+                        if (w->area && in_area(&v->a, w->va))
+                                taken += w->len;
+                }
+        for (size_t i = 0; used && i < rec->nr_retired; i++) {
+                const struct hvp_retired *r = &rec->retired[i];
+
+                if (in_area(&v->a, r->va) && hvp_retired_in_force(t->guest, t->kernel, r, NULL)) {
+                        used[n++] = (struct hvp_area_use){ r->va, r->len };
+                        v->nr_retired++;
+                }
+        }
+        v->room = hvp_area_room(&v->a, used, n);
+        v->room = v->room > taken ? v->room - taken : 0;
+        free(used);
+}
+
+static json_object *areas_json(struct cli_target *t, const struct hvp_record *rec, const struct area_view *views,
+                               size_t n)
+{
+        static const char *const states[] = { "code", "filler", "foreign", "unreadable" };
+        json_object *arr = json_object_new_array();
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = json_object_new_object(), *ret = json_object_new_array();
+
+                json_object_object_add(o, "kind", json_object_new_string(views[i].a.kind));
+                json_object_object_add(o, "start", cli_json_addr(views[i].a.start));
+                json_object_object_add(o, "len", json_object_new_int64((int64_t)views[i].a.len));
+                json_object_object_add(o, "mapped", json_object_new_boolean(!views[i].a.map_needed));
+                json_object_object_add(o, "room", json_object_new_int64((int64_t)views[i].room));
+                for (size_t j = 0; j < rec->nr_retired; j++) {
+                        const struct hvp_retired *r = &rec->retired[j];
+                        json_object *ro;
+                        int st;
+
+                        if (!in_area(&views[i].a, r->va) || !hvp_retired_in_force(t->guest, t->kernel, r, &st))
+                                continue;
+                        ro = json_object_new_object();
+                        json_object_object_add(ro, "va", cli_json_addr(r->va));
+                        json_object_object_add(ro, "len", json_object_new_int64(r->len));
+                        json_object_object_add(ro, "patch_id", json_object_new_string(r->patch_id));
+                        json_object_object_add(ro, "retired_at", json_object_new_int64(r->retired_at));
+                        json_object_object_add(ro, "state", json_object_new_string(states[st]));
+                        json_object_array_add(ret, ro);
+                }
+                json_object_object_add(o, "retired", ret);
+                json_object_array_add(arr, o);
+        }
+        return arr;
+}
+
 int cmd_status(struct cli *c, int argc, char **argv)
 {
         struct hvp_record *rec = NULL;
         struct cli_compliance comp;
         struct cli_target t;
         char build_id[129];
-        struct hvp_area areas[HVP_AREA_MAX_KINDS];
+        struct hvp_area found[HVP_AREA_MAX_KINDS];
+        struct area_view areas[HVP_AREA_MAX_KINDS];
         size_t n_areas = 0;
         bool journal;
         int r;
@@ -101,9 +179,13 @@ int cmd_status(struct cli *c, int argc, char **argv)
         r = cli_compliance(c, &t, rec, &comp);
         if (r)
                 goto out;
-        r = cli_patch_areas(c, &t, areas, HVP_ARRAY_SIZE(areas), &n_areas);
+        r = cli_patch_areas(c, &t, found, HVP_ARRAY_SIZE(found), &n_areas);
         if (r)
                 goto out;
+        for (size_t i = 0; i < n_areas; i++) {
+                areas[i].a = found[i];
+                area_view(&t, rec, &areas[i]);
+        }
         journal = cli_has_journal(hvp_guest_uuid(t.guest));
         hvp_hex_encode(t.kernel->build_id, t.kernel->build_id_len, build_id);
 
@@ -115,21 +197,10 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 json_object_object_add(o, "build_id", json_object_new_string(build_id));
                 json_object_object_add(o, "kernel_base", cli_json_addr(t.kernel->base));
                 json_object_object_add(o, "interrupted", json_object_new_boolean(journal));
-                json_object *pa = json_object_new_array();
-
-                for (size_t i = 0; i < n_areas; i++) {
-                        json_object *a = json_object_new_object();
-
-                        json_object_object_add(a, "kind", json_object_new_string(areas[i].kind));
-                        json_object_object_add(a, "start", cli_json_addr(areas[i].start));
-                        json_object_object_add(a, "len", json_object_new_int64((int64_t)areas[i].len));
-                        json_object_object_add(a, "mapped", json_object_new_boolean(!areas[i].map_needed));
-                        json_object_array_add(pa, a);
-                }
-                json_object_object_add(o, "patch_areas", pa);
                 for (size_t i = 0; i < rec->nr_entries; i++)
                         json_object_array_add(arr, plan_json(&t, &rec->entries[i]));
                 json_object_object_add(o, "patches", arr);
+                json_object_object_add(o, "areas", areas_json(&t, rec, areas, n_areas));
                 json_object_object_add(o, "compliance", cli_compliance_json(&comp));
                 cli_json_print(o);
         } else {
@@ -137,11 +208,6 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 printf("kernel:      %s\n", t.kernel->banner);
                 printf("build id:    %s\n", build_id);
                 cli_compliance_print(&comp);
-                printf("patch areas:");
-                for (size_t i = 0; i < n_areas; i++)
-                        printf("%s %s (%llu bytes%s)", i ? "," : "", areas[i].kind, (unsigned long long)areas[i].len,
-                               areas[i].map_needed ? ", mapped at the first patch that needs it" : "");
-                printf("%s\n", n_areas ? "" : " none (replace sites only)");
                 if (journal)
                         printf("INTERRUPTED: a transaction did not finish: run 'hvpatch recover %s'\n",
                                hvp_guest_name(t.guest));
@@ -163,6 +229,14 @@ int cmd_status(struct cli *c, int argc, char **argv)
                         printf("             applied %s, pause window %.3f ms, %zu writes\n", when, e->pause_ms,
                                e->plan->nr_writes);
                 }
+                if (n_areas == 0)
+                        printf("areas:       none (replace sites only)\n");
+                for (size_t i = 0; i < n_areas; i++)
+                        printf("area:        %s at 0x%llx, %llu bytes: %llu bytes left, %zu retired ranges%s%s\n",
+                               areas[i].a.kind, (unsigned long long)areas[i].a.start,
+                               (unsigned long long)areas[i].a.len, (unsigned long long)areas[i].room,
+                               areas[i].nr_retired, areas[i].nr_retired ? " (released at the next boot)" : "",
+                               areas[i].a.map_needed ? "; mapped at the first patch that needs it" : "");
         }
         r = EXIT_OK;
 out:

@@ -68,6 +68,15 @@ int cli_prune_record(struct hvp_guest *g, const struct hvp_kernel *k, struct hvp
                 }
                 i++;
         }
+        {
+                /* Retired area code of an earlier boot is history too (apply.h). */
+                bool released = false;
+                int r = hvp_record_release_retired(g, k, rec, &released);
+
+                if (r < 0)
+                        return r;
+                changed |= released;
+        }
         *ret_changed = changed;
         return 0;
 }

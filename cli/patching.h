@@ -21,7 +21,10 @@ enum cli_patch_state {
 const char *cli_patch_state_name(enum cli_patch_state s);
 enum cli_patch_state cli_patch_state(struct hvp_guest *g, const struct hvp_kernel *k, const struct hvp_plan *p);
 
-/* Drop record entries that memory no longer holds (guest rebooted, or reverted behind our back). */
+/*
+ * Drop record entries that memory no longer holds (guest rebooted, or reverted behind our
+ * back; their area code is retired), and retired ranges a new boot released.
+ */
 int cli_prune_record(struct hvp_guest *g, const struct hvp_kernel *k, struct hvp_record *rec, bool *ret_changed);
 
 /* Is there an interrupted transaction (a journal) for this domain? */

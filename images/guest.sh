@@ -62,8 +62,12 @@ domain_exists() { "${virsh[@]}" dominfo "$1" >/dev/null 2>&1; }
 cmd_destroy() {
     local name=$1 keep_state=${2:-0}
     if domain_exists "$name"; then
+        local uuid
+        uuid=$("${virsh[@]}" domuuid "$name" 2>/dev/null || true)
         "${virsh[@]}" destroy "$name" >/dev/null 2>&1 || true     # fails if not running: fine
         "${virsh[@]}" undefine "$name" --nvram >/dev/null || die "virsh undefine $name failed"
+        # a per-domain patch-area shmem (<shmem name='hvpatch-area-UUID'>) outlives the domain
+        [[ "$uuid" =~ ^[0-9a-f-]{36}$ ]] && rm -f "/dev/shm/hvpatch-area-$uuid"
         log "destroyed $name"
     fi
     [ "$keep_state" = 1 ] || rm -rf "${state_root:?}/guests/$name"

@@ -86,6 +86,20 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
         return a < b + blen && b < a + alen;
 }
 
+uint64_t hvp_area_room(const struct hvp_area *area, const struct hvp_area_use *used, size_t nr_used)
+{
+        uint64_t taken = 0, end = area->start + area->len;
+
+        /* Ranges in use never overlap one another (each was placed avoiding the others). */
+        for (size_t i = 0; i < nr_used; i++) {
+                uint64_t lo = HVP_MAX(used[i].start, area->start), hi = HVP_MIN(used[i].start + used[i].len, end);
+
+                if (lo < hi)
+                        taken += hi - lo;
+        }
+        return taken < area->len ? area->len - taken : 0;
+}
+
 int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struct hvp_area_use *used,
                    size_t nr_used, size_t size, size_t align, uint64_t *ret_addr)
 {
@@ -101,11 +115,17 @@ int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struc
         for (addr = (area->start + align - 1) & ~(uint64_t)(align - 1);
              addr + size <= area->start + area->len; addr += align) {
                 bool free_range = true;
+                size_t u;
 
-                for (size_t i = 0; i < nr_used && free_range; i++)
-                        free_range = !overlaps(addr, size, used[i].start, used[i].len);
-                if (!free_range)
+                for (u = 0; u < nr_used && free_range; u++)
+                        free_range = !overlaps(addr, size, used[u].start, used[u].len);
+                if (!free_range) {
+                        /* next candidate: the first aligned address past the range in the way */
+                        uint64_t past = used[u - 1].start + used[u - 1].len;
+
+                        addr = ((past + align - 1) & ~(uint64_t)(align - 1)) - align;
                         continue;
+                }
                 /*
                  * Append-only: also GUARD filler bytes before addr, so that addr is never inside
                  * an instruction of older code that ends in 0xcc bytes (an x86 instruction is at
@@ -138,8 +158,11 @@ int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struc
                 *ret_addr = addr;
                 return 0;
         }
-        return hvp_fail(-ENOSPC, "no room for %zu bytes in the %s area (%llu bytes, %zu ranges in use)", size,
-                        area->kind, (unsigned long long)area->len, nr_used);
+        return hvp_fail(-ENOSPC,
+                        "no room for %zu bytes in the %s area: %llu bytes left of %llu (%zu ranges in use or "
+                        "retired; retired code is released when the guest boots again)",
+                        size, area->kind, (unsigned long long)hvp_area_room(area, used, nr_used),
+                        (unsigned long long)area->len, nr_used);
 }
 
 /* Every kind of patch area, in order of preference: a new kind is one more line here. */

@@ -15,9 +15,10 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "vmi/x86.h"
+#include "patcher/retire.h"
 
 #define FN_READ_MAX (64u << 10)         /* bytes of a function read to check a site inside it */
-#define MAX_AREA_USES 1024
+#define ERASE_MAX_WRITES 1024           /* erasures of an earlier boot's device code per window */
 
 struct planner {
         struct hvp_mmu *mmu;
@@ -30,9 +31,37 @@ struct planner {
         struct hvp_area slack, device;
         bool have_slack, have_device;
         bool map_device;                /* the txn maps the device area first */
-        struct hvp_area_use used[MAX_AREA_USES];
-        size_t nr_used;
+        /* Area ranges taken: applied patches' code and retired code in force (apply.h). */
+        struct hvp_area_use *used;
+        size_t nr_used, cap_used;
+        struct hvp_plan *erase;         /* device bytes an earlier boot left: back to filler */
 };
+
+/* Note [start, start+len) as taken. Grows as needed: no count a record can hold is too many. */
+static int use_add(struct planner *pl, uint64_t start, uint64_t len)
+{
+        if (pl->nr_used == pl->cap_used) {
+                size_t cap = pl->cap_used ? 2 * pl->cap_used : 64;
+                struct hvp_area_use *u = reallocarray(pl->used, cap, sizeof(*u));
+
+                if (!u)
+                        return hvp_fail(-ENOMEM, "no memory for %zu patch-area ranges", cap);
+                pl->used = u;
+                pl->cap_used = cap;
+        }
+        pl->used[pl->nr_used++] = (struct hvp_area_use){ start, len };
+        return 0;
+}
+
+/* Every area range the new code must not touch (patcher/retire.h). */
+static int collect_used(struct planner *pl)
+{
+        free(pl->used);
+        pl->used = NULL;
+        pl->cap_used = 0;
+        return hvp_area_uses_collect(hvp_mmu_guest(pl->mmu), pl->k, pl->rec, &pl->used, &pl->nr_used,
+                                     &pl->cap_used);
+}
 
 /*
  * The original kernel bytes of [va, va+len): live memory, with the writes of the
@@ -140,6 +169,50 @@ static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned i
         return add_range(pl, NULL, sym->addr + s->offset, s->expected, s->new_bytes, s->len, n_insns > 1, idx);
 }
 
+/*
+ * Code retired in an earlier boot that the device area (host memory) still holds: no
+ * task of this boot can reach it, so this window erases it (up to ERASE_MAX_WRITES of
+ * it: the rest goes in later windows), and until then it is taken.
+ */
+static int plan_erase_stale(struct planner *pl)
+{
+        struct hvp_guest *g = hvp_mmu_guest(pl->mmu);
+        const struct hvp_area *a = &pl->device;
+        int r = 0;
+
+        if (a->append_only)
+                return 0;       /* never rewritten (TCG may hold its translation): placement steps over it */
+        for (size_t i = 0; i < pl->rec->nr_retired && r == 0; i++) {
+                const struct hvp_retired *rt = &pl->rec->retired[i];
+                uint64_t va = a->start + (rt->gpa - a->gpa);
+                _cleanup_free_ uint8_t *filler = NULL;
+
+                if (!rt->released_by[0] || rt->gpa < a->gpa || rt->gpa - a->gpa >= a->len ||
+                    rt->len > a->len - (rt->gpa - a->gpa) || hvp_retired_state(g, rt) != HVP_SITE_NEW)
+                        continue;
+                filler = malloc(rt->len);
+                if (!filler)
+                        return -ENOMEM;
+                memset(filler, a->filler, rt->len);
+                r = use_add(pl, va, rt->len);
+                if (r == 0 && pl->erase && pl->erase->nr_writes >= ERASE_MAX_WRITES)
+                        continue;
+                if (r == 0 && !pl->erase && !(pl->erase = hvp_plan_new()))
+                        r = -ENOMEM;
+                for (uint32_t off = 0; r == 0 && off < rt->len;) {
+                        size_t n = HVP_MIN(rt->len - off, HVP_PAGE_SIZE - ((va + off) & (HVP_PAGE_SIZE - 1)));
+
+                        r = hvp_plan_add_write(pl->erase, va + off, rt->gpa + off, rt->code + off, filler + off, n,
+                                               false, true, 0);
+                        off += (uint32_t)n;
+                }
+                if (r == 0)
+                        hvp_info("erasing %s code at 0x%llx+%u in the device area, retired in an earlier boot",
+                                 rt->patch_id, (unsigned long long)va, rt->len);
+        }
+        return r;
+}
+
 static int area_get(struct planner *pl, bool device, const struct hvp_area **ret)
 {
         int r;
@@ -149,6 +222,9 @@ static int area_get(struct planner *pl, bool device, const struct hvp_area **ret
                 if (r < 0)
                         return r;
                 pl->have_device = true;
+                r = plan_erase_stale(pl);
+                if (r < 0)
+                        return r;
         } else if (!device && !pl->have_slack) {
                 r = hvp_area_find_slack(pl->mmu, pl->k, &pl->slack);
                 if (r < 0)
@@ -167,8 +243,6 @@ static int area_reserve(struct planner *pl, size_t size, size_t align, const str
         const struct hvp_area *a = NULL;
         int r = -ENOSPC;
 
-        if (pl->nr_used >= MAX_AREA_USES)
-                return hvp_fail(-E2BIG, "too many patch-area ranges");
         if (pl->choice != HVP_AREA_DEVICE) {
                 r = area_get(pl, false, &a);
                 if (r == 0)
@@ -183,9 +257,10 @@ static int area_reserve(struct planner *pl, size_t size, size_t align, const str
         if (r == 0 && a->map_needed)
                 pl->map_device = true;
 out:
+        if (r == 0)
+                r = use_add(pl, *ret_addr, size);
         if (r < 0)
                 return r;
-        pl->used[pl->nr_used++] = (struct hvp_area_use){ *ret_addr, size };
         *ret_area = a;
         return 0;
 }
@@ -248,7 +323,7 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
  * both touch becomes one write (replaced's new bytes -> new patch's bytes).
  */
 static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced, const struct hvp_area *map,
-                    struct hvp_plan **ret_txn)
+                    const struct hvp_plan *erase, struct hvp_plan **ret_txn)
 {
         struct hvp_plan *txn = NULL, *undo = NULL;
         int r;
@@ -265,6 +340,12 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
         if (map)
                 r = hvp_plan_add_write(txn, map->start, map->pde_gpa, &map->pde_old, &map->pde_new,
                                        sizeof(map->pde_new), false, true, 0);
+        /* 0b. erase device code an earlier boot left (in no record either) */
+        for (size_t i = 0; erase && i < erase->nr_writes && r == 0; i++) {
+                const struct hvp_write *w = &erase->writes[i];
+
+                r = hvp_plan_add_write(txn, w->va, w->gpa, w->old, w->new, w->len, false, true, 0);
+        }
         /* 1. the new patch's writes, merged with an undo of the same range */
         for (size_t i = 0; i < pure->nr_writes && r == 0; i++) {
                 const struct hvp_write *w = &pure->writes[i];
@@ -287,11 +368,14 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
                         r = hvp_plan_add_write(txn, w->va, w->gpa, expect, w->new, w->len, w->check_rip, w->area,
                                                w->site);
         }
-        /* 2. the rest of the undo (old area code back to filler last) */
+        /*
+         * 2. the rest of the undo: kernel sites only. The replaced patch's area code stays
+         * as it is (a task may still run it): the commit retires it (apply.h).
+         */
         for (size_t j = 0; undo && j < undo->nr_writes && r == 0; j++) {
                 const struct hvp_write *u = &undo->writes[j];
 
-                if (u->len)
+                if (u->len && !u->area)
                         r = hvp_plan_add_write(txn, u->va, u->gpa, u->old, u->new, u->len, u->check_rip, u->area,
                                                u->site);
         }
@@ -333,14 +417,9 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
                              (unsigned long long)pl->replaced->plan->seq);
                 goto out;
         }
-        /* Area bytes of applied patches are taken (those of the replaced one too, until the swap). */
-        for (size_t i = 0; i < rec->nr_entries; i++) {
-                const struct hvp_plan *p = rec->entries[i].plan;
-
-                for (size_t j = 0; j < p->nr_writes && pl->nr_used < MAX_AREA_USES; j++)
-                        if (p->writes[j].area)
-                                pl->used[pl->nr_used++] = (struct hvp_area_use){ p->writes[j].va, p->writes[j].len };
-        }
+        r = collect_used(pl);
+        if (r < 0)
+                goto out;
         pl->pure = hvp_plan_new();
         if (!pl->pure) {
                 r = -ENOMEM;
@@ -364,7 +443,7 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
         }
         if (r == 0)
                 r = make_txn(pl->pure, pl->replaced ? pl->replaced->plan : NULL,
-                             pl->map_device ? &pl->device : NULL, &txn);
+                             pl->map_device ? &pl->device : NULL, pl->erase, &txn);
         if (r < 0)
                 goto out;
         snprintf(ret_replaces, HVP_ID_MAX, "%s", pl->pure->replaces);
@@ -374,6 +453,8 @@ int hvp_plan_build(struct hvp_mmu *mmu, const struct hvp_kernel *k, const struct
 out:
         if (pl->pure)
                 hvp_plan_free(pl->pure);
+        free(pl->used);
+        hvp_plan_free(pl->erase);
         free(pl);
         return r;
 }

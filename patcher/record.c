@@ -21,6 +21,7 @@
 #include "common/file.h"
 #include "common/util.h"
 #include "patcher/record.h"
+#include "patcher/retire.h"
 
 #define RECORD_MAX_BYTES (64u << 20)
 #define RECORD_MAX_ENTRIES 1024
@@ -266,6 +267,9 @@ void hvp_record_free(struct hvp_record *rec)
         for (size_t i = 0; i < rec->nr_entries; i++)
                 hvp_plan_free(rec->entries[i].plan);
         free(rec->entries);
+        for (size_t i = 0; i < rec->nr_retired; i++)
+                hvp_retired_clear(&rec->retired[i]);
+        free(rec->retired);
         free(rec);
 }
 
@@ -338,6 +342,26 @@ int hvp_record_load(const char *state_dir, const char *uuid, struct hvp_record *
                         goto fail;
                 }
         }
+        /* Retired area ranges (absent in records written before retirement existed). */
+        if (json_object_object_get_ex(o, "retired", &arr)) {
+                if (!json_object_is_type(arr, json_type_array) || json_object_array_length(arr) > HVP_RETIRED_MAX) {
+                        r = hvp_fail(-EINVAL, "%s: bad \"retired\" array", path);
+                        goto fail;
+                }
+                for (size_t i = 0; i < json_object_array_length(arr); i++) {
+                        struct hvp_retired rt;
+
+                        r = hvp_retired_from_json(json_object_array_get_idx(arr, i), &rt);
+                        if (r == 0) {
+                                r = hvp_record_add_retired(rec, &rt);
+                                hvp_retired_clear(&rt);
+                        }
+                        if (r < 0) {
+                                hvp_fail_context(r, "%s: retired range %zu", path, i);
+                                goto fail;
+                        }
+                }
+        }
         json_object_put(o);
         *ret = rec;
         return 0;
@@ -370,6 +394,10 @@ int hvp_record_save(const char *state_dir, const struct hvp_record *rec)
                 json_object_array_add(arr, e);
         }
         json_object_object_add(o, "applied", arr);
+        arr = json_object_new_array();
+        for (size_t i = 0; i < rec->nr_retired; i++)
+                json_object_array_add(arr, hvp_retired_to_json(&rec->retired[i]));
+        json_object_object_add(o, "retired", arr);
         r = state_write_json(&f, o);
         json_object_put(o);
         state_file_close(&f);
@@ -415,8 +443,17 @@ int hvp_record_commit(struct hvp_record *rec, const struct hvp_commit *commit, d
                 if (r < 0)
                         return r;
         }
-        if (commit->remove_id)
+        if (commit->remove_id) {
+                const struct hvp_record_entry *gone = hvp_record_find(rec, commit->remove_id);
+
+                /* Its area code may still run: retired, never erased (apply.h). */
+                r = gone ? hvp_record_retire(rec, gone->plan) : 0;
+                if (r < 0) {
+                        hvp_plan_free(copy);
+                        return r;
+                }
                 record_remove(rec, commit->remove_id);
+        }
         if (copy)               /* idempotent: recovery may commit a transaction twice */
                 record_remove(rec, copy->patch_id);
         if (copy) {

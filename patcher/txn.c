@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "patcher/record.h"
+#include "patcher/retire.h"
 
 static void sleep_ms(unsigned ms)
 {
@@ -197,7 +198,11 @@ static int restore(struct hvp_guest *g, const struct hvp_plan *p, size_t n)
         return r;
 }
 
-/* Recovery: write old bytes back where memory does not hold them already (last first). */
+/*
+ * Recovery: write old bytes back where memory does not hold them already (last first).
+ * Kernel sites only: patch-area bytes are never erased by a recovery (they may have
+ * run if someone resumed the guest); the caller retires those that are not original.
+ */
 static int restore_changed(struct hvp_guest *g, const struct hvp_plan *p)
 {
         int r = 0, q;
@@ -206,8 +211,9 @@ static int restore_changed(struct hvp_guest *g, const struct hvp_plan *p)
                 const struct hvp_write *w = &p->writes[i];
                 enum hvp_site_state st;
 
-                if (ao_write(g, w, NULL))
-                        continue;               /* append-only: code stays (retired) */
+                /* area code stays in place (retired), whatever the area: a task may run it */
+                if (w->area || ao_write(g, w, NULL))
+                        continue;
                 if (hvp_write_state(g, w, &st) == 0 && st == HVP_SITE_OLD)
                         continue;
                 q = hvp_guest_write_phys(g, w->gpa, w->old, w->len);
@@ -237,6 +243,29 @@ enum journal_phase {
 
 static const char *const phase_names[] = { [PHASE_WINDOW] = "window", [PHASE_RESUMED] = "resumed" };
 
+/*
+ * The area ranges a transaction leaves in place and retires: the code of the patch
+ * the commit removes. Written to the journal for the operator and for recovery.
+ */
+static json_object *journal_retires(const char *state_dir, const char *uuid, const struct hvp_commit *commit)
+{
+        json_object *arr = json_object_new_array();
+        struct hvp_record *rec = NULL, scratch = { .nr_entries = 0 };
+        const struct hvp_record_entry *e;
+
+        if (!commit->remove_id || hvp_record_load(state_dir, uuid, &rec) < 0)
+                return arr;
+        e = hvp_record_find(rec, commit->remove_id);
+        if (e && hvp_record_retire(&scratch, e->plan) == 0)
+                for (size_t i = 0; i < scratch.nr_retired; i++)
+                        json_object_array_add(arr, hvp_retired_to_json(&scratch.retired[i]));
+        for (size_t i = 0; i < scratch.nr_retired; i++)
+                hvp_retired_clear(&scratch.retired[i]);
+        free(scratch.retired);
+        hvp_record_free(rec);
+        return arr;
+}
+
 static int journal_write(const char *state_dir, const char *uuid, const struct hvp_plan *txn,
                          const struct hvp_commit *commit, enum journal_phase phase)
 {
@@ -249,6 +278,7 @@ static int journal_write(const char *state_dir, const char *uuid, const struct h
         json_object_object_add(c, "add", commit->add ? hvp_plan_to_json(commit->add) : NULL);
         json_object_object_add(c, "remove_id",
                                commit->remove_id ? json_object_new_string(commit->remove_id) : NULL);
+        json_object_object_add(c, "retires", journal_retires(state_dir, uuid, commit));
         json_object_object_add(o, "commit", c);
         r = hvp_journal_write(state_dir, uuid, o);
         json_object_put(o);
@@ -457,6 +487,43 @@ int hvp_write_state(struct hvp_guest *g, const struct hvp_write *w, enum hvp_sit
 
 /* --- recovery ---------------------------------------------------------------- */
 
+/*
+ * After a rollback: the code of the patch being added (the commit's plan: its area
+ * writes are its code, nothing else) that landed stays and is retired in the record,
+ * like a revert's code. The device mapping and erasures of earlier boots' code are
+ * not the patch's: left as they are (both harmless).
+ */
+static int retire_landed_code(struct hvp_guest *g, const char *state_dir, const char *uuid,
+                              const struct hvp_plan *add)
+{
+        struct hvp_record *rec = NULL;
+        struct hvp_plan *landed;
+        int r = 0;
+
+        if (!add)
+                return 0;
+        landed = hvp_plan_new_like(add);
+        if (!landed)
+                return -ENOMEM;
+        for (size_t i = 0; i < add->nr_writes && r == 0; i++) {
+                const struct hvp_write *w = &add->writes[i];
+                enum hvp_site_state st;
+
+                if (w->area && hvp_write_state(g, w, &st) == 0 && st != HVP_SITE_OLD)
+                        r = hvp_plan_add_write(landed, w->va, w->gpa, w->old, w->new, w->len, false, true, w->site);
+        }
+        if (r == 0 && landed->nr_writes) {
+                r = hvp_record_load(state_dir, uuid, &rec);
+                if (r == 0)
+                        r = hvp_record_retire(rec, landed);
+                if (r == 0)
+                        r = hvp_record_save(state_dir, rec);
+                hvp_record_free(rec);
+        }
+        hvp_plan_free(landed);
+        return r;
+}
+
 static int load_journal(const char *state_dir, const char *uuid, struct hvp_plan **ret_txn,
                         struct hvp_plan **ret_add, char *remove_id, size_t remove_size,
                         enum journal_phase *ret_phase, int *ret_pid)
@@ -588,10 +655,12 @@ int hvp_recover(struct hvp_guest *g, const char *state_dir, char **ret_summary)
                         if (ao_write(g, &txn->writes[i], NULL))
                                 continue;
                         hvp_write_state(g, &txn->writes[i], &st);
-                        if (st != HVP_SITE_OLD)
+                        if (st != HVP_SITE_OLD && !txn->writes[i].area)
                                 r = hvp_fail(-EIO, "0x%llx still not original after the rollback",
                                              (unsigned long long)txn->writes[i].va);
                 }
+                if (r == 0)
+                        r = retire_landed_code(g, state_dir, uuid, add);
                 snprintf(summary, sizeof(summary),
                          "transaction of %s by pid %d was interrupted %s (%zu of %zu writes new, %zu other): "
                          "rolled back", txn->patch_id, pid,

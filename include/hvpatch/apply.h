@@ -150,10 +150,40 @@ struct hvp_record_entry {
         double pause_ms;
 };
 
+/*
+ * Retired patch-area code (docs/design-notes.md, "Retirement"). A patch leaving the
+ * record (revert, or replaced by a newer sequence of its series) gives back its
+ * entry jumps only: its code stays in the area, byte for byte, because a task may
+ * still run it or return into it (it called out of it before the jump went away).
+ * Such a range is retired: never written, erased or reused while it is in force.
+ *
+ * A range is in force while the guest runs the boot it was retired in. Without a
+ * proof that no task is inside it (a later stack check fills `released_by`), only
+ * a new boot releases it: another kernel build or KASLR base than `boot`'s, or, for
+ * the slack area (reloaded with the kernel image at every boot), the area's bytes
+ * back to the filler under the same base (a boot without KASLR).
+ */
+struct hvp_retired {
+        char patch_id[HVP_ID_MAX];      /* the patch that placed the code */
+        uint64_t va, gpa;               /* start: area ranges are physically contiguous */
+        uint32_t len;                   /* 1 .. HVP_RETIRED_MAX_LEN */
+        uint8_t *code;                  /* len bytes: what the patch placed (owned) */
+        uint8_t filler;                 /* what the area held before */
+        uint8_t build_id[64];           /* the boot it was retired in: kernel build ... */
+        size_t build_id_len;
+        uint64_t kernel_base;           /* ... and its KASLR base */
+        long long retired_at;           /* unix time */
+        char released_by[64];           /* "" while in force; a proof's name once released */
+};
+#define HVP_RETIRED_MAX_LEN (2u << 20)  /* the largest area */
+#define HVP_RETIRED_MAX 65536           /* ranges in one record */
+
 struct hvp_record {
         char uuid[64];
         struct hvp_record_entry *entries;
         size_t nr_entries;
+        struct hvp_retired *retired;    /* retired area ranges, oldest first */
+        size_t nr_retired;
 };
 
 /* Load the record of a domain (an empty one if none). -EINVAL if the file is corrupt. */
@@ -165,8 +195,37 @@ void hvp_record_free(struct hvp_record *rec);
 struct hvp_record_entry *hvp_record_find(const struct hvp_record *rec, const char *patch_id);
 /* The entry of a series, or NULL. */
 struct hvp_record_entry *hvp_record_find_series(const struct hvp_record *rec, const char *series);
-/* Apply a commit to a record in memory (the plan added is copied). */
+/*
+ * Apply a commit to a record in memory (the plan added is copied). The area code of
+ * the entry removed becomes retired (hvp_record_retire), never erased.
+ */
 int hvp_record_commit(struct hvp_record *rec, const struct hvp_commit *commit, double pause_ms);
+
+/*
+ * Retire the patch-area writes of p (contiguous writes merged into one range) as of
+ * the boot p was made for. Idempotent: a range already retired is not added twice.
+ * -E2BIG past HVP_RETIRED_MAX ranges.
+ */
+int hvp_record_retire(struct hvp_record *rec, const struct hvp_plan *p);
+
+/*
+ * Is a retired range still in force in the guest as it runs now (kernel k)? False
+ * when released (another boot, or released_by set). ret_state (may be NULL) gets
+ * what memory holds there: HVP_SITE_NEW the code, HVP_SITE_OLD the filler,
+ * HVP_SITE_FOREIGN anything else, HVP_SITE_UNREADABLE.
+ */
+bool hvp_retired_in_force(struct hvp_guest *g, const struct hvp_kernel *k, const struct hvp_retired *r,
+                          int *ret_state);
+
+/* Drop the retired ranges that a new boot released. ret_changed: whether any was dropped. */
+int hvp_record_release_retired(struct hvp_guest *g, const struct hvp_kernel *k, struct hvp_record *rec,
+                               bool *ret_changed);
+
+/*
+ * A revert's transaction: every kernel-site write of p undone (old and new swapped,
+ * last first); its patch-area writes are left alone (they become retired).
+ */
+int hvp_plan_revert_txn(const struct hvp_plan *p, struct hvp_plan **ret_txn);
 
 /* JSON (de)serialisation of plans, used by records and journals. */
 struct json_object;

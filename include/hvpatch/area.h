@@ -61,7 +61,7 @@ struct hvp_area {
         uint64_t pde_gpa, pde_old, pde_new;
 };
 
-/* A range already taken in an area (by an applied patch). */
+/* A range already taken in an area (by an applied patch, or retired code: apply.h). */
 struct hvp_area_use {
         uint64_t start, len;
 };
@@ -97,6 +97,9 @@ int hvp_area_list(struct hvp_mmu *mmu, const struct hvp_kernel *k, struct hvp_ar
  */
 int hvp_area_alloc(struct hvp_guest *g, const struct hvp_area *area, const struct hvp_area_use *used,
                    size_t nr_used, size_t size, size_t align, uint64_t *ret_addr);
+
+/* Bytes of the area outside the ranges in use (they may be split: not one run). */
+uint64_t hvp_area_room(const struct hvp_area *area, const struct hvp_area_use *used, size_t nr_used);
 
 #ifdef __cplusplus
 }

@@ -141,12 +141,20 @@ class DeviceArea(unittest.TestCase):
         rc, out = hvpatch("revert", g.name, patch["id"])
         self.assertEqual(rc, 0, out)
         self.assertEqual(g.proc_version(), original)
-        self.assertEqual(xp_bytes(g, gpa, 32), bytes(32))       # the code is gone from the BAR
+        # The code stays in the BAR, retired: a task may still run it (issue 13).
+        self.assertEqual(xp_bytes(g, gpa, 32), bytes.fromhex(rd["hex"]))
+        rc, st = hvpatch("status", g.name)
+        (dev,) = [a for a in st["areas"] if a["kind"] == "device"]
+        self.assertEqual([(int(r["va"], 16), r["state"]) for r in dev["retired"]], [(va, "code")])
 
-        # Again: the slot still maps the BAR, so no page-table write this time.
+        # Again: the slot still maps the BAR, so no page-table write this time; the new
+        # code goes elsewhere in the area.
         rc, second = hvpatch("apply", "--insecure-unsigned", "--area", "device", g.name, self.bundle)
         self.assertEqual(rc, 0, second)
         self.assertEqual(second["writes"], first["writes"] - 1)
+        rc, st = hvpatch("status", g.name)
+        (again,) = [w for w in st["patches"][0]["writes"] if w["kind"] == "area"][:1]
+        self.assertNotEqual(int(again["va"], 16), va)
         self.assertIn(MARKER, g.proc_version())
         rc, out = hvpatch("revert", g.name, patch["id"])
         self.assertEqual(rc, 0, out)

@@ -155,9 +155,9 @@ class Defects(unittest.TestCase):
     def test_patch_areas(self):
         rc, st, err = hv("status", NAME)
         self.assertEqual(rc, 0, err)
-        kinds = [a["kind"] for a in st["patch_areas"]]
+        kinds = [a["kind"] for a in st["areas"]]
         self.assertEqual(kinds, ["slack", "device"])
-        slack, device = st["patch_areas"]
+        slack, device = st["areas"]
         self.assertEqual(int(slack["start"], 16), self.g.symbol("_etext"))
         self.assertEqual(slack["len"], 4096 - (self.g.symbol("_etext") & 0xfff))
         self.assertEqual(device["len"], 2 << 20)

@@ -51,6 +51,9 @@ IN_WINDOW = {"paused", "checked", "written-1", "written"}
 # What recover must make of an apply killed at each step: every write landed from
 # "written" on, so the transaction is finished; before, it is rolled back.
 RECOVERED_NEW = {"written", "resumed", "recorded"}
+# Steps by which the patch-area code (the first write) has landed.
+LANDED = {"written-1"} | RECOVERED_NEW
+SLACK_PER_PATCH = 160   # bytes of slack one demo redirect takes, with room to spare
 
 GUESTS = {}          # paging -> Ctx
 CREATED = []         # guest names to destroy however the run ends
@@ -315,6 +318,19 @@ class PatchingBase:
             hv("revert", c.name, p["id"])
         self.assertEqual(self.patches(), [])
         self.assertEqual(domstate(c.name), "running")
+        # Reverted code stays retired in the slack until the guest boots again: when
+        # there is no room left for two more demo patches, a new boot gives a fresh one.
+        slack = [a for a in self.status()["areas"] if a["kind"] == "slack"][0]
+        if slack["room"] < 2 * SLACK_PER_PATCH:
+            NOTES.append(f"{self.paging}-level: slack area full ({slack['room']} bytes left, "
+                         f"{len(slack['retired'])} retired ranges): rebooted for a fresh one")
+            self.g.reboot()
+            c.refresh()
+            self.assertEqual([a["retired"] for a in self.status()["areas"] if a["kind"] == "slack"], [[]])
+
+    def retired(self):
+        """Retired area ranges per status: [(va, len)]."""
+        return [(int(r["va"], 16), r["len"]) for a in self.status()["areas"] for r in a["retired"]]
 
     # -- helpers ----------------------------------------------------------------
     def status(self):
@@ -350,11 +366,19 @@ class PatchingBase:
         return ps[0]
 
     def assert_pages_equal(self, before, what):
+        """Pages as before, except retired code (status lists it): that must still be there."""
         after = self.c.snapshot()
+        keep = self.retired()
         for va in before:
-            if before[va] != after[va]:
-                diff = [i for i in range(PAGE) if before[va][i] != after[va][i]]
+            diff = [i for i in range(PAGE) if before[va][i] != after[va][i]
+                    and not any(a <= va + i < a + n for a, n in keep)]
+            if diff:
                 self.fail(f"{what}: page 0x{va:x} changed at offsets {[hex(i) for i in diff[:8]]}")
+        for a, n in keep:
+            page = a & ~(PAGE - 1)
+            if page in after and a + n <= page + PAGE:
+                code = after[page][a - page:a - page + n]
+                self.assertNotEqual(len(set(code)), 1, f"{what}: retired code at 0x{a:x} was erased")
 
     def site_bytes(self):
         return xp(self.g, self.c.site_gpa, 5)
@@ -400,10 +424,14 @@ class PatchingBase:
         code = xp(self.g, self.g.gva2gpa(target), 16)
         self.assertNotEqual(code, clean[target & ~(PAGE - 1)][target % PAGE:target % PAGE + 16])
 
+        retired0 = self.retired()
         out = self.revert("demo-version-1")
         self.assertLess(out["pause_ms"], out["total_ms"])
         self.assertEqual(self.version(), orig)
         self.assertEqual(self.patches(), [])
+        # The entry is back; the code stays, retired (a task may still run it).
+        self.assertEqual(sorted(set(self.retired()) - set(retired0)), [(target, areas[0]["len"])])
+        self.assertEqual(xp(self.g, self.g.gva2gpa(target), 16), code)
         self.assert_pages_equal(clean, "after revert")
 
     def test_2_replace_cmdline(self):
@@ -460,19 +488,22 @@ class PatchingBase:
         v1_area = [w for w in v1["writes"] if w["kind"] == "area"][0]
         with self.subTest("same bundle twice"):
             self.refused(c.b["version"], 1, r"already applied", "same bundle twice")
-        # A newer sequence replaces it in one window: the old code goes, the new comes.
+        # A newer sequence replaces it in one window: the new code comes, the old stays (retired).
         out = self.apply(c.b["seq2"])
         self.assertEqual(out["replaced"], "demo-version-1")
         self.assertEqual(out["attempts"], 1)
-        self.assertEqual(out["writes"], 3)      # new code, the jmp retargeted, old code erased
+        self.assertEqual(out["writes"], 2)      # new code, the jmp retargeted; old code left in place
         self.assertEqual([p["id"] for p in self.patches()], ["demo-version-2"])
         v2 = self.assert_applied("demo-version-2")
         self.assertEqual(self.version(), orig.rstrip("\n") + MARKER + "\n")
         va = int(v1_area["va"], 16)
         page = va & ~(PAGE - 1)
-        self.assertEqual(xp(self.g, self.g.gva2gpa(va), v1_area["len"]),
-                         clean[page][va - page:va - page + v1_area["len"]],
-                         "the replaced patch's code was not erased")
+        self.assertNotEqual(xp(self.g, self.g.gva2gpa(va), v1_area["len"]),
+                            clean[page][va - page:va - page + v1_area["len"]],
+                            "the replaced patch's code was erased: a task may still run it")
+        self.assertIn((va, v1_area["len"]), self.retired())
+        v2_area = [w for w in v2["writes"] if w["kind"] == "area"][0]
+        self.assertNotEqual(int(v2_area["va"], 16), va, "the new code reuses the retired bytes")
         v2_site = [w for w in v2["writes"] if w["kind"] == "site"][0]
         self.assertEqual(int(v2_site["va"], 16), c.sym["version_proc_show"])
         for what, bundle, code, reason in [
@@ -490,10 +521,10 @@ class PatchingBase:
     def test_5_fault_injection_and_recover(self):
         c = self.c
         orig = self.version()
-        clean = c.snapshot()
         for step in FAULT_STEPS:
             with self.subTest(step):
                 self.reset()            # a failed step does not fail the next ones
+                clean = c.snapshot()    # (reset may have rebooted for a fresh slack)
                 self.crash_and_recover(step, orig, clean)
 
     def crash_and_recover(self, step, orig, clean):
@@ -520,14 +551,22 @@ class PatchingBase:
         self.assertEqual(domstate(c.name), "running", f"{step}: not running after recover")
         self.assertNotIn("\ngdb:", "\n" + self.g.hmp("info chardev"), f"{step}: a gdbstub is left")
 
-        states = set()
+        states, area_states = set(), {}
         for w in writes:
             mem = xp(self.g, int(w["gpa"], 16), len(w["new"]) // 2)
-            states.add("new" if mem == bytes.fromhex(w["new"]) else
-                       "old" if mem == bytes.fromhex(w["old"]) else "torn")
+            state = ("new" if mem == bytes.fromhex(w["new"]) else
+                     "old" if mem == bytes.fromhex(w["old"]) else "torn")
+            if w["area"]:
+                area_states[int(w["va"], 16)] = state
+            else:
+                states.add(state)
         self.assertEqual(len(states), 1, f"{step}: sites are {states}, not all-old or all-new")
         outcome = states.pop()
         self.assertEqual(outcome, "new" if step in RECOVERED_NEW else "old", step)
+        # Area code that landed is never erased by a recovery: retired when rolled back.
+        self.assertEqual(set(area_states.values()), {"new"} if step in LANDED else {"old"}, step)
+        if outcome == "old" and step in LANDED:
+            self.assertTrue(set(area_states) <= {va for va, _ in self.retired()}, step)
 
         st = self.status()
         self.assertFalse(st["interrupted"])
