@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "patcher/json-fields.h"
 #include "vmi/x86.h"
 
 struct hvp_plan *hvp_plan_new(void)
@@ -110,7 +111,7 @@ int hvp_plan_copy(const struct hvp_plan *p, struct hvp_plan **ret_plan)
 
 /* --- JSON ------------------------------------------------------------------- */
 
-static json_object *hex_string(const void *data, size_t len)
+json_object *hvp_json_hex(const void *data, size_t len)
 {
         char *buf = malloc(2 * len + 1);
         json_object *o;
@@ -123,7 +124,7 @@ static json_object *hex_string(const void *data, size_t len)
         return o;
 }
 
-static json_object *u64_string(uint64_t v)
+json_object *hvp_json_addr(uint64_t v)
 {
         char buf[24];
 
@@ -139,19 +140,19 @@ json_object *hvp_plan_to_json(const struct hvp_plan *p)
         json_object_object_add(o, "series", json_object_new_string(p->series));
         json_object_object_add(o, "seq", json_object_new_int64((int64_t)p->seq));
         json_object_object_add(o, "key_name", json_object_new_string(p->key_name));
-        json_object_object_add(o, "build_id", hex_string(p->build_id, p->build_id_len));
-        json_object_object_add(o, "kernel_base", u64_string(p->kernel_base));
-        json_object_object_add(o, "area_start", u64_string(p->area_start));
-        json_object_object_add(o, "area_len", u64_string(p->area_len));
+        json_object_object_add(o, "build_id", hvp_json_hex(p->build_id, p->build_id_len));
+        json_object_object_add(o, "kernel_base", hvp_json_addr(p->kernel_base));
+        json_object_object_add(o, "area_start", hvp_json_addr(p->area_start));
+        json_object_object_add(o, "area_len", hvp_json_addr(p->area_len));
         json_object_object_add(o, "replaces", json_object_new_string(p->replaces));
         for (size_t i = 0; i < p->nr_writes; i++) {
                 const struct hvp_write *w = &p->writes[i];
                 json_object *wo = json_object_new_object();
 
-                json_object_object_add(wo, "va", u64_string(w->va));
-                json_object_object_add(wo, "gpa", u64_string(w->gpa));
-                json_object_object_add(wo, "old", hex_string(w->old, w->len));
-                json_object_object_add(wo, "new", hex_string(w->new, w->len));
+                json_object_object_add(wo, "va", hvp_json_addr(w->va));
+                json_object_object_add(wo, "gpa", hvp_json_addr(w->gpa));
+                json_object_object_add(wo, "old", hvp_json_hex(w->old, w->len));
+                json_object_object_add(wo, "new", hvp_json_hex(w->new, w->len));
                 json_object_object_add(wo, "check_rip", json_object_new_boolean(w->check_rip));
                 json_object_object_add(wo, "area", json_object_new_boolean(w->area));
                 json_object_object_add(wo, "site", json_object_new_int((int)w->site));
@@ -175,25 +176,25 @@ static int get_string(json_object *o, const char *key, char *out, size_t size)
         return 0;
 }
 
-static int get_u64(json_object *o, const char *key, uint64_t *ret)
+int hvp_json_get_u64(json_object *o, const char *what, const char *key, uint64_t *ret)
 {
         json_object *v;
         const char *s;
         char *end;
 
         if (!json_object_object_get_ex(o, key, &v))
-                return hvp_fail(-EINVAL, "record: missing \"%s\"", key);
+                return hvp_fail(-EINVAL, "%s: missing \"%s\"", what, key);
         if (json_object_is_type(v, json_type_int)) {
                 *ret = (uint64_t)json_object_get_int64(v);
                 return 0;
         }
         if (!json_object_is_type(v, json_type_string))
-                return hvp_fail(-EINVAL, "record: \"%s\" is not a number", key);
+                return hvp_fail(-EINVAL, "%s: \"%s\" is not a number", what, key);
         s = json_object_get_string(v);
         errno = 0;
         *ret = strtoull(s, &end, 0);
         if (errno || *end || !*s)
-                return hvp_fail(-EINVAL, "record: bad number \"%s\" for \"%s\"", s, key);
+                return hvp_fail(-EINVAL, "%s: bad number \"%s\" for \"%s\"", what, s, key);
         return 0;
 }
 
@@ -204,13 +205,16 @@ static bool get_bool(json_object *o, const char *key)
         return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
 }
 
-static int get_hex(json_object *o, const char *key, uint8_t *out, size_t max, size_t *ret_len)
+int hvp_json_get_hex(json_object *o, const char *what, const char *key, uint8_t *out, size_t max,
+                     size_t *ret_len)
 {
         json_object *v;
 
         if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                return hvp_fail(-EINVAL, "record: missing hex \"%s\"", key);
-        return hvp_hex_decode(json_object_get_string(v), out, max, ret_len);
+                return hvp_fail(-EINVAL, "%s: missing hex \"%s\"", what, key);
+        if (hvp_hex_decode(json_object_get_string(v), out, max, ret_len) < 0)
+                return hvp_fail(-EINVAL, "%s: bad hex \"%s\"", what, key);
+        return 0;
 }
 
 int hvp_plan_from_json(json_object *o, struct hvp_plan **ret_plan)
@@ -227,11 +231,12 @@ int hvp_plan_from_json(json_object *o, struct hvp_plan **ret_plan)
             (r = get_string(o, "series", p->series, sizeof(p->series))) < 0 ||
             (r = get_string(o, "key_name", p->key_name, sizeof(p->key_name))) < 0 ||
             (r = get_string(o, "replaces", p->replaces, sizeof(p->replaces))) < 0 ||
-            (r = get_u64(o, "seq", &seq)) < 0 ||
-            (r = get_u64(o, "kernel_base", &p->kernel_base)) < 0 ||
-            (r = get_u64(o, "area_start", &p->area_start)) < 0 ||
-            (r = get_u64(o, "area_len", &p->area_len)) < 0 ||
-            (r = get_hex(o, "build_id", p->build_id, sizeof(p->build_id), &p->build_id_len)) < 0)
+            (r = hvp_json_get_u64(o, "record", "seq", &seq)) < 0 ||
+            (r = hvp_json_get_u64(o, "record", "kernel_base", &p->kernel_base)) < 0 ||
+            (r = hvp_json_get_u64(o, "record", "area_start", &p->area_start)) < 0 ||
+            (r = hvp_json_get_u64(o, "record", "area_len", &p->area_len)) < 0 ||
+            (r = hvp_json_get_hex(o, "record", "build_id", p->build_id, sizeof(p->build_id),
+                                  &p->build_id_len)) < 0)
                 goto fail;
         p->seq = seq;
         if (!json_object_object_get_ex(o, "writes", &arr) || !json_object_is_type(arr, json_type_array)) {
@@ -247,10 +252,11 @@ int hvp_plan_from_json(json_object *o, struct hvp_plan **ret_plan)
                 uint64_t va, gpa, site;
                 size_t lo, ln;
 
-                if ((r = get_u64(w, "va", &va)) < 0 || (r = get_u64(w, "gpa", &gpa)) < 0 ||
-                    (r = get_u64(w, "site", &site)) < 0 ||
-                    (r = get_hex(w, "old", old, sizeof(old), &lo)) < 0 ||
-                    (r = get_hex(w, "new", new, sizeof(new), &ln)) < 0)
+                if ((r = hvp_json_get_u64(w, "record", "va", &va)) < 0 ||
+                    (r = hvp_json_get_u64(w, "record", "gpa", &gpa)) < 0 ||
+                    (r = hvp_json_get_u64(w, "record", "site", &site)) < 0 ||
+                    (r = hvp_json_get_hex(w, "record", "old", old, sizeof(old), &lo)) < 0 ||
+                    (r = hvp_json_get_hex(w, "record", "new", new, sizeof(new), &ln)) < 0)
                         goto fail;
                 if (lo != ln) {
                         r = hvp_fail(-EINVAL, "record: write %zu: old and new differ in length", i);

@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "patcher/json-fields.h"
 #include "patcher/retire.h"
 #include "vmi/x86.h"
 
@@ -238,70 +239,24 @@ int hvp_area_uses_collect(struct hvp_guest *g, const struct hvp_kernel *k, const
 
 /* --- JSON --------------------------------------------------------------------- */
 
-static json_object *hex_string(const void *data, size_t len)
-{
-        char *buf = malloc(2 * len + 1);
-        json_object *o;
-
-        if (!buf)
-                return NULL;
-        hvp_hex_encode(data, len, buf);
-        o = json_object_new_string(buf);
-        free(buf);
-        return o;
-}
-
-static json_object *addr_string(uint64_t v)
-{
-        char buf[24];
-
-        snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)v);
-        return json_object_new_string(buf);
-}
-
 json_object *hvp_retired_to_json(const struct hvp_retired *r)
 {
         json_object *o = json_object_new_object();
 
         json_object_object_add(o, "patch_id", json_object_new_string(r->patch_id));
-        json_object_object_add(o, "va", addr_string(r->va));
-        json_object_object_add(o, "gpa", addr_string(r->gpa));
+        json_object_object_add(o, "va", hvp_json_addr(r->va));
+        json_object_object_add(o, "gpa", hvp_json_addr(r->gpa));
         json_object_object_add(o, "len", json_object_new_int64(r->len));
-        json_object_object_add(o, "code", hex_string(r->code, r->len));
+        json_object_object_add(o, "code", hvp_json_hex(r->code, r->len));
         json_object_object_add(o, "filler", json_object_new_int(r->filler));
-        json_object_object_add(o, "build_id", hex_string(r->build_id, r->build_id_len));
-        json_object_object_add(o, "kernel_base", addr_string(r->kernel_base));
+        json_object_object_add(o, "build_id", hvp_json_hex(r->build_id, r->build_id_len));
+        json_object_object_add(o, "kernel_base", hvp_json_addr(r->kernel_base));
         json_object_object_add(o, "retired_at", json_object_new_int64(r->retired_at));
         json_object_object_add(o, "released_by", r->released_by[0] ? json_object_new_string(r->released_by) : NULL);
         return o;
 }
 
-static int get_u64(json_object *o, const char *key, uint64_t *ret)
-{
-        json_object *v;
-        const char *s;
-        char *end;
-
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                return hvp_fail(-EINVAL, "retired range: no %s", key);
-        s = json_object_get_string(v);
-        errno = 0;
-        *ret = strtoull(s, &end, 0);
-        if (errno || *end || end == s)
-                return hvp_fail(-EINVAL, "retired range: bad %s '%s'", key, s);
-        return 0;
-}
-
-/* A hex string of at most max bytes. */
-static int get_hex(json_object *o, const char *key, uint8_t *out, size_t max, size_t *ret_len)
-{
-        json_object *v;
-
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string) ||
-            hvp_hex_decode(json_object_get_string(v), out, max, ret_len) < 0)
-                return hvp_fail(-EINVAL, "retired range: bad %s", key);
-        return 0;
-}
+#define WHAT "retired range"
 
 int hvp_retired_from_json(json_object *o, struct hvp_retired *ret)
 {
@@ -317,8 +272,8 @@ int hvp_retired_from_json(json_object *o, struct hvp_retired *ret)
             strlen(json_object_get_string(v)) >= sizeof(r.patch_id))
                 return hvp_fail(-EINVAL, "retired range: bad patch_id");
         snprintf(r.patch_id, sizeof(r.patch_id), "%s", json_object_get_string(v));
-        if ((q = get_u64(o, "va", &r.va)) < 0 || (q = get_u64(o, "gpa", &r.gpa)) < 0 ||
-            (q = get_u64(o, "kernel_base", &r.kernel_base)) < 0)
+        if ((q = hvp_json_get_u64(o, WHAT, "va", &r.va)) < 0 || (q = hvp_json_get_u64(o, WHAT, "gpa", &r.gpa)) < 0 ||
+            (q = hvp_json_get_u64(o, WHAT, "kernel_base", &r.kernel_base)) < 0)
                 return q;
         if (!json_object_object_get_ex(o, "len", &v) || (len = (uint64_t)json_object_get_int64(v)) == 0 ||
             len > HVP_RETIRED_MAX_LEN)
@@ -331,12 +286,12 @@ int hvp_retired_from_json(json_object *o, struct hvp_retired *ret)
         if (json_object_object_get_ex(o, "released_by", &v) && v &&
             json_object_is_type(v, json_type_string))
                 snprintf(r.released_by, sizeof(r.released_by), "%s", json_object_get_string(v));
-        if ((q = get_hex(o, "build_id", r.build_id, sizeof(r.build_id), &r.build_id_len)) < 0)
+        if ((q = hvp_json_get_hex(o, WHAT, "build_id", r.build_id, sizeof(r.build_id), &r.build_id_len)) < 0)
                 return q;
         r.code = malloc(r.len);
         if (!r.code)
                 return -ENOMEM;
-        q = get_hex(o, "code", r.code, r.len, &n);
+        q = hvp_json_get_hex(o, WHAT, "code", r.code, r.len, &n);
         if (q == 0 && n != r.len)
                 q = hvp_fail(-EINVAL, "retired range: %zu bytes of code for len %u", n, r.len);
         if (q < 0) {
