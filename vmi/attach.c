@@ -28,25 +28,27 @@ struct attach {
         size_t nr_seen, cap_seen;
 };
 
-/* 1: a root with this key was searched already (it failed); 0: not; < 0 error. */
-static int seen_before(struct attach *a, const struct root_key *k)
+static bool key_seen(const struct attach *a, const struct root_key *k)
 {
-        struct root_key *n;
-
         for (size_t i = 0; i < a->nr_seen; i++)
                 if (a->seen[i].entry == k->entry && a->seen[i].mode == k->mode && a->seen[i].nxe == k->nxe)
-                        return 1;
+                        return true;
+        return false;
+}
+
+/* Remember a root whose search failed; a failure to remember only costs a repeat. */
+static void key_add(struct attach *a, const struct root_key *k)
+{
         if (a->nr_seen == a->cap_seen) {
                 size_t cap = a->cap_seen ? 2 * a->cap_seen : 8;
+                struct root_key *n = realloc(a->seen, cap * sizeof(*n));
 
-                n = realloc(a->seen, cap * sizeof(*n));
                 if (!n)
-                        return hvp_fail(-ENOMEM, "out of memory");
+                        return;
                 a->seen = n;
                 a->cap_seen = cap;
         }
         a->seen[a->nr_seen++] = *k;
-        return 0;
 }
 
 /* 0 found; 1 skipped (same kernel mapping as a root already tried); < 0 error. */
@@ -57,7 +59,8 @@ static int try_root(struct attach *a, const struct hvp_vcpu_regs *regs, uint64_t
         struct hvp_mmu *mmu = NULL;
         struct hvp_kernel *k = NULL;
         struct root_key key = { 0 };
-        uint64_t entry_gpa;
+        uint64_t entry_gpa, bytes;
+        bool have_key;
         int r;
 
         alt.cr3 = cr3;
@@ -69,15 +72,22 @@ static int try_root(struct attach *a, const struct hvp_vcpu_regs *regs, uint64_t
         if (r < 0)
                 return r;
         /* A root whose top-level table cannot be read fails fast below: no key needed. */
-        if (hvp_mmu_entry(mmu, HVP_KERNEL_MAP_START, key.mode, &entry_gpa, &key.entry) == 0) {
-                r = seen_before(a, &key);
-                if (r != 0) {
-                        hvp_mmu_free(mmu);
-                        return r;
-                }
+        have_key = hvp_mmu_entry(mmu, HVP_KERNEL_MAP_START, key.mode, &entry_gpa, &key.entry) == 0;
+        if (have_key && key_seen(a, &key)) {
+                hvp_mmu_free(mmu);
+                return 1;
         }
+        bytes = a->b->bytes;
         r = hvp_kernel_find_budget(mmu, a->b, &k);
         if (r < 0) {
+                /*
+                 * Only a root whose search read the kernel image (the kallsyms scan) is
+                 * not searched again: a cheaper failure may be a process's page tables
+                 * freed under the walk (a busy guest), where another vCPU's root with
+                 * the same entry works.
+                 */
+                if (have_key && a->b->bytes > bytes)
+                        key_add(a, &key);
                 hvp_mmu_free(mmu);
                 return r;
         }
