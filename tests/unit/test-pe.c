@@ -59,7 +59,8 @@ static void load_file(const char *env, const char *name, struct file *f)
                 fail_msg("no %s: set %s or run images/%s, which fills %s/%s", pe ? "PE fixtures" : "Debian kernel",
                          env, pe ? "fetch-pe-fixtures.sh" : "fetch-kernel.sh", hvp_fixture_root(),
                          pe ? "pe-fixtures/" : "kernel-<version>/");
-        snprintf(f->path, sizeof(f->path), "%s/%s", dir, name);
+        if (snprintf(f->path, sizeof(f->path), "%s/%s", dir, name) >= (int)sizeof(f->path))
+                fail_msg("%s/%s: path too long", dir, name);
         fp = fopen(f->path, "rb");
         if (!fp)
                 fail_msg("%s: missing (%s): run the fetch script", f->path, strerror(errno));
