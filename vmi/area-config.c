@@ -122,6 +122,21 @@ static char *doc_string(xmlDocPtr doc)
         return s;
 }
 
+/* Define the domain anew from c's (modified) definition; what says why, for the error. */
+static int conf_define(const struct conf *c, const char *what)
+{
+        _cleanup_free_ char *xml = doc_string(c->doc);
+        virDomainPtr d;
+
+        if (!xml)
+                return -ENOMEM;
+        d = virDomainDefineXML(c->conn, xml);
+        if (!d)
+                return lv_fail(-EIO, what);
+        virDomainFree(d);
+        return 0;
+}
+
 static void legacy_shmem(xmlNodePtr root, struct hvp_area_config *ret)
 {
         for (xmlNodePtr n = child(root, "devices") ? child(root, "devices")->children : NULL; n; n = n->next) {
@@ -272,7 +287,6 @@ int hvp_area_config_add(const char *uri, const char *domain, const char *state_d
         xmlNsPtr ns;
         unsigned long long mem_kib, slots = 0;
         char value[4400], num[64];
-        _cleanup_free_ char *xml = NULL;
         int r;
 
         r = conf_open(uri, domain, &c, ret);
@@ -355,20 +369,9 @@ int hvp_area_config_add(const char *uri, const char *domain, const char *state_d
         snprintf(value, sizeof(value), "nvdimm,id=%s,memdev=%s,unarmed=on,slot=%llu", HVP_AREA_RO_DEVICE_ID,
                  HVP_AREA_RO_MEMDEV_ID, slots);
         add_arg(cmdline, ns, value);
-        xml = doc_string(c.doc);
-        if (!xml) {
-                r = -ENOMEM;
+        r = conf_define(&c, "defining the domain with the patch area");
+        if (r < 0)
                 goto out;
-        }
-        {
-                virDomainPtr d = virDomainDefineXML(c.conn, xml);
-
-                if (!d) {
-                        r = lv_fail(-EIO, "defining the domain with the patch area");
-                        goto out;
-                }
-                virDomainFree(d);
-        }
         ret->configured = ret->changed = true;
         ret->file_ok = file_ok(ret->path);
 out:
@@ -412,7 +415,6 @@ int hvp_area_config_remove(const char *uri, const char *domain, struct hvp_area_
 {
         struct conf c;
         xmlNodePtr root, cmdline;
-        _cleanup_free_ char *xml = NULL;
         char path[4096];
         int r;
 
@@ -448,20 +450,9 @@ int hvp_area_config_remove(const char *uri, const char *domain, struct hvp_area_
                 xmlUnlinkNode(cmdline);
                 xmlFreeNode(cmdline);
         }
-        xml = doc_string(c.doc);
-        if (!xml) {
-                r = -ENOMEM;
+        r = conf_define(&c, "defining the domain without the patch area");
+        if (r < 0)
                 goto out;
-        }
-        {
-                virDomainPtr d = virDomainDefineXML(c.conn, xml);
-
-                if (!d) {
-                        r = lv_fail(-EIO, "defining the domain without the patch area");
-                        goto out;
-                }
-                virDomainFree(d);
-        }
         ret->configured = false;
         ret->changed = true;
         /* A running instance still maps the file: it goes once the domain has stopped. */
