@@ -4,11 +4,19 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: fetch-kernel.sh [--dbg-map] [FLAVOUR]
+Usage: fetch-kernel.sh [--suite SUITE] [--dbg-map] [FLAVOUR]
 
 Download the kernel that Debian's linux-image-[FLAVOUR-]amd64 meta package
-currently points to (FLAVOUR: amd64 (default), cloud, rt), unpack it with
-dpkg-deb -x and leave in ${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/kernel-<version>/:
+currently points to (FLAVOUR: amd64 (default), cloud, rt) in SUITE, unpack it
+and leave in ${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/kernel-<version>/:
+
+  --suite SUITE  bookworm (Debian 12, 6.1), trixie (Debian 13, 6.12), sid
+                 (unstable, 7.x) or any other suite name of deb.debian.org;
+                 default: the host's own (VERSION_CODENAME in /etc/os-release).
+                 Another suite than the host's gets its own apt lists under
+                 ${HVP_GUEST_DIR}/apt/SUITE/ (the host's apt is not touched);
+                 they are refreshed when missing, older than a day, or when the
+                 package they name is gone from the mirror.
 
   vmlinuz     the bzImage (EFI stub) to boot
   vmlinux     the decompressed kernel ELF taken from the bzImage payload
@@ -19,6 +27,11 @@ dpkg-deb -x and leave in ${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/kernel-<version
               placeholder; with --dbg-map it is replaced by the real map
               from linux-image-<version>-dbg (an ~850 MB download)
   version     the kernel release (uname -r)
+  suite       the suite it came from
+
+Since 7.x Debian splits the kernel: linux-image-<version> is empty and
+linux-binary-<version> (vmlinuz) and linux-base-<version> (config, System.map)
+hold the files under /usr/lib/modules/<version>/; both layouts are handled.
 
 Idempotent: files already present are kept. The directory path is printed
 on stdout as the last line; progress goes to stderr.
@@ -28,11 +41,13 @@ USAGE
 die() { echo "fetch-kernel.sh: error: $*" >&2; exit 1; }
 log() { echo "fetch-kernel.sh: $*" >&2; }
 
-flavour=amd64 dbg_map=0
+flavour=amd64 dbg_map=0 suite=
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --dbg-map) dbg_map=1 ;;
+        --suite) [ $# -ge 2 ] || die "--suite needs a suite name"; suite=$2; shift ;;
+        --suite=*) suite=${1#--suite=} ;;
         amd64|cloud|rt) flavour=$1 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
@@ -43,19 +58,47 @@ case "$flavour" in
     *) meta=linux-image-$flavour-amd64 ;;
 esac
 
+host_suite=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+[ -n "$suite" ] || suite=$host_suite
+[ -n "$suite" ] || die "cannot tell the host's suite (no VERSION_CODENAME in /etc/os-release): give --suite"
+case "$suite" in
+    *[!a-z0-9-]*) die "bad suite name '$suite' (letters, digits and '-' only)" ;;
+esac
+guest_dir=${HVP_GUEST_DIR:-/var/lib/hvpatch-test}
+
+# --- apt for the suite: the host's own, or a private one ---------------------
+apt_opts=()
+if [ "$suite" != "$host_suite" ]; then
+    adir=$guest_dir/apt/$suite
+    mkdir -p "$adir/lists/partial" "$adir/cache/archives/partial"
+    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    [ -r "$keyring" ] || die "no $keyring (package debian-archive-keyring)"
+    echo "deb [signed-by=$keyring] http://deb.debian.org/debian $suite main" >"$adir/sources.list"
+    apt_opts=(-o "Dir::Etc::SourceList=$adir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+              -o "Dir::State::Lists=$adir/lists" -o "Dir::Cache=$adir/cache")
+fi
+apt_update() {
+    [ "$(id -u)" -eq 0 ] || die "cannot update apt's lists for $suite (run as root)"
+    log "apt-get update ($suite)"
+    apt-get -q "${apt_opts[@]}" update >&2 || die "apt-get update for $suite failed"
+    [ ${#apt_opts[@]} -eq 0 ] || touch "$adir/updated"
+}
+if [ ${#apt_opts[@]} -gt 0 ] && ! find "$adir/updated" -mmin -1440 2>/dev/null | grep -q .; then
+    apt_update
+fi
+
 # --- which kernel package does the meta package point to? ---------------
-target() { apt-cache depends "$meta" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'; }
+target() { apt-cache "${apt_opts[@]}" depends "$meta" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'; }
 pkg=$(target || true)
 if [ -z "$pkg" ]; then
-    [ "$(id -u)" -eq 0 ] || die "cannot resolve $meta with apt-cache (run as root so apt-get update can run)"
-    log "$meta unknown to apt-cache; running apt-get update"
-    apt-get update >&2 || die "apt-get update failed"
+    log "$meta unknown to apt-cache ($suite)"
+    apt_update
     pkg=$(target || true)
-    [ -n "$pkg" ] || die "apt-cache depends $meta gives no linux-image-<version> dependency"
+    [ -n "$pkg" ] || die "apt-cache depends $meta gives no linux-image-<version> dependency in $suite"
 fi
 version=${pkg#linux-image-}
 dir=${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/kernel-$version
-log "$meta -> $pkg ($dir)"
+log "$suite: $meta -> $pkg ($dir)"
 (umask 022 && mkdir -p "$dir")      # readable by QEMU (libvirt-qemu)
 exec 9>"$dir/.lock"
 flock 9    # concurrent runs (parallel tests) wait for the first one
@@ -69,7 +112,11 @@ if getent passwd _apt >/dev/null; then chown _apt "$tmp" 2>/dev/null || true; fi
 fetch_deb() {
     local p=$1; shift
     log "downloading $p"
-    (cd "$tmp" && apt-get download "$p" >&2) || die "apt-get download $p failed"
+    if ! (cd "$tmp" && apt-get -q "${apt_opts[@]}" download "$p" >&2); then
+        # The lists may name a version the mirror no longer has (sid moves fast).
+        apt_update
+        (cd "$tmp" && apt-get -q "${apt_opts[@]}" download "$p" >&2) || die "apt-get download $p ($suite) failed"
+    fi
     mkdir -p "$tmp/x"
     if [ $# -eq 0 ]; then
         dpkg-deb -x "$tmp/$p"_*.deb "$tmp/x" || die "dpkg-deb -x failed"
@@ -81,13 +128,21 @@ fetch_deb() {
 # --- vmlinuz, System.map, config --------------------------------------------
 if [ ! -s "$dir/vmlinuz" ] || [ ! -s "$dir/config" ] || [ ! -s "$dir/System.map" ]; then
     fetch_deb "$pkg"
+    if [ -s "$tmp/x/boot/vmlinuz-$version" ]; then
+        from=$tmp/x/boot name=-$version                  # one package, files in /boot
+    else                                                 # 7.x: linux-binary + linux-base
+        fetch_deb "linux-binary-$version"
+        fetch_deb "linux-base-$version"
+        from=$tmp/x/usr/lib/modules/$version name=
+    fi
     for f in vmlinuz System.map config; do
-        [ -s "$tmp/x/boot/$f-$version" ] || die "$pkg has no /boot/$f-$version"
-        install -m 644 "$tmp/x/boot/$f-$version" "$dir/$f"
+        [ -s "$from/$f$name" ] || die "$pkg has no $f (looked in ${from#"$tmp/x"})"
+        install -m 644 "$from/$f$name" "$dir/$f"
     done
     echo "$version" >"$dir/version"
 fi
 [ -s "$dir/version" ] || echo "$version" >"$dir/version"
+echo "$suite" >"$dir/suite"
 
 if [ "$dbg_map" = 1 ] && [ "$(wc -l <"$dir/System.map")" -le 1 ]; then
     fetch_deb "$pkg-dbg" "./usr/lib/debug/boot/System.map-$version"

@@ -3,13 +3,16 @@
  * with no symbol file.
  *
  * scripts/kallsyms writes these tables into .rodata, each one starting 8-aligned
- * (".balign 8" before every label on 64-bit):
+ * (".balign 8" before every label on 64-bit) up to 6.x, 4-aligned from 7.0:
  *
  *   up to 6.3   offsets s32[n] | relative_base u64 | num_syms u32 | names |
  *               markers u32[(n + 255) / 256] | [seqs_of_names] | token_table |
  *               token_index u16[256]
  *   6.4 on      num_syms | names | markers | token_table | token_index |
  *               offsets | relative_base | seqs_of_names
+ *   7.0 on      num_syms | names | markers | token_table | token_index |
+ *               offsets | seqs_of_names   (no relative_base: each offset is
+ *               place-relative, the symbol's address minus the entry's own)
  *
  * seqs_of_names (6.2 on, and backported into Debian's 6.1) is 3 bytes per symbol.
  * names: per symbol a length, one byte or (6.1 on, when the top bit is set) two
@@ -26,8 +29,7 @@
  * /proc/kallsyms prints a core-kernel symbol's stored type unchanged (s_show()
  * changes the case only for module symbols), so hvp_symbol.type is that char.
  * Not handled: kernels without CONFIG_KALLSYMS_BASE_RELATIVE (before 4.6 on
- * x86-64), and the place-relative offsets of Linux 7.0 (no kallsyms_relative_base):
- * both end in -EINVAL "no sorted address table".
+ * x86-64): -EINVAL "no sorted address table".
  */
 #include <errno.h>
 #include <stdio.h>
@@ -43,7 +45,7 @@
 #include "vmi/x86.h"
 #include "vmi/scan-budget.h"
 
-#define KS_ALIGN 8u
+#define KS_ALIGN 8u                     /* the largest table alignment (6.x; 7.0 on: 4) */
 #define KS_TOKENS 256u
 #define KS_NAME_MAX 512u                /* KSYM_NAME_LEN: type char + name */
 #define KS_SCAN_CHUNK (1u << 20)
@@ -111,6 +113,7 @@ struct ks_layout {
         bool seqs_before_tokens;
         uint64_t relative_base;
         bool absolute_percpu;
+        bool place_relative;            /* 7.0 on: address = &offsets[i] + offsets[i] */
 };
 
 struct ks_search {
@@ -124,6 +127,17 @@ struct ks_search {
 static inline uint64_t align_up(uint64_t v)
 {
         return (v + KS_ALIGN - 1) & ~(uint64_t)(KS_ALIGN - 1);
+}
+
+static inline uint64_t align4_up(uint64_t v)
+{
+        return (v + 3) & ~(uint64_t)3;
+}
+
+/* A table that starts at `at` may follow one that ends at `end`: padded to 8 or to 4. */
+static inline bool follows(uint64_t end, uint64_t at)
+{
+        return at == align_up(end) || at == align4_up(end);
 }
 
 static inline uint64_t align_down(uint64_t v)
@@ -254,15 +268,45 @@ static uint64_t skip_strings(const struct ks_window *w, uint64_t p, unsigned cou
 }
 
 /*
+ * The token table whose index would lie at `index`, given the digit run at d and
+ * the end of the strings: index[i] must be the offset of the i-th string, for all
+ * 256, and the table 4-aligned. Returns the table's address, or 0.
+ */
+static uint64_t index_check(const struct ks_window *w, uint64_t d, uint64_t end, uint64_t index,
+                            struct ks_tokens *tk)
+{
+        const uint8_t *idx = window_at(w, index, 2 * KS_TOKENS);
+        uint64_t table, p;
+
+        if (!idx || hvp_le16(idx) != 0 || hvp_le16(idx + 2 * '0') > d - w->lo)
+                return 0;
+        table = d - hvp_le16(idx + 2 * '0');
+        if (table % 4)
+                return 0;
+        p = table;
+        for (unsigned i = 0; i < KS_TOKENS; i++) {
+                uint64_t next;
+
+                if (p - table != hvp_le16(idx + 2 * i))
+                        return 0;
+                next = skip_strings(w, p, 1);
+                if (!next)
+                        return 0;
+                tk->off[i] = (uint16_t)(p - table);
+                tk->len[i] = (uint16_t)(next - p - 1);
+                p = next;
+        }
+        return p == end ? table : 0;
+}
+
+/*
  * Given the digit run at d, find and check the whole token table and token index:
- * the index follows the table (8-aligned) and index[i] must be the offset of the
- * i-th string, for all 256.
+ * the index follows the table (8-aligned, or 4-aligned from 7.0).
  */
 static int tokens_at(const struct hvp_kmem *km, uint64_t d, struct ks_tokens *tk)
 {
         struct ks_window w;
-        uint64_t lo, hi, end, index, table, p;
-        const uint8_t *idx;
+        uint64_t lo, hi, end, index, table = 0;
         int r;
 
         lo = d - km->start > KS_TOKEN_SPAN ? d - KS_TOKEN_SPAN : km->start;
@@ -277,26 +321,12 @@ static int tokens_at(const struct hvp_kmem *km, uint64_t d, struct ks_tokens *tk
         if (!end)
                 goto out;
         index = align_up(end);
-        idx = window_at(&w, index, 2 * KS_TOKENS);
-        if (!idx || hvp_le16(idx) != 0 || hvp_le16(idx + 2 * '0') > d - lo)
-                goto out;
-        table = d - hvp_le16(idx + 2 * '0');
-        if (table % KS_ALIGN)
-                goto out;
-        p = table;
-        for (unsigned i = 0; i < KS_TOKENS; i++) {
-                uint64_t next;
-
-                if (p - table != hvp_le16(idx + 2 * i))
-                        goto out;
-                next = skip_strings(&w, p, 1);
-                if (!next)
-                        goto out;
-                tk->off[i] = (uint16_t)(p - table);
-                tk->len[i] = (uint16_t)(next - p - 1);
-                p = next;
+        table = index_check(&w, d, end, index, tk);
+        if (!table && align4_up(end) != index) {
+                index = align4_up(end);
+                table = index_check(&w, d, end, index, tk);
         }
-        if (p != end)
+        if (!table)
                 goto out;
         tk->data = malloc(end - table);
         if (!tk->data) {
@@ -407,31 +437,41 @@ static int names_walk(struct ks_search *s, struct ks_layout *lay)
  */
 static bool markers_check(struct ks_search *s, struct ks_layout *lay)
 {
-        uint64_t m = ((uint64_t)lay->n + 255) / 256;
-        uint64_t at = align_up(lay->names + lay->names_size);
+        uint64_t m = ((uint64_t)lay->n + 255) / 256, names_end = lay->names + lay->names_size;
+        uint64_t starts[2] = { align_up(names_end), align4_up(names_end) };
 
-        for (unsigned size = 4; size <= 8; size += 4) {
-                const uint8_t *p = window_at(&s->w, at, m * size);
-                uint64_t end = at + m * size, seqs = align_up(end);
-                uint64_t i;
+        for (unsigned k = 0; k < 2; k++) {
+                uint64_t at = starts[k];
 
-                if (!p || end > s->tk.table)
-                        continue;
-                for (i = 0; i < m; i++)
-                        if ((size == 4 ? hvp_le32(p + 4 * i) : hvp_le64(p + 8 * i)) != s->marks[i])
-                                break;
-                if (i < m)
-                        continue;
-                lay->markers = at;
-                lay->marker_size = size;
-                if (seqs == s->tk.table) {
-                        lay->seqs_before_tokens = false;
-                        return true;
-                }
-                if (align_up(seqs + 3ull * lay->n) == s->tk.table ||
-                    align_up(seqs + 4ull * lay->n) == s->tk.table) {
-                        lay->seqs_before_tokens = true;
-                        return true;
+                if (k == 1 && at == starts[0])
+                        break;
+                for (unsigned size = 4; size <= 8; size += 4) {
+                        const uint8_t *p = window_at(&s->w, at, m * size);
+                        uint64_t end = at + m * size, i;
+
+                        if (!p || end > s->tk.table)
+                                continue;
+                        for (i = 0; i < m; i++)
+                                if ((size == 4 ? hvp_le32(p + 4 * i) : hvp_le64(p + 8 * i)) != s->marks[i])
+                                        break;
+                        if (i < m)
+                                continue;
+                        lay->markers = at;
+                        lay->marker_size = size;
+                        if (follows(end, s->tk.table)) {
+                                lay->seqs_before_tokens = false;
+                                return true;
+                        }
+                        /* seqs_of_names (3 or 4 bytes a symbol) between them */
+                        for (unsigned a = 0; a < 2; a++) {
+                                uint64_t seqs = a ? align4_up(end) : align_up(end);
+
+                                if (follows(seqs + 3ull * lay->n, s->tk.table) ||
+                                    follows(seqs + 4ull * lay->n, s->tk.table)) {
+                                        lay->seqs_before_tokens = true;
+                                        return true;
+                                }
+                        }
                 }
         }
         return false;
@@ -442,10 +482,22 @@ static bool markers_check(struct ks_search *s, struct ks_layout *lay)
  * offset is an absolute value (per-cpu symbols) and a negative one means
  * relative_base - 1 - offset; without it every offset is unsigned from
  * relative_base. The relative base is the first relative symbol, so its offset is
- * -1 (or 0), and the table is sorted by address. false if the sum overflows.
+ * -1 (or 0), and the table is sorted by address. From 7.0 every offset is
+ * place-relative: the address of its own entry plus the offset (s32). false if the
+ * sum overflows.
  */
-static bool offset_address(const struct ks_layout *lay, int32_t off, uint64_t *ret)
+static bool offset_address(const struct ks_layout *lay, uint32_t i, int32_t off, uint64_t *ret)
 {
+        if (lay->place_relative) {
+                uint64_t at = lay->offsets + 4ull * i;
+
+                if (off >= 0)
+                        return !__builtin_add_overflow(at, (uint64_t)off, ret);
+                if (at < (uint64_t)(-(int64_t)off))
+                        return false;
+                *ret = at - (uint64_t)(-(int64_t)off);
+                return true;
+        }
         if (!lay->absolute_percpu)
                 return !__builtin_add_overflow(lay->relative_base, (uint64_t)(uint32_t)off, ret);
         if (off >= 0) {
@@ -483,7 +535,7 @@ static bool offsets_check(struct ks_search *s, struct ks_layout *lay, uint64_t o
                 bool relative = !lay->absolute_percpu || off < 0;
                 uint64_t a;
 
-                if (!offset_address(lay, off, &a))
+                if (!offset_address(lay, i, off, &a))
                         return false;
                 if (relative && !seen_relative) {
                         if (off != (lay->absolute_percpu ? -1 : 0))
@@ -499,10 +551,42 @@ static bool offsets_check(struct ks_search *s, struct ks_layout *lay, uint64_t o
         return seen_relative;
 }
 
-/* Where the offsets and relative base lie: before num_syms (to 6.3), after the token index (6.4 on). */
+/* 7.0 on: place-relative offsets at `offsets`, no relative base: sorted kernel addresses. */
+static bool offsets_check_prel(struct ks_search *s, struct ks_layout *lay, uint64_t offsets)
+{
+        const uint8_t *o;
+        uint64_t prev = 0;
+
+        if (window_cover(&s->w, offsets, offsets + 4ull * lay->n) < 0)
+                return false;
+        o = window_at(&s->w, offsets, 4ull * lay->n);
+        if (!o)
+                return false;
+        lay->offsets = offsets;
+        lay->place_relative = true;
+        lay->absolute_percpu = false;
+        lay->relative_base = 0;
+        for (uint32_t i = 0; i < lay->n; i++) {
+                uint64_t a;
+
+                if (!offset_address(lay, i, (int32_t)hvp_le32(o + 4ull * i), &a) || a < KS_KERNEL_HALF ||
+                    (i > 0 && a < prev)) {
+                        lay->place_relative = false;
+                        return false;
+                }
+                prev = a;
+        }
+        lay->relative_base_at = 0;
+        return true;
+}
+
+/*
+ * Where the offsets lie: with the relative base before num_syms (to 6.3), after the
+ * token index (6.4 on), or after the token index and place-relative (7.0 on).
+ */
 static bool addresses_find(struct ks_search *s, struct ks_layout *lay, uint64_t num_syms_at)
 {
-        uint64_t table_bytes = 4ull * lay->n, after;
+        uint64_t table_bytes = 4ull * lay->n, after, at[2];
 
         if (num_syms_at - s->w.min >= 8 + table_bytes &&
             offsets_check(s, lay, align_down(num_syms_at - 8 - table_bytes), num_syms_at - 8))
@@ -510,26 +594,37 @@ static bool addresses_find(struct ks_search *s, struct ks_layout *lay, uint64_t 
         if (lay->seqs_before_tokens)
                 return false;
         after = s->tk.index + 2 * KS_TOKENS;
-        return offsets_check(s, lay, after, align_up(after + table_bytes));
+        at[0] = align_up(after);
+        at[1] = align4_up(after);
+        for (unsigned k = 0; k < 2; k++) {
+                if (k == 1 && at[1] == at[0])
+                        break;
+                if (offsets_check(s, lay, at[k], align_up(at[k] + table_bytes)) ||
+                    offsets_check_prel(s, lay, at[k]))
+                        return true;
+        }
+        return false;
 }
 
 /*
  * Scan down from the token table for kallsyms_num_syms: a count followed by the
- * zero padding, then names that walk exactly into markers that point back at them.
+ * names (after zero padding to 8 bytes up to 6.x, directly from 7.0) that walk
+ * exactly into markers that point back at them.
  */
 static int layout_find(struct ks_search *s, struct ks_layout *lay)
 {
-        uint64_t t = s->tk.table, p = t;
+        uint64_t t = s->tk.table, p = t & ~(uint64_t)3;
         unsigned steps = 0;
         int r;
 
         while (p - s->w.min >= 8) {
                 const uint8_t *q;
+                uint64_t names[2];
                 uint32_t n;
 
                 if (++steps % KS_CHECK_EVERY == 0 && !hvp_scan_left(s->budget))
                         return -E2BIG;
-                p -= 8;
+                p -= 4;
                 if (p < s->w.lo) {
                         r = window_cover(&s->w, p, s->tk.index + 2 * KS_TOKENS);
                         if (r < 0)
@@ -539,23 +634,30 @@ static int layout_find(struct ks_search *s, struct ks_layout *lay)
                 }
                 q = window_at(&s->w, p, 8);
                 n = hvp_le32(q);
-                if (n == 0 || n > HVP_KALLSYMS_MAX_SYMS || hvp_le32(q + 4) != 0)
+                if (n == 0 || n > HVP_KALLSYMS_MAX_SYMS)
                         continue;
-                /* room for n records of 2 bytes at least, and their markers */
-                if (t - p - 8 < 2ull * n + 4ull * ((n + 255) / 256))
-                        continue;
-                *lay = (struct ks_layout){ .n = n, .names = p + 8 };
-                r = names_walk(s, lay);
-                if (r == -EINVAL)
-                        continue;
-                if (r < 0)
-                        return r;
-                if (!markers_check(s, lay))
-                        continue;
-                if (!addresses_find(s, lay, p))
-                        return hvp_fail(-EINVAL, "kallsyms: %u names at 0x%llx but no sorted address table",
-                                        n, (unsigned long long)lay->names);
-                return 0;
+                /* 6.x: 8-aligned, zero padding; 7.0 on: names at once (a record never starts with 0) */
+                names[0] = p % 8 == 0 && hvp_le32(q + 4) == 0 ? p + 8 : 0;
+                names[1] = q[4] != 0 ? p + 4 : 0;
+                for (unsigned k = 0; k < 2; k++) {
+                        if (!names[k])
+                                continue;
+                        /* room for n records of 2 bytes at least, and their markers */
+                        if (t - names[k] < 2ull * n + 4ull * ((n + 255) / 256))
+                                continue;
+                        *lay = (struct ks_layout){ .n = n, .names = names[k] };
+                        r = names_walk(s, lay);
+                        if (r == -EINVAL)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        if (!markers_check(s, lay))
+                                continue;
+                        if (!addresses_find(s, lay, p))
+                                return hvp_fail(-EINVAL, "kallsyms: %u names at 0x%llx but no sorted address table",
+                                                n, (unsigned long long)lay->names);
+                        return 0;
+                }
         }
         return -ENOENT;
 }
@@ -664,7 +766,7 @@ static int symtab_build(struct ks_search *s, const struct ks_layout *lay, struct
                 }
                 hdr = (names[off] & 0x80) ? 2 : 1;
                 /* checked by offsets_check() */
-                offset_address(lay, (int32_t)hvp_le32(offs + 4ull * i), &st->syms[i].addr);
+                offset_address(lay, i, (int32_t)hvp_le32(offs + 4ull * i), &st->syms[i].addr);
                 st->syms[i].name = st->names + pos;
                 for (size_t k = hdr; k < size; k++) {
                         uint8_t t = names[off + k];
@@ -729,11 +831,13 @@ static int decode_from_tokens(struct ks_search *s, const struct hvp_kmem *km, st
         if (r < 0)
                 return r;
         hvp_debug("kallsyms: %u symbols, names at 0x%llx, markers (%u bytes each) at 0x%llx, "
-                  "token table at 0x%llx, offsets at 0x%llx (%s), relative base 0x%llx%s",
+                  "token table at 0x%llx, offsets at 0x%llx (%s), %s 0x%llx%s",
                   lay.n, (unsigned long long)lay.names, lay.marker_size, (unsigned long long)lay.markers,
                   (unsigned long long)t, (unsigned long long)lay.offsets,
                   lay.offsets < t ? "before the names" : "after the token index",
-                  (unsigned long long)lay.relative_base, lay.absolute_percpu ? ", absolute per-cpu" : "");
+                  lay.place_relative ? "place-relative, no relative base; tables at" : "relative base",
+                  (unsigned long long)(lay.place_relative ? lay.names - 4 : lay.relative_base),
+                  lay.absolute_percpu ? ", absolute per-cpu" : "");
         return symtab_build(s, &lay, ret);
 }
 
@@ -775,20 +879,32 @@ static bool tokens_plausible(const uint8_t *buf, size_t len, size_t o, uint64_t 
                         return false;
                 p += l + 1;
         }
-        index = (size_t)(align_up(d + (p - o)) - d) + o;
-        if (index + 2 * KS_TOKENS > o + span)
-                return false;
-        idx = buf + index;
-        base = hvp_le16(idx + 2 * '0');
-        if (hvp_le16(idx) != 0 || base > d - start || (d - base) % KS_ALIGN)
-                return false;
-        for (unsigned i = 1; i <= '0'; i++)
-                if (hvp_le16(idx + 2 * i) <= hvp_le16(idx + 2 * (i - 1)))
-                        return false;
-        for (unsigned i = '0'; i < KS_TOKENS; i++)
-                if (hvp_le16(idx + 2 * i) != base + rel[i - '0'])
-                        return false;
-        return true;
+        /* the index: 8-aligned (6.x) or 4-aligned (7.0 on) */
+        for (unsigned k = 0; k < 2; k++) {
+                uint64_t end = d + (p - o), at = k ? align4_up(end) : align_up(end);
+                unsigned i;
+
+                if (k == 1 && at == align_up(end))
+                        break;
+                index = (size_t)(at - d) + o;
+                if (index + 2 * KS_TOKENS > o + span)
+                        continue;
+                idx = buf + index;
+                base = hvp_le16(idx + 2 * '0');
+                if (hvp_le16(idx) != 0 || base > d - start || (d - base) % 4)
+                        continue;
+                for (i = 1; i <= '0'; i++)
+                        if (hvp_le16(idx + 2 * i) <= hvp_le16(idx + 2 * (i - 1)))
+                                break;
+                if (i <= '0')
+                        continue;
+                for (i = '0'; i < KS_TOKENS; i++)
+                        if (hvp_le16(idx + 2 * i) != base + rel[i - '0'])
+                                break;
+                if (i == KS_TOKENS)
+                        return true;
+        }
+        return false;
 }
 
 /* One candidate that passed tokens_plausible(): 1 decoded (*ret set), 0 not it, < 0 stop. */

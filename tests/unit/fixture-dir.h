@@ -39,15 +39,19 @@ __attribute__((unused)) static bool hvp_fixture_kernel_dir(char *out, size_t siz
                 snprintf(out, size, "%s", env);
                 return true;
         }
-        snprintf(pattern, sizeof(pattern), "%s/kernel-*/", hvp_fixture_root());
+        /* only folders fetch-kernel.sh made (it writes `version`), not others beside them */
+        snprintf(pattern, sizeof(pattern), "%s/kernel-*/version", hvp_fixture_root());
         if (glob(pattern, 0, NULL, &g) != 0)
                 return false;
         qsort(g.gl_pathv, g.gl_pathc, sizeof(char *), hvp_fixture_cmp_version_desc);
         ok = g.gl_pathc > 0;
         if (ok) {
+                char *slash;
+
                 snprintf(out, size, "%s", g.gl_pathv[0]);
-                if (out[0] && out[strlen(out) - 1] == '/')
-                        out[strlen(out) - 1] = '\0';
+                slash = strrchr(out, '/');
+                if (slash)
+                        *slash = '\0';
         }
         globfree(&g);
         return ok;

@@ -25,6 +25,7 @@ enum ksgen_layout {
         KSGEN_OLD,              /* up to 6.1: offsets, base, num, names, markers, tokens */
         KSGEN_SEQS,             /* 6.2, 6.3 and Debian's 6.1: seqs_of_names before the tokens */
         KSGEN_NEW,              /* 6.4 on: num, names, markers, tokens, offsets, base, seqs */
+        KSGEN_PREL,             /* 7.0 on: as 6.4 but 4-aligned, no base: offsets place-relative */
 };
 
 struct ksgen_opts {
@@ -72,11 +73,11 @@ static inline void ksgen_put_le(struct ksgen_buf *b, uint64_t v, unsigned bytes)
         ksgen_put(b, t, bytes);
 }
 
-static inline void ksgen_align(struct ksgen_buf *b)
+static inline void ksgen_align_to(struct ksgen_buf *b, unsigned a)
 {
         static const uint8_t zero[8];
 
-        ksgen_put(b, zero, (8 - b->len % 8) % 8);
+        ksgen_put(b, zero, (a - b->len % a) % a);
 }
 
 /* Encoded symbol strings (type char + name) as arrays of codes. */
@@ -184,7 +185,7 @@ static inline void ksgen_build(const struct ksgen_sym *syms, size_t n, const str
                         rb = syms[i].addr;
                         break;
                 }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && o->layout != KSGEN_PREL; i++) {
                 int64_t v;
 
                 if (o->absolute_percpu)
@@ -210,11 +211,12 @@ static inline void ksgen_build(const struct ksgen_sym *syms, size_t n, const str
         ksgen_sort_syms = syms;
         qsort(order, n, sizeof(*order), ksgen_cmp_name);
 
-        /* the image: filler up to the tables */
+        /* the image: filler up to the tables; ".balign 8" before each table, ".balign 4" from 7.0 */
+#define ksgen_align(b) ksgen_align_to((b), o->layout == KSGEN_PREL ? 4 : 8)
         for (size_t i = 0; i < o->tables_off; i++)
                 ksgen_put_le(&b, 0xcc, 1);
 #define KSGEN_AT() (o->va + b.len)
-        if (o->layout != KSGEN_NEW) {
+        if (o->layout < KSGEN_NEW) {
                 out->offsets = KSGEN_AT();
                 ksgen_put(&b, offsets.p, offsets.len);
                 ksgen_align(&b);
@@ -250,12 +252,18 @@ static inline void ksgen_build(const struct ksgen_sym *syms, size_t n, const str
         for (unsigned c = 0; c < 256; c++)
                 ksgen_put_le(&b, index[c], 2);
         ksgen_align(&b);
-        if (o->layout == KSGEN_NEW) {
+        if (o->layout >= KSGEN_NEW) {
                 out->offsets = KSGEN_AT();
-                ksgen_put(&b, offsets.p, offsets.len);
-                ksgen_align(&b);
-                out->relative_base = KSGEN_AT();
-                ksgen_put_le(&b, rb, 8);
+                if (o->layout == KSGEN_PREL) {
+                        /* _text - . + (addr - _text): the address minus the entry's own */
+                        for (size_t i = 0; i < n; i++)
+                                ksgen_put_le(&b, (uint64_t)(int64_t)(syms[i].addr - KSGEN_AT()), 4);
+                } else {
+                        ksgen_put(&b, offsets.p, offsets.len);
+                        ksgen_align(&b);
+                        out->relative_base = KSGEN_AT();
+                        ksgen_put_le(&b, rb, 8);
+                }
                 out->seqs = KSGEN_AT();
                 for (size_t i = 0; i < n; i++) {
                         uint8_t t[3] = { (uint8_t)(order[i] >> 16), (uint8_t)(order[i] >> 8), (uint8_t)order[i] };
@@ -264,12 +272,13 @@ static inline void ksgen_build(const struct ksgen_sym *syms, size_t n, const str
                 ksgen_align(&b);
         }
 #undef KSGEN_AT
+#undef ksgen_align
         for (size_t i = 0; i < o->tail; i++)
                 ksgen_put_le(&b, 0xcc, 1);
         out->data = b.p;
         out->size = b.len;
         out->va = o->va;
-        out->relative_base_value = rb;
+        out->relative_base_value = o->layout == KSGEN_PREL ? 0 : rb;
         for (size_t i = 0; i < n; i++)
                 free(enc[i].codes);
         free(enc);

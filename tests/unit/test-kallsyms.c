@@ -779,8 +779,8 @@ static void check_roundtrip(enum ksgen_layout layout, bool abs_percpu, unsigned 
 static void test_synth_layouts(void **state)
 {
         (void)state;
-        for (int layout = KSGEN_OLD; layout <= KSGEN_NEW; layout++)
-                for (int abs = 0; abs <= 1; abs++)
+        for (int layout = KSGEN_OLD; layout <= KSGEN_PREL; layout++)
+                for (int abs = 0; abs <= (layout == KSGEN_PREL ? 0 : 1); abs++)   /* 7.0: no absolute per-cpu */
                         for (unsigned pairs = 0; pairs <= 100; pairs += 100)
                                 for (int big = 0; big <= 1; big++)
                                         check_roundtrip(layout, abs, pairs, big);
@@ -985,15 +985,49 @@ static void test_synth_markers_and_offsets(void **state)
         ksgen_poke(&s->g, s->g.relative_base, TEXT + 0x200000, 8);
         expect_decode(s, -EINVAL, "_text");
         synth_free(s);
+
+        /* 7.0's place-relative offsets: the tables are 4-aligned, not 8 */
+        s = synth_kernel(KSGEN_PREL, false, 50, 600, false);
+        assert_int_equal(s->g.names, s->g.num_syms + 4);
+        assert_true(s->g.offsets % 8 == 4 || s->g.markers % 8 == 4 || s->g.token_index % 8 == 4 ||
+                    s->g.token_table % 8 == 4);
+        {
+                struct hvp_symtab *st = NULL;
+
+                assert_int_equal(hvp_kallsyms_decode(&s->km, TEXT, &st), 0);
+                hvp_symtab_free(st);
+        }
+        /* ... one out of order */
+        {
+                uint64_t a = s->g.offsets + 4 * 100;
+
+                ksgen_poke(&s->g, a, ksgen_peek(&s->g, a, 4) + 0x100000, 4);
+        }
+        expect_decode(s, -EINVAL, "no sorted address table");
+        synth_free(s);
+
+        /* ... the first 2 GiB below the image: still sorted, but _text is not where it must be */
+        s = synth_kernel(KSGEN_PREL, false, 50, 600, false);
+        ksgen_poke(&s->g, s->g.offsets, 0x80000000u, 4);
+        expect_decode(s, -EINVAL, "_text");
+        synth_free(s);
+
+        /* ... all shifted by 4 bytes (the decoder must not take the entry's neighbour for its own) */
+        s = synth_kernel(KSGEN_PREL, false, 50, 600, false);
+        for (uint64_t i = 0; i < s->n; i++)
+                ksgen_poke(&s->g, s->g.offsets + 4 * i, ksgen_peek(&s->g, s->g.offsets + 4 * i, 4) + 4, 4);
+        expect_decode(s, -EINVAL, "_text");
+        synth_free(s);
 }
 
 /* Every truncation of the image either fails cleanly or, once all read tables are in, succeeds. */
 static void test_synth_truncated(void **state)
 {
         (void)state;
-        for (int layout = KSGEN_OLD; layout <= KSGEN_NEW; layout++) {
-                struct synth *s = synth_kernel(layout, true, 50, 300, true);
-                uint64_t need = (s->g.token_index + 512 > s->g.relative_base + 8 ? s->g.token_index + 512 : s->g.relative_base + 8) - s->g.va;
+        for (int layout = KSGEN_OLD; layout <= KSGEN_PREL; layout++) {
+                struct synth *s = synth_kernel(layout, layout != KSGEN_PREL, 50, 300, true);
+                uint64_t tables_end = layout == KSGEN_PREL ? s->g.offsets + 4 * s->n : s->g.relative_base + 8;
+                uint64_t need = (s->g.token_index + 512 > tables_end ? s->g.token_index + 512 : tables_end) - s->g.va;
 
                 for (uint64_t cut = SYN_TABLES_OFF; cut <= s->g.size; cut += (cut < need - 64 ? 61 : 1)) {
                         struct hvp_symtab *st = NULL;
