@@ -11,13 +11,17 @@ usage() {
     cat <<'USAGE'
 Usage:
   guest.sh create NAME [--paging 4|5] [--kaslr on|off] [--memory MiB] [--vcpus N]
-                       [--xml-extra FILE] [--kernel-dir DIR] [--timeout SEC]
+                       [--xml-extra FILE] [--kernel-dir DIR] [--timeout SEC] [--patch-area]
       Define and start a UEFI (OVMF, q35) guest booting the Debian kernel
       directly with the busybox initramfs; wait for HVP-READY on its console.
       --paging 5 gives the guest LA57 (<cpu mode='maximum'/> under TCG,
       'host-passthrough' under KVM); 4 (default) has no <cpu>.
       --kaslr off adds nokaslr. --xml-extra inserts FILE inside <devices>
       (@UUID@ in it becomes the domain's UUID, e.g. <shmem name='hvpatch-area-@UUID@'>).
+      --patch-area gives the domain its own read-only patch area before its first
+      boot (`hvpatch area add`; $HVPATCH, default build/cli/hvpatch, with
+      $HVPATCH_STATE_DIR): kernels without slack after _etext (6.12) need it for
+      redirects. destroy removes it (`hvpatch area remove`).
       Defaults: --paging 4 --kaslr on --memory 256 --vcpus 2 --timeout 120,
       --kernel-dir from fetch-kernel.sh (downloaded if needed).
   guest.sh accel [--paging 4|5]
@@ -59,12 +63,19 @@ check_name() {
 
 domain_exists() { "${virsh[@]}" dominfo "$1" >/dev/null 2>&1; }
 
+hvpatch_bin() { echo "${HVPATCH:-$here/../build/cli/hvpatch}"; }
+
 cmd_destroy() {
     local name=$1 keep_state=${2:-0}
     if domain_exists "$name"; then
         local uuid
         uuid=$("${virsh[@]}" domuuid "$name" 2>/dev/null || true)
         "${virsh[@]}" destroy "$name" >/dev/null 2>&1 || true     # fails if not running: fine
+        # its read-only patch area (guest.sh create --patch-area): the file goes with it
+        if "${virsh[@]}" dumpxml --inactive "$name" 2>/dev/null | grep -q 'hvpatch-area' &&
+           [ -x "$(hvpatch_bin)" ]; then
+            "$(hvpatch_bin)" area remove "$name" >/dev/null 2>&1 || log "warning: hvpatch area remove $name failed"
+        fi
         "${virsh[@]}" undefine "$name" --nvram >/dev/null || die "virsh undefine $name failed"
         # a per-domain patch-area shmem (<shmem name='hvpatch-area-UUID'>) outlives the domain
         [[ "$uuid" =~ ^[0-9a-f-]{36}$ ]] && rm -f "/dev/shm/hvpatch-area-$uuid"
@@ -82,6 +93,7 @@ cpuinfo=${HVP_CPUINFO:-/proc/cpuinfo}        # test hook: where la57 is looked f
 probe_timeout=${HVP_KVM_PROBE_TIMEOUT:-60}
 accel_cache=$state_root/kvm-probe
 accel_log=${HVP_ACCEL_LOG:-$state_root/accel.log}
+patch_area=0                                 # create --patch-area
 
 check_accel_mode() {
     case "$accel_mode" in
@@ -242,6 +254,12 @@ boot_guest() {
         [ -n "$quiet" ] || log "error: $name: $boot_err ($st/domain.xml)"
         return 1
     fi
+    if [ "$patch_area" = 1 ] && ! err=$("$(hvpatch_bin)" area add "$name" 2>&1 >/dev/null); then
+        boot_err="hvpatch area add failed: $(one_line <<<"$err")"
+        [ -n "$quiet" ] || log "error: $name: $boot_err"
+        cmd_destroy "$name" 1 >/dev/null
+        return 1
+    fi
     local t0=$EPOCHREALTIME
     if ! err=$("${virsh[@]}" start "$name" 2>&1 >/dev/null); then
         boot_err="virsh start failed: $(one_line <<<"$err")"
@@ -300,7 +318,11 @@ cmd_create() {
     local name=$1; shift
     local paging=4 kaslr=on memory=256 vcpus=2 extra='' timeout=120
     kdir=${HVP_KERNEL_DIR:-}
+    patch_area=0
     while [ $# -gt 0 ]; do
+        if [ "$1" = --patch-area ]; then
+            patch_area=1; shift; continue
+        fi
         [ $# -ge 2 ] || die "$1 needs a value"
         case "$1" in
             --paging) paging=$2 ;;
@@ -320,6 +342,7 @@ cmd_create() {
         || die "--memory, --vcpus and --timeout take integers"
     [ -z "$extra" ] || [ -r "$extra" ] || die "--xml-extra file '$extra' not readable"
     domain_exists "$name" && die "domain $name already exists (guest.sh destroy $name)"
+    [ "$patch_area" = 0 ] || [ -x "$(hvpatch_bin)" ] || die "--patch-area needs hvpatch: $(hvpatch_bin) (set HVPATCH)"
     prepare_assets
 
     choose_accel "$paging"

@@ -48,10 +48,17 @@ log "building in $build"
 cmake -S "$top" -B "$build" -DHVP_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"
 
-# The kernel the unit tests decode and the guests boot: Debian's own.
+# The kernel the unit tests decode and the guests boot: Debian's own (the host's suite),
+# and the newer suites' for tests/live/test_kernels.py and test-kallsyms-SUITE.
 HVP_KERNEL_DIR=$("$top/images/fetch-kernel.sh" | tail -n 1)
 export HVP_KERNEL_DIR
 log "kernel fixture: $HVP_KERNEL_DIR"
+for suite in trixie sid; do
+    var=HVP_KERNEL_DIR_${suite^^}
+    dir=$("$top/images/fetch-kernel.sh" --suite "$suite" | tail -n 1)
+    export "$var=$dir"
+    log "kernel fixture ($suite): $dir"
+done
 # The accelerator the guests will get (HVP_ACCEL=kvm on a host that cannot: stop here).
 for paging in 4 5; do
     choice=$("$top/images/guest.sh" accel --paging "$paging") || { log "HVP_ACCEL=$HVP_ACCEL: no accelerator"; exit 1; }
@@ -61,8 +68,10 @@ done
 HVP_PE_DIR=$("$top/images/fetch-pe-fixtures.sh" | tail -n 1)
 export HVP_PE_DIR
 log "PE fixtures: $HVP_PE_DIR"
-# The kallsyms unit test's oracle: this kernel's own /proc/kallsyms (boots a guest once).
-"$top/images/capture-kallsyms.sh" "$HVP_KERNEL_DIR" >/dev/null
+# The kallsyms tests' oracle: each kernel's own /proc/kallsyms (boots a guest once, cached).
+for dir in "$HVP_KERNEL_DIR" "$HVP_KERNEL_DIR_TRIXIE" "$HVP_KERNEL_DIR_SID"; do
+    "$top/images/capture-kallsyms.sh" "$dir" >/dev/null
+done
 
 status=0
 (cd "$build" && ctest --output-on-failure --timeout 1800 "$@") || status=$?

@@ -144,9 +144,11 @@ class Guest:
     # -- lifecycle ---------------------------------------------------------
     @classmethod
     def create(cls, name, paging=4, kaslr=True, memory=None, xml_extra=None,
-               kernel_dir=None, timeout=None, env=None):
+               kernel_dir=None, timeout=None, env=None, patch_area=False):
         """Define and boot guest NAME; returns once HVP-READY was seen.
 
+        patch_area: give it its own read-only patch area before it boots (guest.sh
+        create --patch-area; needs $HVPATCH_STATE_DIR as the tests' hvpatch uses).
         The accelerator is guest.sh's choice (HVP_ACCEL=auto|kvm|tcg in the environment,
         or in env: extra variables for guest.sh); g.accel says which one ran.
         timeout: seconds to HVP-READY (default $HVP_BOOT_TIMEOUT, else 300: a TCG boot
@@ -161,6 +163,8 @@ class Guest:
             cmd += ["--memory", str(memory)]
         if xml_extra:
             cmd += ["--xml-extra", xml_extra]
+        if patch_area:
+            cmd += ["--patch-area"]
         kernel_dir = kernel_dir or os.environ.get("HVP_KERNEL_DIR")
         if kernel_dir:
             cmd += ["--kernel-dir", kernel_dir]
@@ -334,6 +338,20 @@ def kernel_dir():
     kdir = os.environ.get("HVP_KERNEL_DIR")
     if not kdir:
         out = _check([os.path.join(REPO, "images", "fetch-kernel.sh")], 900, "fetch-kernel.sh")
+        kdir = out.strip().splitlines()[-1]
+    return kdir
+
+
+SUITES = ("bookworm", "trixie", "sid")
+
+
+def kernel_dir_for(suite):
+    """The kernel of a Debian suite: $HVP_KERNEL_DIR_<SUITE> (scripts/test.sh sets them),
+    else images/fetch-kernel.sh --suite SUITE (downloads it once, then cached)."""
+    kdir = os.environ.get("HVP_KERNEL_DIR_" + suite.upper())
+    if not kdir:
+        out = _check([os.path.join(REPO, "images", "fetch-kernel.sh"), "--suite", suite], 900,
+                     f"fetch-kernel.sh --suite {suite}")
         kdir = out.strip().splitlines()[-1]
     return kdir
 
