@@ -5,7 +5,9 @@
 # the guest runs, checked from inside the guest, reverted. The guest is destroyed
 # at the end and on any failure; the exit status is non-zero on any failure.
 #
-# Usage: scripts/demo.sh
+# Usage: scripts/demo.sh [--suite SUITE]
+#        --suite  the Debian suite whose kernel the guest boots: bookworm (12, 6.1),
+#                 trixie (13, 6.12), sid (7.x); default the host's (images/fetch-kernel.sh)
 # Env:   HVP_DEMO_GUEST  guest name (default hvp-demo)
 #        HVP_DEMO_DIR    demo state folder, emptied first (default /var/lib/hvpatch-demo):
 #                        keys, bundle, policy, and hvpatch's own state (HVPATCH_STATE_DIR)
@@ -25,10 +27,17 @@ created=0
 accel=''
 
 case "${1:-}" in
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    "") ;;
-    *) echo "demo.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
+suite=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --suite) [ $# -ge 2 ] || { echo "demo.sh: --suite needs a suite name" >&2; exit 2; }
+                 suite=$2; shift 2 ;;
+        --suite=*) suite=${1#--suite=}; shift ;;
+        *) echo "demo.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
 
 section() { printf '\n==== %s ====\n' "$*"; }
 # Show a command (quoted as a shell would need it), then run it.
@@ -82,13 +91,15 @@ rm -f "$buildlog"
 [ -x "$hvpatch" ] || die "no $hvpatch after the build"
 run "$hvpatch" --version
 
-section "3. A UEFI test guest: $guest (5-level paging, KASLR) booting Debian's kernel"
+section "3. A UEFI test guest: $guest (5-level paging, KASLR, its own read-only patch area) booting Debian's ${suite:-default} kernel"
 rm -rf "${demo:?}"
 mkdir -p "$demo"
-chmod 700 "$demo"
+chmod 711 "$demo"                           # QEMU opens the patch area under state/areas
 export HVPATCH_STATE_DIR=$demo/state        # hvpatch's records, journals and locks for this demo
+kdir=$("$top/images/fetch-kernel.sh" ${suite:+--suite "$suite"} | tail -n 1)
+echo "kernel: $(cat "$kdir/version") ($(cat "$kdir/suite" 2>/dev/null || echo "${suite:-host}")): $kdir"
 created=1
-run "$top/images/guest.sh" create "$guest" --paging 5 --kaslr on
+run env HVPATCH="$hvpatch" "$top/images/guest.sh" create "$guest" --paging 5 --kaslr on --kernel-dir "$kdir" --patch-area
 # Which accelerator the guest runs under (HVP_ACCEL), and why: guest.sh's record of it.
 accel_file=$("$top/images/guest.sh" paths "$guest" | head -n 1)/accel
 accel=$(sed -n 's/^accel=//p' "$accel_file")
