@@ -305,9 +305,18 @@ static void classify(const cs_insn *in, struct hvp_insn_info *ret)
         default:
                 break;
         }
-        for (uint8_t i = 0; i < x->op_count; i++)
-                if (x->operands[i].type == X86_OP_MEM && x->operands[i].mem.segment == X86_REG_FS)
+        for (uint8_t i = 0; i < x->op_count && i < HVP_ARRAY_SIZE(x->operands); i++) {
+                const cs_x86_op *op = &x->operands[i];
+
+                if (op->type != X86_OP_MEM)
+                        continue;
+                if (op->mem.segment == X86_REG_FS)
                         ret->cls = HVP_IC_FS_ACCESS;
+                if (in->id == X86_INS_LEA && op->mem.base == X86_REG_RIP && op->mem.index == X86_REG_INVALID) {
+                        ret->rip_lea = true;
+                        ret->rip_target = (int64_t)(ret->offset + in->size) + op->mem.disp;
+                }
+        }
 }
 
 int hvp_insn_classify(const uint8_t *bytes, size_t len, int (*fn)(void *ctx, const struct hvp_insn_info *insn),

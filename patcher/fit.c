@@ -354,6 +354,7 @@ static int visit_insn(void *ctx, const struct hvp_insn_info *in)
         const struct hvp_kconfig *kc = ft->kc;
         const struct hvp_view_reloc *r = NULL;
         size_t sec = ft->sec;
+        bool relocated = false;
 
         sls_after(ft, in);
         if (in->cls == HVP_IC_CALL_DIRECT || in->cls == HVP_IC_JMP_DIRECT)
@@ -364,11 +365,19 @@ static int visit_insn(void *ctx, const struct hvp_insn_info *in)
 
                 if (x->sec != sec || x->offset >= in->offset + in->size)
                         break;
+                relocated = true;
                 if (x == r)
                         continue;
                 /* PC-relative: the CPU adds the end of the instruction, the addend counts from the field */
                 address_taken(ft, x, x->type == R_X86_64_PC32 || x->type == R_X86_64_PLT32
                                              ? in->offset + in->size - x->offset : 0);
+        }
+        if (in->rip_lea && !relocated && in->rip_target >= 0) {
+                /* lea of a place in this same section: resolved by the assembler, no relocation */
+                struct hvp_view_reloc self = { .sec = sec, .offset = in->offset, .target_sec = sec,
+                                               .target_value = (uint64_t)in->rip_target };
+
+                address_taken(ft, &self, 0);
         }
         switch (in->cls) {
         case HVP_IC_RET:

@@ -29,6 +29,10 @@ struct hvp_insn_info {
         bool notrack;                   /* 3e prefix on an indirect branch (CET notrack) */
         uint8_t rel_off;                /* direct call/jmp: where its displacement starts */
         uint8_t rel_size;               /* 1 or 4 */
+        bool rip_lea;                   /* lea of a RIP-relative address (an address taken) */
+        int64_t rip_target;             /* rip_lea: offset + size + displacement, from the start
+                                           of the bytes given (the assembler resolves a reference
+                                           into the same section without a relocation) */
 };
 
 /*

@@ -413,7 +413,7 @@ static void test_harmless_cross_builds(void **state)
 /* The 6.1 build of fit-callback.c on 6.12: hvp_fit_free is handed to call_rcu() and has no endbr64. */
 static void test_ibt_landing_pad_missing(void **state)
 {
-        char *c61 = path_in_tmp("cb61.o");
+        char *c61 = path_in_tmp("cb61.o"), *pie = path_in_tmp("cb-pie.o");
         const struct hvp_fit_warning *x;
         struct hvp_fit_warning *w;
         size_t n;
@@ -432,6 +432,18 @@ static void test_ibt_landing_pad_missing(void **state)
         free(w);
         n = check(c61, CB_FN, cfg7, &w);
         assert_non_null(find(w, n, HVP_FIT_IBT, "hvp_fit_free"));
+        free(w);
+
+        /* position-independent code takes the address with lea rip+disp, which the assembler
+           resolves without a relocation (same section) */
+        compile_with("-O2 -fpie -fno-stack-protector -fcf-protection=none -mno-red-zone -ffreestanding", CB, pie);
+        n = check(pie, CB_FN, cfg612, &w);
+        x = must_find(w, n, HVP_FIT_IBT, "hvp_fit_free");
+        assert_non_null(strstr(x->where, "hvp_fit_release+0x"));
+        free(w);
+        compile_with("-O2 -fpie -fno-stack-protector -fcf-protection=branch -mno-red-zone -ffreestanding", CB, pie);
+        n = check(pie, CB_FN, cfg612, &w);
+        assert_null(find(w, n, HVP_FIT_IBT, "hvp_fit_free"));
         free(w);
 }
 
