@@ -49,12 +49,11 @@ else
 fi
 grep -q '^CONFIG_X86_64=y$' "$tmp/config" || die "$config: not an x86-64 kernel config (no CONFIG_X86_64=y)"
 
-# y if any of the given options is =y
+# the first of the given options that is =y (CONFIG_NAME), or nothing
 on() {
         for o in "$@"; do
-                grep -q "^CONFIG_$o=y\$" "$tmp/config" && { echo y; return; }
+                grep -q "^CONFIG_$o=y\$" "$tmp/config" && { echo "CONFIG_$o"; return; }
         done
-        echo n
 }
 value() { sed -n "s/^CONFIG_$1=\\([0-9][0-9]*\\)\$/\\1/p" "$tmp/config" | head -n1; }
 cc_has() { "$cc" -Werror "$@" -c -x c /dev/null -o /dev/null >/dev/null 2>&1; }
@@ -82,32 +81,35 @@ need() {        # need OPTION-TEXT FLAG...: the compiler must have the flags
 }
 
 jump_tables=n
-if [ "$(on RETPOLINE MITIGATION_RETPOLINE)" = y ]; then
+o=$(on RETPOLINE MITIGATION_RETPOLINE)
+if [ -n "$o" ]; then
         if [ "$clang" = y ]; then
-                need "CONFIG_MITIGATION_RETPOLINE" -mretpoline-external-thunk
+                need "$o" -mretpoline-external-thunk
         else
-                need "CONFIG_MITIGATION_RETPOLINE" -mindirect-branch=thunk-extern -mindirect-branch-register
+                need "$o" -mindirect-branch=thunk-extern -mindirect-branch-register
         fi
         if cc_has -mindirect-branch-cs-prefix; then
                 add -mindirect-branch-cs-prefix
-                note "CONFIG_MITIGATION_RETPOLINE: -mindirect-branch-cs-prefix (gcc >= 12, clang >= 15)"
+                note "$o: -mindirect-branch-cs-prefix (gcc >= 12, clang >= 15)"
         else
-                note "CONFIG_MITIGATION_RETPOLINE: $cc lacks -mindirect-branch-cs-prefix: left out" \
+                note "$o: $cc lacks -mindirect-branch-cs-prefix: left out" \
                      "(it only lets the kernel rewrite its own thunk calls; patch code works without)"
         fi
         jump_tables=y
 else
         note "no retpolines: indirect calls and jumps stay plain"
 fi
-if [ "$(on RETHUNK MITIGATION_RETHUNK)" = y ]; then
-        need "CONFIG_MITIGATION_RETHUNK" -mfunction-return=thunk-extern
+o=$(on RETHUNK MITIGATION_RETHUNK)
+if [ -n "$o" ]; then
+        need "$o" -mfunction-return=thunk-extern
 else
         note "no return thunk: plain ret"
 fi
-if [ "$(on SLS MITIGATION_SLS)" = y ]; then
-        need "CONFIG_MITIGATION_SLS" -mharden-sls=all
+o=$(on SLS MITIGATION_SLS)
+if [ -n "$o" ]; then
+        need "$o" -mharden-sls=all
 fi
-if [ "$(on X86_KERNEL_IBT)" = y ]; then
+if [ -n "$(on X86_KERNEL_IBT)" ]; then
         need "CONFIG_X86_KERNEL_IBT" -fcf-protection=branch
         note "CONFIG_X86_KERNEL_IBT: functions whose address is taken start with endbr64"
         jump_tables=y
@@ -125,32 +127,37 @@ if [ -n "$align" ] && [ "$align" -gt 0 ]; then
         add "-falign-functions=$align"
         note "CONFIG_FUNCTION_ALIGNMENT=$align: -falign-functions=$align"
 fi
-if [ "$(on INIT_STACK_ALL_ZERO)" = y ]; then
+if [ -n "$(on INIT_STACK_ALL_ZERO)" ]; then
         if cc_has -ftrivial-auto-var-init=zero; then add -ftrivial-auto-var-init=zero
         else note "CONFIG_INIT_STACK_ALL_ZERO: $cc lacks -ftrivial-auto-var-init=zero (gcc >= 12): left out"; fi
-elif [ "$(on INIT_STACK_ALL_PATTERN)" = y ]; then
+elif [ -n "$(on INIT_STACK_ALL_PATTERN)" ]; then
         if cc_has -ftrivial-auto-var-init=pattern; then add -ftrivial-auto-var-init=pattern
         else note "CONFIG_INIT_STACK_ALL_PATTERN: $cc lacks -ftrivial-auto-var-init=pattern: left out"; fi
 fi
-if [ "$(on ZERO_CALL_USED_REGS)" = y ]; then
+if [ -n "$(on ZERO_CALL_USED_REGS)" ]; then
         if cc_has -fzero-call-used-regs=used-gpr; then add -fzero-call-used-regs=used-gpr
         else note "CONFIG_ZERO_CALL_USED_REGS: $cc lacks -fzero-call-used-regs: left out"; fi
 fi
 if cc_has -fzero-init-padding-bits=all; then
         add -fzero-init-padding-bits=all        # 7.x's Makefile, through cc-option
+else
+        note "$cc lacks -fzero-init-padding-bits=all (gcc >= 15; 7.x kernels use it where the compiler has it):" \
+             "left out, padding bits of initialised structs may hold stale stack bytes"
 fi
-if [ "$(on CALL_PADDING)" = y ]; then
+if [ -n "$(on CALL_PADDING)" ]; then
         note "CONFIG_CALL_PADDING ($(value FUNCTION_PADDING_BYTES) bytes): no -fpatchable-function-entry:" \
              "the kernel fills that padding at boot for its own functions only"
 fi
-if [ "$(on CALL_DEPTH_TRACKING MITIGATION_CALL_DEPTH_TRACKING)" = y ]; then
-        note "CONFIG_MITIGATION_CALL_DEPTH_TRACKING: no compiler flag (the kernel rewrites its calls at boot);" \
+o=$(on CALL_DEPTH_TRACKING MITIGATION_CALL_DEPTH_TRACKING)
+if [ -n "$o" ]; then
+        note "$o: no compiler flag (the kernel rewrites its calls at boot);" \
              "patch code returns through __x86_return_thunk"
 fi
-if [ "$(on STACKPROTECTOR)" = y ]; then
+if [ -n "$(on STACKPROTECTOR)" ]; then
         note "CONFIG_STACKPROTECTOR: -fno-stack-protector (the canary's place differs between kernels)"
 fi
-if [ "$(on CC_IS_CLANG)" = y ] && [ "$clang" = n ]; then
+if [ -n "$(on CC_IS_CLANG)" ] && [ "$clang" = n ]; then
         note "the kernel was built by clang, the patch by $cc: the flags above are gcc's spelling of the same"
 fi
+# shellcheck disable=SC2086 # one line, single spaces
 echo $flags

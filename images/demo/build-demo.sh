@@ -58,9 +58,10 @@ else
                 -fno-common -fno-strict-aliasing -fno-delete-null-pointer-checks
                 -fno-asynchronous-unwind-tables -mno-red-zone -mno-sse -mno-mmx -mno-sse2 -mno-3dnow
                 -mno-avx -mno-80387 -mno-fp-ret-in-387 -mskip-rax-setup -mpreferred-stack-boundary=3
-                -fno-stack-protector -mindirect-branch=thunk-extern -mindirect-branch-register
-                -mindirect-branch-cs-prefix -mfunction-return=thunk-extern -mharden-sls=all
-                -fcf-protection=none -fno-jump-tables -Wall -Werror"
+                -falign-jumps=1 -falign-loops=1 -fno-stack-protector -mno-sse4a
+                -mindirect-branch=thunk-extern -mindirect-branch-register -mindirect-branch-cs-prefix
+                -mfunction-return=thunk-extern -mharden-sls=all -fcf-protection=none -fno-jump-tables
+                -ftrivial-auto-var-init=zero -Wall -Werror"
 fi
 # shellcheck disable=SC2086
 $CC $CFLAGS -c "$here/version_hotpatch.c" -o "$out/version_hotpatch.o"
