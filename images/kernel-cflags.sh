@@ -52,8 +52,9 @@ grep -q '^CONFIG_X86_64=y$' "$tmp/config" || die "$config: not an x86-64 kernel 
 # the first of the given options that is =y (CONFIG_NAME), or nothing
 on() {
         for o in "$@"; do
-                grep -q "^CONFIG_$o=y\$" "$tmp/config" && { echo "CONFIG_$o"; return; }
+                grep -q "^CONFIG_$o=y\$" "$tmp/config" && { echo "CONFIG_$o"; return 0; }
         done
+        return 0
 }
 value() { sed -n "s/^CONFIG_$1=\\([0-9][0-9]*\\)\$/\\1/p" "$tmp/config" | head -n1; }
 cc_has() { "$cc" -Werror "$@" -c -x c /dev/null -o /dev/null >/dev/null 2>&1; }
