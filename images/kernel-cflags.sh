@@ -17,7 +17,7 @@
 # kernel". Left out on purpose: -pg/-mfentry (patch code is not traced),
 # -fpatchable-function-entry (CONFIG_CALL_PADDING: the padding is where the kernel puts
 # call-depth thunks and FineIBT preambles at boot, only for its own functions), the
-# stack protector (its canary ABI changed in 6.15: %gs:40, then __ref_stack_chk_guard).
+# stack protector (its canary moved: %gs:40 in 6.1 and 6.12, __ref_stack_chk_guard in 7.x).
 set -eu
 
 explain=0

@@ -456,8 +456,8 @@ static size_t emit(const struct fit *ft, const char *object, const char *functio
         if (f[F_STACK_CHK].count)
                 add_warning(&ws[n++], HVP_FIT_STACK_PROTECTOR, object, function, &f[F_STACK_CHK],
                             "stack protector code (%u %s, first at %s: a call to __stack_chk_fail or an fs: "
-                            "access): the canary's place differs between kernels (%%gs:40 up to 6.14, "
-                            "__ref_stack_chk_guard after; fs: is user space's), a wrong one panics the guest. "
+                            "access): the canary's place differs between kernels (%%gs:40 in 6.1 and 6.12, "
+                            "__ref_stack_chk_guard in 7.x; fs: is user space's), a wrong one panics the guest. "
                             "Compile with -fno-stack-protector", f[F_STACK_CHK].count, places(f[F_STACK_CHK].count),
                             f[F_STACK_CHK].where);
         if (f[F_PLAIN_RET].count)
