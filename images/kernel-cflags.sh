@@ -5,7 +5,8 @@
 #
 # CONFIG: the kernel's config: Debian's /boot/config-<version> (in the linux-image
 # package; images/fetch-kernel.sh keeps it as $HVP_KERNEL_DIR/config), a build tree's
-# .config, or the guest's /proc/config.gz (gzip'd configs are read with gzip -dc).
+# .config, the guest's /proc/config.gz (gzip'd configs are read with gzip -dc), or the
+# kernel image itself (a vmlinux ELF) where it embeds its config (CONFIG_IKCONFIG).
 # Prints the flags on one line on stdout. --explain writes, on stderr, which config
 # option gave which flag and what was left out and why. CC (default: $CC or gcc) is
 # asked whether it has the options only some compilers have.
@@ -42,11 +43,22 @@ die() { echo "kernel-cflags.sh: $*" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-if [ "$(od -An -tx1 -N2 "$config" | tr -d ' ')" = 1f8b ]; then
-        gzip -dc <"$config" >"$tmp/config" 2>/dev/null || die "$config: gzip data that does not decompress"
-else
-        cp "$config" "$tmp/config"
-fi
+magic=$(od -An -tx1 -N4 "$config" | tr -d ' ')
+case $magic in
+1f8b*)
+        gzip -dc <"$config" >"$tmp/config" 2>/dev/null || die "$config: gzip data that does not decompress" ;;
+7f454c46)
+        # A kernel image (vmlinux; images/fetch-kernel.sh leaves it beside the config): the
+        # config it embeds with CONFIG_IKCONFIG (gzip'd between IKCFG_ST and IKCFG_ED).
+        off=$(grep -abo -m1 'IKCFG_ST' "$config" | head -n1 | cut -d: -f1)
+        [ -n "$off" ] || die "$config: a kernel image without an embedded config (CONFIG_IKCONFIG is" \
+                             "not set, as in Debian's kernels): give the config-* file of its package"
+        # gzip stops at the end of its stream and warns about what follows: status 2
+        tail -c +"$((off + 9))" "$config" | gzip -dc >"$tmp/config" 2>/dev/null || [ $? -eq 2 ] ||
+                die "$config: its embedded config does not decompress" ;;
+*)
+        cp "$config" "$tmp/config" ;;
+esac
 grep -q '^CONFIG_X86_64=y$' "$tmp/config" || die "$config: not an x86-64 kernel config (no CONFIG_X86_64=y)"
 
 # the first of the given options that is =y (CONFIG_NAME), or nothing

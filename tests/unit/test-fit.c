@@ -350,6 +350,21 @@ static void test_cflags_script(void **state)
                 assert_int_equal(run_line(cmd, b, sizeof(b)), 0);
                 assert_string_equal(a, b);
         }
+        /* a kernel image with its config embedded (CONFIG_IKCONFIG), and one without */
+        {
+                char a[4096], b[4096], *img = path_in_tmp("vmlinux-ikconfig");
+
+                assert_int_equal(run("{ printf '\\177ELF\\2\\1\\1'; head -c 3000 /dev/urandom | tr -d I; "
+                                     "printf IKCFG_ST; gzip -c %s; printf IKCFG_ED; head -c 100 /dev/zero; } > %s",
+                                     cfg612, img), 0);
+                snprintf(cmd, sizeof(cmd), "%s/images/kernel-cflags.sh %s", srcdir, cfg612);
+                assert_int_equal(run_line(cmd, a, sizeof(a)), 0);
+                snprintf(cmd, sizeof(cmd), "%s/images/kernel-cflags.sh %s", srcdir, img);
+                assert_int_equal(run_line(cmd, b, sizeof(b)), 0);
+                assert_string_equal(a, b);
+                assert_int_equal(run("{ printf '\\177ELF\\2\\1\\1'; head -c 3000 /dev/zero; } > %s", img), 0);
+                assert_int_equal(run("%s/images/kernel-cflags.sh %s >/dev/null 2>&1", srcdir, img), 1);
+        }
         assert_int_equal(run("printf 'CONFIG_ARM64=y\\n' > %s", path_in_tmp("arm")), 0);
         assert_int_equal(run("%s/images/kernel-cflags.sh %s >/dev/null 2>&1", srcdir, path_in_tmp("arm")), 1);
         /* a "compiler" that accepts nothing but -O2 cannot build for a retpoline kernel */
