@@ -804,16 +804,23 @@ void hvp_reloc_view_free(struct hvp_reloc_view *v)
         memset(v, 0, sizeof(*v));
 }
 
-static size_t view_index(const struct object *o, size_t sec)
+/* sec -> index in the placement order (HVP_VIEW_NONE if not placed), for every section */
+static size_t *view_map(const struct object *o)
 {
+        size_t *map = malloc(o->nr_secs * sizeof(*map));
+
+        if (!map)
+                return NULL;
+        for (size_t i = 0; i < o->nr_secs; i++)
+                map[i] = HVP_VIEW_NONE;
         for (size_t k = 0; k < o->nr_order; k++)
-                if (o->order[k] == sec)
-                        return k;
-        return HVP_VIEW_NONE;
+                map[o->order[k]] = k;
+        return map;
 }
 
 struct view_ctx {
         struct hvp_reloc_view *v;
+        const size_t *map;
         size_t cap;
 };
 
@@ -833,7 +840,7 @@ static int visit_view(struct object *o, const struct section *target, const stru
                 vc->cap = cap;
         }
         r = &vc->v->relocs[vc->v->nr_relocs++];
-        r->sec = view_index(o, (size_t)(target - o->secs));
+        r->sec = vc->map[target - o->secs];
         r->offset = rel->offset;
         r->type = rel->type;
         r->addend = rel->addend;
@@ -842,7 +849,7 @@ static int visit_view(struct object *o, const struct section *target, const stru
         r->target_sec = HVP_VIEW_NONE;
         r->target_value = sym->value;
         if (sym->shndx != SHN_UNDEF && sym->shndx < SHN_LORESERVE)
-                r->target_sec = view_index(o, sym->shndx);
+                r->target_sec = vc->map[sym->shndx];
         return 0;
 }
 
@@ -850,12 +857,15 @@ int hvp_reloc_view(const void *obj, size_t len, const char *function, struct hvp
 {
         struct hvp_reloc_view v = { 0 };
         struct view_ctx vc = { .v = &v };
+        size_t *map = NULL, funcs_cap = 0;
         struct object o;
         int r = object_prepare(&o, obj, len, function);
 
         if (r == 0) {
                 v.secs = calloc(o.nr_order ? o.nr_order : 1, sizeof(*v.secs));
-                if (!v.secs)
+                map = view_map(&o);
+                vc.map = map;
+                if (!v.secs || !map)
                         r = hvp_fail(-ENOMEM, "out of memory");
         }
         for (size_t k = 0; r == 0 && k < o.nr_order; k++) {
@@ -875,28 +885,31 @@ int hvp_reloc_view(const void *obj, size_t len, const char *function, struct hvp
                 r = read_symbol(&o, i, &sym);
                 if (r < 0 || sym.type != STT_FUNC || sym.shndx == SHN_UNDEF || sym.shndx >= SHN_LORESERVE)
                         continue;
-                k = view_index(&o, sym.shndx);
+                k = map[sym.shndx];
                 if (k == HVP_VIEW_NONE || !hvp_range_within(sym.value, sym.size, 0, o.secs[sym.shndx].size))
                         continue;
-                if (v.nr_funcs % 64 == 0) {
-                        struct hvp_view_func *n = reallocarray(v.funcs, v.nr_funcs + 64, sizeof(*n));
+                if (v.nr_funcs == funcs_cap) {
+                        size_t cap = funcs_cap ? 2 * funcs_cap : 16;
+                        struct hvp_view_func *n = reallocarray(v.funcs, cap, sizeof(*n));
 
                         if (!n) {
                                 r = hvp_fail(-ENOMEM, "out of memory");
                                 break;
                         }
                         v.funcs = n;
+                        funcs_cap = cap;
                 }
                 v.funcs[v.nr_funcs++] = (struct hvp_view_func){ .name = sym.name, .sec = k, .value = sym.value,
                                                                 .size = sym.size };
         }
         if (r == 0) {
-                v.entry_sec = view_index(&o, o.fn_sec);
+                v.entry_sec = map[o.fn_sec];
                 v.entry_value = o.fn_value;
                 *ret = v;
         } else {
                 hvp_reloc_view_free(&v);
         }
+        free(map);
         object_free(&o);
         return r;
 }

@@ -239,7 +239,7 @@ struct fit {
         struct found f[NR_FINDINGS];
         size_t sec;                     /* section being decoded */
         bool want_int3;                 /* the previous instruction needs an int3 after it */
-        char pending[192];              /* where that instruction is */
+        uint64_t pending;               /* its offset in sec */
 };
 
 static int place_cmp(const void *a, const void *b)
@@ -280,12 +280,39 @@ static size_t reloc_first_in(const struct fit *ft, size_t sec, uint64_t from)
         return lo;
 }
 
+static int func_cmp(const void *a, const void *b)
+{
+        const struct hvp_view_func *x = a, *y = b;
+
+        if (x->sec != y->sec)
+                return x->sec < y->sec ? -1 : 1;
+        return x->value < y->value ? -1 : x->value > y->value;
+}
+
+/* Index of the first function at or after (sec, off) in the sorted funcs (nr_funcs: none). */
+static size_t func_first_at(const struct hvp_reloc_view *v, size_t sec, uint64_t off)
+{
+        size_t lo = 0, hi = v->nr_funcs;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const struct hvp_view_func *f = &v->funcs[mid];
+
+                if (f->sec < sec || (f->sec == sec && f->value < off))
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 /* The function defined at exactly (sec, off), or NULL. */
 static const struct hvp_view_func *func_at(const struct hvp_reloc_view *v, size_t sec, uint64_t off)
 {
-        for (size_t i = 0; i < v->nr_funcs; i++)
-                if (v->funcs[i].sec == sec && v->funcs[i].value == off)
-                        return &v->funcs[i];
+        size_t i = func_first_at(v, sec, off);
+
+        if (i < v->nr_funcs && v->funcs[i].sec == sec && v->funcs[i].value == off)
+                return &v->funcs[i];
         return NULL;
 }
 
@@ -293,14 +320,10 @@ static const struct hvp_view_func *func_at(const struct hvp_reloc_view *v, size_
 static void place_name(const struct hvp_reloc_view *v, size_t sec, uint64_t off, char *buf, size_t size)
 {
         const struct hvp_view_func *best = NULL;
+        size_t i = func_first_at(v, sec, off + 1);      /* the first one after off */
 
-        for (size_t i = 0; i < v->nr_funcs; i++) {
-                const struct hvp_view_func *f = &v->funcs[i];
-
-                if (f->sec == sec && f->value <= off && off - f->value < HVP_MAX(f->size, (uint64_t)1) &&
-                    (!best || f->value > best->value))
-                        best = f;
-        }
+        if (i > 0 && v->funcs[i - 1].sec == sec && off - v->funcs[i - 1].value < HVP_MAX(v->funcs[i - 1].size, 1u))
+                best = &v->funcs[i - 1];
         if (best)
                 snprintf(buf, size, "%s+0x%llx (%s+0x%llx)", best->name, (unsigned long long)(off - best->value),
                          v->secs[sec].name, (unsigned long long)off);
@@ -343,8 +366,8 @@ static void address_taken(struct fit *ft, const struct hvp_view_reloc *r, uint64
 
 static void sls_after(struct fit *ft, const struct hvp_insn_info *in)
 {
-        if (ft->want_int3 && in->cls != HVP_IC_INT3 && ft->f[F_NO_INT3].count++ == 0)
-                snprintf(ft->f[F_NO_INT3].where, sizeof(ft->f[F_NO_INT3].where), "%s", ft->pending);
+        if (ft->want_int3 && (!in || in->cls != HVP_IC_INT3))
+                note(ft, F_NO_INT3, ft->sec, ft->pending);
         ft->want_int3 = false;
 }
 
@@ -410,7 +433,7 @@ static int visit_insn(void *ctx, const struct hvp_insn_info *in)
         }
         if (kc && kc->sls && (in->cls == HVP_IC_RET || in->cls == HVP_IC_JMP_INDIRECT)) {
                 ft->want_int3 = true;
-                place_name(ft->v, sec, in->offset, ft->pending, sizeof(ft->pending));
+                ft->pending = in->offset;
         }
         return 0;
 }
@@ -527,7 +550,10 @@ int hvp_reloc_check_fit(const void *obj, size_t len, const char *object_name, co
         }
         for (size_t i = 0; i < v.nr_relocs; i++)
                 ft.by_place[i] = (struct place_key){ .sec = v.relocs[i].sec, .offset = v.relocs[i].offset, .idx = i };
-        qsort(ft.by_place, v.nr_relocs, sizeof(*ft.by_place), place_cmp);
+        if (v.nr_relocs)
+                qsort(ft.by_place, v.nr_relocs, sizeof(*ft.by_place), place_cmp);
+        if (v.nr_funcs)
+                qsort(v.funcs, v.nr_funcs, sizeof(*v.funcs), func_cmp);
 
         for (size_t i = 0; i < v.nr_relocs; i++) {
                 const struct hvp_view_reloc *x = &v.relocs[i];
@@ -543,8 +569,8 @@ int hvp_reloc_check_fit(const void *obj, size_t len, const char *object_name, co
                 ft.sec = k;
                 ft.want_int3 = false;
                 r = hvp_insn_classify(v.secs[k].data, v.secs[k].size, visit_insn, &ft);
-                if (r == 0 && ft.want_int3 && ft.f[F_NO_INT3].count++ == 0)    /* the section ends there */
-                        snprintf(ft.f[F_NO_INT3].where, sizeof(ft.f[F_NO_INT3].where), "%s", ft.pending);
+                if (r == 0)
+                        sls_after(&ft, NULL);   /* the section ends after it */
         }
         free(ft.by_place);
         hvp_reloc_view_free(&v);
