@@ -14,7 +14,7 @@ untouched), takes the config-<version> file out of the kernel package
 (boot/ in 6.x packages, usr/lib/modules/<version>/ or boot/ in linux-binary-*
 7.x packages) and keeps it as
 
-  ${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/kernel-configs/SUITE/config-<version>
+  ${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/kconfigs/SUITE/config-<version>
 
 Idempotent: a config already fetched for SUITE is reused without network;
 --refresh asks the archive again (a newer kernel's config is added beside it). Prints the config's path as the last line on stdout; progress goes to
@@ -42,7 +42,7 @@ case "$suite" in
     *[!a-z0-9-]*|'') die "bad suite name: $suite" ;;
 esac
 
-base=${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/kernel-configs/$suite
+base=${HVP_GUEST_DIR:-/var/lib/hvpatch-test}/kconfigs/$suite
 (umask 022 && mkdir -p "$base")
 exec 9>"$base/.lock"
 flock 9

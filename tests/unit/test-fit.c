@@ -4,7 +4,7 @@
  *
  * Real parts: the configs of Debian's kernels, fetched at test time by
  * images/fetch-kernel-config.sh (bookworm 6.1, trixie 6.12, sid 7.x; cached under
- * /var/lib/hvpatch-test/kernel-configs/), the demo's images/demo/version_hotpatch.c and
+ * /var/lib/hvpatch-test/kconfigs/), the demo's images/demo/version_hotpatch.c and
  * tests/unit/data/fit-callback.c compiled by the system gcc with the flags
  * images/kernel-cflags.sh derives from each config, and with wrong ones; `hvpatch pack`
  * run on a manifest of them. Synthetic configs beside them for the parser's corners.
