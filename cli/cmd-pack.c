@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hvpatch/fit.h>
 #include <hvpatch/patch.h>
 
 #include "cli/cli.h"
@@ -18,10 +19,22 @@ static const char pack_help[] =
         "folder), checks every redirect's function can be placed (ELF64 x86-64 ET_REL, no\n"
         "writable data, supported relocations), and writes BUNDLE atomically. Sign it\n"
         "afterwards with `minisign -S -m BUNDLE`.\n\n"
+        "It also looks at the code each redirect places and warns (on stderr; in --json\n"
+        "a \"warnings\" array) where it does not fit the target kernel: always about the\n"
+        "code model (R_X86_64_32: not -mcmodel=kernel) and stack protector code; with\n"
+        "--kernel-config also about return thunks (ret vs jmp __x86_return_thunk),\n"
+        "indirect branch thunks, the int3 of -mharden-sls and IBT landing pads (an\n"
+        "address-taken function without endbr64), each against the config's\n"
+        "CONFIG_MITIGATION_RETHUNK, _RETPOLINE, _SLS and CONFIG_X86_KERNEL_IBT. Build\n"
+        "objects with the flags images/kernel-cflags.sh derives from the same config\n"
+        "(docs/bundle.md, \"Building a patch object for a target kernel\").\n\n"
         "Options:\n"
-        "  -o, --output BUNDLE   the bundle to write (required)\n"
-        "      --json            one JSON document on stdout\n"
-        "  -h, --help            this help\n";
+        "  -o, --output BUNDLE         the bundle to write (required)\n"
+        "      --kernel-config FILE    the target kernel's config: /boot/config-VERSION of\n"
+        "                              its package, a .config, or the guest's /proc/config.gz\n"
+        "      --strict                a warning fails the pack (exit 1, nothing written)\n"
+        "      --json                  one JSON document on stdout\n"
+        "  -h, --help                  this help\n";
 
 static int write_atomically(const char *path, const uint8_t *buf, size_t len)
 {
@@ -75,6 +88,36 @@ static json_object *json_hex(const uint8_t *p, size_t n)
         return json_object_new_string(buf);
 }
 
+static json_object *warnings_json(const struct hvp_fit_warning *ws, size_t n)
+{
+        json_object *a = json_object_new_array();
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *w = json_object_new_object();
+
+                json_object_object_add(w, "kind", json_object_new_string(hvp_fit_kind_name(ws[i].kind)));
+                json_object_object_add(w, "object", ws[i].object[0] ? json_object_new_string(ws[i].object) : NULL);
+                json_object_object_add(w, "function",
+                                       ws[i].function[0] ? json_object_new_string(ws[i].function) : NULL);
+                json_object_object_add(w, "where", ws[i].where[0] ? json_object_new_string(ws[i].where) : NULL);
+                json_object_object_add(w, "count", json_object_new_int64(ws[i].count));
+                json_object_object_add(w, "message", json_object_new_string(ws[i].message));
+                json_object_array_add(a, w);
+        }
+        return a;
+}
+
+static void warnings_print(const struct hvp_fit_warning *ws, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                if (ws[i].object[0])
+                        fprintf(stderr, "hvpatch: warning: %s (%s, %s): %s\n", ws[i].function, ws[i].object,
+                                hvp_fit_kind_name(ws[i].kind), ws[i].message);
+                else
+                        fprintf(stderr, "hvpatch: warning (%s): %s\n", hvp_fit_kind_name(ws[i].kind), ws[i].message);
+        }
+}
+
 static json_object *bundle_json(const char *path, const struct hvp_bundle *b, double ms)
 {
         const struct hvp_manifest *m = &b->manifest;
@@ -125,7 +168,11 @@ static json_object *bundle_json(const char *path, const struct hvp_bundle *b, do
 int cmd_pack(struct cli *c, int argc, char **argv)
 {
         const struct cli_command *cmd = cli_find_command("pack");
-        const char *manifest = NULL, *output = NULL;
+        const char *manifest = NULL, *output = NULL, *kconfig_path = NULL;
+        struct hvp_kconfig kconfig;
+        struct hvp_fit_warning *warnings = NULL;
+        size_t nr_warnings = 0;
+        bool strict = false;
         struct hvp_bundle *b = NULL;
         double t0;
         uint8_t *buf = NULL;
@@ -140,6 +187,12 @@ int cmd_pack(struct cli *c, int argc, char **argv)
                         if (++i >= argc)
                                 return cli_usage(c, cmd);
                         output = argv[i];
+                } else if (strcmp(argv[i], "--kernel-config") == 0) {
+                        if (++i >= argc)
+                                return cli_usage(c, cmd);
+                        kconfig_path = argv[i];
+                } else if (strcmp(argv[i], "--strict") == 0) {
+                        strict = true;
                 } else if (strcmp(argv[i], "--json") == 0) {
                         c->json = true;
                 } else if (argv[i][0] == '-' && argv[i][1]) {
@@ -153,6 +206,11 @@ int cmd_pack(struct cli *c, int argc, char **argv)
         if (!manifest || !output)
                 return cli_usage(c, cmd);
 
+        if (kconfig_path) {
+                r = hvp_kconfig_load(kconfig_path, &kconfig);
+                if (r < 0)
+                        return cli_lib_error(c, r, "pack");
+        }
         t0 = hvp_now_ms();
         r = hvp_bundle_pack(manifest, &buf, &len);
         if (r < 0)
@@ -163,14 +221,36 @@ int cmd_pack(struct cli *c, int argc, char **argv)
                 free(buf);
                 return cli_lib_error(c, r, "pack");
         }
+        r = hvp_bundle_check_fit(b, kconfig_path ? &kconfig : NULL, &warnings, &nr_warnings);
+        if (r < 0) {
+                free(buf);
+                hvp_bundle_free(b);
+                return cli_lib_error(c, r, "pack");
+        }
+        warnings_print(warnings, nr_warnings);
+        if (strict && nr_warnings) {
+                free(buf);
+                free(warnings);
+                hvp_bundle_free(b);
+                return cli_error(c, EXIT_ERROR, "pack: %zu warning%s and --strict: %s not written", nr_warnings,
+                                 nr_warnings == 1 ? "" : "s", output);
+        }
         r = write_atomically(output, buf, len);
         free(buf);
         if (r < 0) {
+                free(warnings);
                 hvp_bundle_free(b);
                 return cli_error(c, EXIT_ERROR, "%s: %s", output, strerror(-r));
         }
         if (c->json) {
-                cli_json_print(bundle_json(output, b, ms));
+                json_object *o = bundle_json(output, b, ms);
+
+                json_object_object_add(o, "kernel_config", kconfig_path ? json_object_new_string(kconfig_path) : NULL);
+                json_object_object_add(o, "kernel_config_release", kconfig_path && kconfig.release[0]
+                                                                            ? json_object_new_string(kconfig.release)
+                                                                            : NULL);
+                json_object_object_add(o, "warnings", warnings_json(warnings, nr_warnings));
+                cli_json_print(o);
         } else {
                 char hex[65];
 
@@ -179,6 +259,7 @@ int cmd_pack(struct cli *c, int argc, char **argv)
                        output, b->size, b->nr_entries, b->manifest.nr_sites, b->manifest.id, b->manifest.series,
                        b->manifest.sequence, hex);
         }
+        free(warnings);
         hvp_bundle_free(b);
         return EXIT_OK;
 }

@@ -35,7 +35,7 @@ static const struct cli_command commands[] = {
         { "revert", "DOMAIN PATCH-ID", "restore the original bytes of a patch", cmd_revert },
         { "status", "DOMAIN", "applied patches, memory state, compliance", cmd_status },
         { "recover", "DOMAIN", "finish or undo a transaction a dead hvpatch left", cmd_recover },
-        { "pack", "MANIFEST -o BUNDLE", "build a bundle from a manifest and ELF objects", cmd_pack },
+        { "pack", "MANIFEST -o BUNDLE [--kernel-config FILE] [--strict]", "build a bundle from a manifest and ELF objects", cmd_pack },
         { "verify", "[--key PUB|--policy FILE] BUNDLE", "check a bundle's signature and manifest", cmd_verify },
         { "area", "add|remove|show DOMAIN", "the domain's own read-only patch area", cmd_area },
         { "version", "", "print the version", cmd_version },

@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "patcher/insn-class.h"
 
 static const uint8_t endbr64[4] = { 0xf3, 0x0f, 0x1e, 0xfa };
 /* The 5-byte NOP (nopl 0x0(%rax,%rax,1)) the kernel writes over `call __fentry__`. */
@@ -22,16 +23,25 @@ struct decoder {
         cs_insn *insn;
 };
 
-static int decoder_open(struct decoder *d)
+static int decoder_open_with(struct decoder *d, bool detail)
 {
         if (cs_open(CS_ARCH_X86, CS_MODE_64, &d->handle) != CS_ERR_OK)
                 return hvp_fail(-ENOMEM, "cannot open the x86-64 disassembler");
+        if (detail && cs_option(d->handle, CS_OPT_DETAIL, CS_OPT_ON) != CS_ERR_OK) {
+                cs_close(&d->handle);
+                return hvp_fail(-ENOMEM, "cannot open the x86-64 disassembler with details");
+        }
         d->insn = cs_malloc(d->handle);
         if (!d->insn) {
                 cs_close(&d->handle);
                 return hvp_fail(-ENOMEM, "out of memory");
         }
         return 0;
+}
+
+static int decoder_open(struct decoder *d)
+{
+        return decoder_open_with(d, false);
 }
 
 static void decoder_close(struct decoder *d)
@@ -254,4 +264,85 @@ int hvp_entry_site_find(const uint8_t *bytes, size_t len, uint64_t func_addr, ui
         }
         *ret_site = site;
         return 0;
+}
+
+static bool has_prefix(const cs_x86 *x, uint8_t p)
+{
+        for (size_t i = 0; i < HVP_ARRAY_SIZE(x->prefix); i++)
+                if (x->prefix[i] == p)
+                        return true;
+        return false;
+}
+
+static void classify(const cs_insn *in, struct hvp_insn_info *ret)
+{
+        const cs_x86 *x = &in->detail->x86;
+        bool imm = x->op_count == 1 && x->operands[0].type == X86_OP_IMM;
+
+        ret->cls = HVP_IC_OTHER;
+        switch (in->id) {
+        case X86_INS_RET:
+                ret->cls = HVP_IC_RET;
+                return;
+        case X86_INS_INT3:
+                ret->cls = HVP_IC_INT3;
+                return;
+        case X86_INS_ENDBR64:
+                ret->cls = HVP_IC_ENDBR64;
+                return;
+        case X86_INS_CALL:
+        case X86_INS_JMP:
+                if (imm) {
+                        ret->cls = in->id == X86_INS_CALL ? HVP_IC_CALL_DIRECT : HVP_IC_JMP_DIRECT;
+                        ret->rel_size = in->size >= 5 && (in->bytes[in->size - 5] == 0xe8 ||
+                                                          in->bytes[in->size - 5] == 0xe9) ? 4 : 1;
+                        ret->rel_off = (uint8_t)(in->size - ret->rel_size);
+                } else {
+                        ret->cls = in->id == X86_INS_CALL ? HVP_IC_CALL_INDIRECT : HVP_IC_JMP_INDIRECT;
+                        ret->notrack = has_prefix(x, X86_PREFIX_DS);
+                }
+                return;
+        default:
+                break;
+        }
+        for (uint8_t i = 0; i < x->op_count && i < HVP_ARRAY_SIZE(x->operands); i++) {
+                const cs_x86_op *op = &x->operands[i];
+
+                if (op->type != X86_OP_MEM)
+                        continue;
+                if (op->mem.segment == X86_REG_FS)
+                        ret->cls = HVP_IC_FS_ACCESS;
+                if (in->id == X86_INS_LEA && op->mem.base == X86_REG_RIP && op->mem.index == X86_REG_INVALID) {
+                        ret->rip_lea = true;
+                        ret->rip_target = (int64_t)(ret->offset + in->size) + op->mem.disp;
+                }
+        }
+}
+
+int hvp_insn_classify(const uint8_t *bytes, size_t len, int (*fn)(void *ctx, const struct hvp_insn_info *insn),
+                      void *ctx)
+{
+        struct decoder d;
+        size_t at = 0;
+        int r;
+
+        r = decoder_open_with(&d, true);
+        if (r < 0)
+                return r;
+        while (r >= 0 && at < len) {
+                struct hvp_insn_info info = { .offset = at };
+                size_t n = decode_one(&d, bytes + at, len - at, at);
+
+                if (n == 0) {
+                        info.size = 1;
+                        info.cls = HVP_IC_UNDECODABLE;
+                } else {
+                        info.size = (uint8_t)n;
+                        classify(d.insn, &info);
+                }
+                r = fn(ctx, &info);
+                at += info.size;
+        }
+        decoder_close(&d);
+        return r < 0 ? r : 0;
 }

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "patcher/reloc-view.h"
 
 #define SYM_SIZE 24u
 #define RELA_SIZE 24u
@@ -134,6 +135,27 @@ static unsigned reloc_width(uint32_t type)
                 return 4;
         default:
                 return 0;
+        }
+}
+
+/* Types only position-independent code uses (a GOT or PLT offset): -fpic/-fpie objects. */
+static bool reloc_is_got(uint32_t type)
+{
+        switch (type) {
+        case R_X86_64_GOT32:
+        case R_X86_64_GOTPCREL:
+        case R_X86_64_GOTOFF64:
+        case R_X86_64_GOTPC32:
+        case R_X86_64_GOT64:
+        case R_X86_64_GOTPCREL64:
+        case R_X86_64_GOTPC64:
+        case R_X86_64_GOTPLT64:
+        case R_X86_64_PLTOFF64:
+        case 41:        /* R_X86_64_GOTPCRELX */
+        case 42:        /* R_X86_64_REX_GOTPCRELX */
+                return true;
+        default:
+                return false;
         }
 }
 
@@ -458,8 +480,13 @@ static int gather(struct object *o)
                                 snprintf(from, sizeof(from), "%s+0x%llx", target->name,
                                          (unsigned long long)rel.offset);
                                 if (!reloc_supported(rel.type)) {
-                                        r = hvp_fail(-ENOTSUP, "unsupported relocation %s at %s",
-                                                     reloc_name(rel.type, tbuf, sizeof(tbuf)), from);
+                                        r = hvp_fail(-ENOTSUP, "unsupported relocation %s at %s%s",
+                                                     reloc_name(rel.type, tbuf, sizeof(tbuf)), from,
+                                                     reloc_is_got(rel.type)
+                                                             ? " (a GOT reference: position-independent code;"
+                                                               " compile with -fno-pic -mcmodel=kernel,"
+                                                               " see docs/bundle.md)"
+                                                             : "");
                                         break;
                                 }
                                 if (rel.type == R_X86_64_NONE)
@@ -758,6 +785,131 @@ int hvp_reloc_object(const void *obj, size_t len, const char *function, uint64_t
         } else {
                 free(ac.out);
         }
+        object_free(&o);
+        return r;
+}
+
+const char *hvp_reloc_type_name(uint32_t type, char *buf, size_t size)
+{
+        return reloc_name(type, buf, size);
+}
+
+void hvp_reloc_view_free(struct hvp_reloc_view *v)
+{
+        if (!v)
+                return;
+        free(v->secs);
+        free(v->relocs);
+        free(v->funcs);
+        memset(v, 0, sizeof(*v));
+}
+
+/* sec -> index in the placement order (HVP_VIEW_NONE if not placed), for every section */
+static size_t *view_map(const struct object *o)
+{
+        size_t *map = malloc(o->nr_secs * sizeof(*map));
+
+        if (!map)
+                return NULL;
+        for (size_t i = 0; i < o->nr_secs; i++)
+                map[i] = HVP_VIEW_NONE;
+        for (size_t k = 0; k < o->nr_order; k++)
+                map[o->order[k]] = k;
+        return map;
+}
+
+struct view_ctx {
+        struct hvp_reloc_view *v;
+        const size_t *map;
+        size_t cap;
+};
+
+static int visit_view(struct object *o, const struct section *target, const struct rela *rel,
+                      const struct symbol *sym, void *ctx)
+{
+        struct view_ctx *vc = ctx;
+        struct hvp_view_reloc *r;
+
+        if (vc->v->nr_relocs == vc->cap) {
+                size_t cap = vc->cap ? 2 * vc->cap : 64;
+                struct hvp_view_reloc *n = reallocarray(vc->v->relocs, cap, sizeof(*n));
+
+                if (!n)
+                        return hvp_fail(-ENOMEM, "out of memory");
+                vc->v->relocs = n;
+                vc->cap = cap;
+        }
+        r = &vc->v->relocs[vc->v->nr_relocs++];
+        r->sec = vc->map[target - o->secs];
+        r->offset = rel->offset;
+        r->type = rel->type;
+        r->addend = rel->addend;
+        r->symbol = symbol_label(o, sym);
+        r->undefined = sym->shndx == SHN_UNDEF;
+        r->target_sec = HVP_VIEW_NONE;
+        r->target_value = sym->value;
+        if (sym->shndx != SHN_UNDEF && sym->shndx < SHN_LORESERVE)
+                r->target_sec = vc->map[sym->shndx];
+        return 0;
+}
+
+int hvp_reloc_view(const void *obj, size_t len, const char *function, struct hvp_reloc_view *ret)
+{
+        struct hvp_reloc_view v = { 0 };
+        struct view_ctx vc = { .v = &v };
+        size_t *map = NULL, funcs_cap = 0;
+        struct object o;
+        int r = object_prepare(&o, obj, len, function);
+
+        if (r == 0) {
+                v.secs = calloc(o.nr_order ? o.nr_order : 1, sizeof(*v.secs));
+                map = view_map(&o);
+                vc.map = map;
+                if (!v.secs || !map)
+                        r = hvp_fail(-ENOMEM, "out of memory");
+        }
+        for (size_t k = 0; r == 0 && k < o.nr_order; k++) {
+                const struct section *s = &o.secs[o.order[k]];
+
+                v.secs[k] = (struct hvp_view_section){ .name = s->name, .data = o.buf + s->offset,
+                                                       .size = s->size, .place_off = s->place_off,
+                                                       .exec = (s->flags & SHF_EXECINSTR) != 0 };
+        }
+        v.nr_secs = o.nr_order;
+        if (r == 0)
+                r = for_each_placed_rela(&o, visit_view, &vc);
+        for (size_t i = 1; r == 0 && i < o.nr_syms; i++) {
+                struct symbol sym;
+                size_t k;
+
+                r = read_symbol(&o, i, &sym);
+                if (r < 0 || sym.type != STT_FUNC || sym.shndx == SHN_UNDEF || sym.shndx >= SHN_LORESERVE)
+                        continue;
+                k = map[sym.shndx];
+                if (k == HVP_VIEW_NONE || !hvp_range_within(sym.value, sym.size, 0, o.secs[sym.shndx].size))
+                        continue;
+                if (v.nr_funcs == funcs_cap) {
+                        size_t cap = funcs_cap ? 2 * funcs_cap : 16;
+                        struct hvp_view_func *n = reallocarray(v.funcs, cap, sizeof(*n));
+
+                        if (!n) {
+                                r = hvp_fail(-ENOMEM, "out of memory");
+                                break;
+                        }
+                        v.funcs = n;
+                        funcs_cap = cap;
+                }
+                v.funcs[v.nr_funcs++] = (struct hvp_view_func){ .name = sym.name, .sec = k, .value = sym.value,
+                                                                .size = sym.size };
+        }
+        if (r == 0) {
+                v.entry_sec = map[o.fn_sec];
+                v.entry_value = o.fn_value;
+                *ret = v;
+        } else {
+                hvp_reloc_view_free(&v);
+        }
+        free(map);
         object_free(&o);
         return r;
 }

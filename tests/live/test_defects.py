@@ -37,16 +37,13 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
+import kcflags  # noqa: E402
 
 REPO = guestlib.REPO
 BUILD_DEMO = os.path.join(REPO, "images/demo/build-demo.sh")
 MARKER = " [hvpatch: hotpatched]"
 SHMEM_XML = "<shmem name='hvpatch-area-@UUID@'><model type='ivshmem-plain'/><size unit='M'>2</size></shmem>\n"
 NAME = f"hvp-defects-{os.getpid()}"
-CFLAGS = ["-O2", "-mcmodel=kernel", "-fno-pic", "-ffreestanding", "-fno-builtin", "-nostdlib",
-          "-fno-stack-protector", "-mno-red-zone", "-mno-sse", "-mno-mmx", "-mno-80387",
-          "-fno-asynchronous-unwind-tables", "-fno-jump-tables", "-fcf-protection=none",
-          "-mfunction-return=thunk-extern", "-mindirect-branch=thunk-extern", "-mindirect-branch-register"]
 
 
 def hvpatch_exe():
@@ -255,7 +252,8 @@ class Defects(unittest.TestCase):
         with open(os.path.join(work, "amb.c"), "w") as f:
             f.write(f"struct seq_file;\nextern int {name}(void);\n"
                     f"int hvp_amb(struct seq_file *m, void *v) {{ return {name}() + 1; }}\n")
-        subprocess.run(["gcc"] + CFLAGS + ["-c", "amb.c", "-o", "amb.o"], cwd=work, check=True)
+        subprocess.run(["gcc"] + kcflags.patch_cflags() + ["-c", "amb.c", "-o", "amb.o"], cwd=work,
+                       check=True)
 
         def bundle(pin):
             with open(os.path.join(work, "manifest.xml"), "w") as f:

@@ -40,6 +40,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
+import kcflags  # noqa: E402
 
 IMAGES = os.path.join(guestlib.REPO, "images")
 PREFIX = "hvp-tp-"
@@ -223,10 +224,8 @@ def build_bundles(ctx):
                 "extern void hvp_test_no_such_symbol(struct seq_file *m);\n"
                 "int hvp_missing_show(struct seq_file *m, void *v)\n"
                 "{\n\thvp_test_no_such_symbol(m);\n\treturn 0;\n}\n")
-    subprocess.run([os.environ.get("CC", "gcc"), "-O2", "-mcmodel=kernel", "-fno-pic", "-fno-PIE",
-                    "-ffreestanding", "-nostdlib", "-fno-stack-protector", "-mno-red-zone", "-mno-sse",
-                    "-mno-mmx", "-fcf-protection=none", "-mfunction-return=thunk-extern",
-                    "-c", src, "-o", os.path.join(d, "missing.o")], check=True)
+    subprocess.run([os.environ.get("CC", "gcc")] + kcflags.patch_cflags() +
+                   ["-c", src, "-o", os.path.join(d, "missing.o")], check=True)
     ctx.b["missing"] = pack("missing", f"""<?xml version="1.0" encoding="UTF-8"?>
 <patch xmlns="urn:hvpatch:manifest:1" id="missing-symbol" series="missing-symbol" sequence="1">
   <target os="linux"><build-id>{ctx.build_id}</build-id></target>

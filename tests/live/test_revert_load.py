@@ -43,6 +43,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
+import kcflags  # noqa: E402
 
 IMAGES = os.path.join(guestlib.REPO, "images")
 NAME = f"hvp-retire-rl-{os.getpid()}"
@@ -54,14 +55,6 @@ ENV = {}
 FIGURES = {}
 NOTES = []
 
-# Flags of Debian's 6.1 build that change generated code (as images/demo/build-demo.sh).
-CFLAGS = ("-O2 -std=gnu11 -mcmodel=kernel -fno-pic -fno-PIE -ffreestanding -fno-builtin -nostdlib "
-          "-fno-stack-protector -mno-red-zone -mno-sse -mno-mmx -mno-sse2 -mno-3dnow -mno-avx "
-          "-mno-80387 -mno-fp-ret-in-387 -mskip-rax-setup -mpreferred-stack-boundary=3 "
-          "-fno-asynchronous-unwind-tables -fno-jump-tables -fno-strict-aliasing "
-          "-fno-delete-null-pointer-checks -fcf-protection=none "
-          "-mfunction-return=thunk-extern -mindirect-branch=thunk-extern "
-          "-mindirect-branch-register -mindirect-branch-cs-prefix -mharden-sls=all").split()
 
 # A replacement of fs/proc/loadavg.c's loadavg_proc_show: the load figures, then
 # a marker. It calls out (get_avenrun, seq_printf) many times, so that a task
@@ -143,7 +136,7 @@ def loadavg_bundle(d, build_id, seq):
     with open(src, "w") as f:
         f.write(LOADAVG_C.replace("SEQ", str(seq)))
     obj = os.path.join(d, f"loadavg{seq}.o")
-    subprocess.run([os.environ.get("CC", "gcc")] + CFLAGS + ["-c", src, "-o", obj], check=True)
+    subprocess.run([os.environ.get("CC", "gcc")] + kcflags.patch_cflags() + ["-c", src, "-o", obj], check=True)
     return pack(d, f"loadavg-{seq}", f"""<?xml version="1.0" encoding="UTF-8"?>
 <patch xmlns="urn:hvpatch:manifest:1" id="loadavg-{seq}" series="loadavg" sequence="{seq}">
   <target os="linux"><build-id>{build_id}</build-id></target>
