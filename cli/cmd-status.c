@@ -22,7 +22,10 @@ static const char help[] =
         "Then each patch area (slack, device): its size, the bytes left, and its retired\n"
         "ranges: code of reverted or replaced patches that stays in place because a task\n"
         "may still run it. Retired code is never reused or erased while the guest runs the\n"
-        "boot it was retired in; a new boot of the guest releases it (docs/operations.md).\n";
+        "boot it was retired in; a new boot of the guest releases it (docs/operations.md).\n"
+        "The records are also kept in the domain's live libvirt metadata (namespace\n"
+        "urn:hvpatch:libvirt-metadata:1), so that save/restore and migration carry them: when\n"
+        "the local record is empty, the patches memory confirms are taken from there.\n";
 
 /* An area write whose address no longer translates to where it was placed (hvp_patch_state). */
 static bool remapped(struct hvp_mmu *mmu, const struct hvp_write *w)

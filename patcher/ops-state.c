@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "patcher/ops-internal.h"
 
 const char *hvp_patch_state_name(enum hvp_patch_state s)
 {
@@ -111,6 +112,20 @@ int hvp_op_state(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kern
         if (r < 0) {
                 r = hvp_fail_context(r, "reading the record");
                 goto fail;
+        }
+        if (s->rec->nr_entries == 0 && s->rec->nr_retired == 0) {
+                struct hvp_record *meta = NULL;
+                int lock = -1;
+                bool adopted;
+
+                /* Restored or migrated here: the record came with the guest's metadata. */
+                if (hvp_record_from_metadata(g, &meta) == 0 && meta && (meta->nr_entries || meta->nr_retired) &&
+                    hvp_domain_lock(state_dir, hvp_guest_uuid(g), &lock) == 0 &&
+                    hvp_record_adopt(g, k, state_dir, s->rec, &adopted) < 0)
+                        hvp_warn("%s: records in the domain's metadata not used: %s", hvp_guest_name(g),
+                                 hvp_last_error());
+                hvp_domain_unlock(lock);
+                hvp_record_free(meta);
         }
         s->n_patches = s->rec->nr_entries;
         s->patches = calloc(HVP_MAX(s->n_patches, 1), sizeof(*s->patches));
@@ -212,6 +227,7 @@ static int revert_locked(struct hvp_guest *g, const struct hvp_kernel *k, const 
                         goto out;
                 }
                 o->dropped = true;
+                hvp_ops_publish(g, state_dir);
                 revert_failed(o, HVP_EXIT_ERROR,
                               "patch '%s' is no longer in memory (guest rebooted?); dropped its record", id);
                 goto out;
@@ -237,6 +253,7 @@ static int revert_locked(struct hvp_guest *g, const struct hvp_kernel *k, const 
                 goto out;
         }
         o->reverted = true;
+        hvp_ops_publish(g, state_dir);
 out:
         hvp_plan_free(inv);
         hvp_record_free(rec);

@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "patcher/ops-internal.h"
 
 int hvp_exit_class(int err)
 {
@@ -378,6 +379,20 @@ static void audit_refusal(struct job *j)
         hvp_audit(&ev);
 }
 
+/* The record as saved, into the domain's live metadata; a failure only warns. */
+void hvp_ops_publish(struct hvp_guest *g, const char *state_dir)
+{
+        struct hvp_record *rec = NULL;
+        int r = hvp_record_load(state_dir, hvp_guest_uuid(g), &rec);
+
+        if (r == 0)
+                r = hvp_record_publish(g, rec);
+        if (r < 0 && r != -ENOTSUP)
+                hvp_warn("%s: the record was not copied to the domain's metadata: %s", hvp_guest_name(g),
+                         hvp_last_error());
+        hvp_record_free(rec);
+}
+
 /* Every stage after the signature; returns when apply must stop (check goes on where it can). */
 static void pipeline(struct job *j)
 {
@@ -418,6 +433,14 @@ static void pipeline(struct job *j)
                 return;
         }
         r = hvp_record_load(j->state_dir, hvp_guest_uuid(j->guest), &j->rec);
+        if (r == 0 && !check) {
+                bool adopted;
+
+                /* Restored or migrated here: the record came with the guest's metadata. */
+                if (hvp_record_adopt(j->guest, j->kernel, j->state_dir, j->rec, &adopted) < 0)
+                        hvp_warn("%s: records in the domain's metadata not used: %s", hvp_guest_name(j->guest),
+                                 hvp_last_error());
+        }
         if (r == 0) {
                 bool changed = false;
 
@@ -466,6 +489,7 @@ static void pipeline(struct job *j)
                 }
         }
         o->applied = true;
+        hvp_ops_publish(j->guest, j->state_dir);
         o->write_path = hvp_guest_write_path(j->guest);
         o->pause_exceeded = j->decision.max_pause_ms && o->report.pause_ms > j->decision.max_pause_ms;
 }

@@ -186,7 +186,8 @@ struct hvp_guest_state {
         struct hvp_decision compliance;         /* hvp_policy_assess(); ALLOW means compliant */
 };
 /*
- * Read the record (read only: nothing is pruned or written), each patch's state from
+ * Read the record (nothing is pruned; an empty local record adopts the one the
+ * domain's metadata carries: hvp_record_adopt), each patch's state from
  * memory, and, with a policy (may be NULL), the guest's compliance.
  * Errors: -EINVAL corrupt record, -EPERM unsafe state folder, others from the areas
  * and the domain XML; hvp_last_error() says which step.
@@ -194,6 +195,30 @@ struct hvp_guest_state {
 int hvp_op_state(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kernel *k, const char *state_dir,
                  const struct hvp_policy *policy, struct hvp_guest_state **ret);
 void hvp_guest_state_free(struct hvp_guest_state *s);
+
+/*
+ * The records travel with the guest: a copy of the domain's record lives in its live
+ * libvirt metadata (namespace HVP_METADATA_NS, element <hvpatch:state> holding
+ * <hvpatch:records>, the record's JSON; whatever else the element held, such as the
+ * operator's <hvpatch:group>, is kept), so that virsh save/restore, managedsave and
+ * migration carry it and `virsh metadata DOMAIN --live --uri urn:hvpatch:libvirt-metadata:1`
+ * shows it. Live only: a new boot starts without it. The local record stays the truth
+ * (and the journal the crash recovery).
+ *
+ * hvp_record_publish: write rec there (hvp_op_apply and hvp_op_revert do after each
+ * change). -E2BIG a record over HVP_METADATA_RECORDS_MAX (then the copy is removed, never
+ * left stale), -ENOTSUP not a live domain.
+ * hvp_record_from_metadata: the record carried there, *ret NULL if none.
+ * hvp_record_adopt: when rec (the local record) is empty, take in the carried entries
+ * that memory holds (hvp_patch_state applied) and the retired ranges still in force,
+ * and save rec; ret_adopted says whether anything was taken. The caller holds the lock.
+ */
+/* The domain XML the policy reads is bounded at 1 MiB (hvp_guest_facts_from_domain_xml). */
+#define HVP_METADATA_RECORDS_MAX (512u << 10)
+int hvp_record_publish(struct hvp_guest *g, const struct hvp_record *rec);
+int hvp_record_from_metadata(struct hvp_guest *g, struct hvp_record **ret);
+int hvp_record_adopt(struct hvp_guest *g, const struct hvp_kernel *k, const char *state_dir, struct hvp_record *rec,
+                     bool *ret_adopted);
 
 /*
  * One audit record (hvp_audit) for an action on plan p (may be NULL) in guest g; the

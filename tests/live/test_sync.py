@@ -11,7 +11,10 @@ guest reports. The catalog holds
   * tampered.hvp   demo-version seq 4 with one byte changed after signing;
   * notes.txt      not a bundle: ignored.
 A demo-cmdline patch applied by hand (`hvpatch apply`) is not in the catalog: plan
-reports it unmanaged, sync leaves it.
+reports it unmanaged, sync leaves it. Then the records travel with the guest: they are
+in its live libvirt metadata (beside an element the operator put in the namespace),
+and after `virsh save`, the loss of the local state folder and `virsh restore`, status
+still knows both patches, sync applies nothing twice and a revert still works.
 
 Oracles hvpatch does not control: the guest's own /proc/version and /proc/cmdline
 (through the test command channel) and the guest-physical pages of the patched
@@ -40,6 +43,7 @@ REPO = guestlib.REPO
 BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
 MARKER = " [hvpatch: hotpatched]"
 PAGE = 4096
+NS = "urn:hvpatch:libvirt-metadata:1"
 
 
 def hvpatch_exe():
@@ -204,8 +208,16 @@ class SyncLive(unittest.TestCase):
         self.assertIn("not a valid bundle", errors["corrupt.hvp"])
         self.assertIn("signature refused", errors["tampered.hvp"])
 
+    def virsh(self, *args, timeout=300):
+        p = subprocess.run(guestlib.VIRSH + list(args), capture_output=True, text=True, timeout=timeout)
+        self.assertEqual(p.returncode, 0, f"virsh {' '.join(args)}: {p.stderr}")
+        return p.stdout
+
     # -- the cases, in order on the one guest ------------------------------------
     def test_1_plan_dry_run_sync_again(self):
+        # An element the operator put in hvpatch's metadata namespace: the records must keep it.
+        self.virsh("metadata", self.name, "--live", "--uri", NS, "--key", "hvpatch", "--set",
+                   "<group>lib9-kept</group>")
         # A demo-cmdline patch applied by hand: not in the catalog.
         rc, out, err = self.hv("apply", self.name, self.hand)
         self.assertEqual(rc, 0, f"{out} {err}")
@@ -255,6 +267,42 @@ class SyncLive(unittest.TestCase):
         self.assertEqual(out["domains"][0]["steps"], [])
         self.assertEqual(self.snapshot(), before, "a second sync changed guest memory")
         self.assertEqual(self.patches(), {("demo-cmdline", 1, "applied"), ("demo-version", 1, "applied")})
+
+    def test_3_records_travel_with_save_restore(self):
+        """The records are in the live metadata; a restore on a host without them adopts them."""
+        want = {("demo-cmdline", 1, "applied"), ("demo-version", 1, "applied")}
+        self.assertEqual(self.patches(), want, "test_1 leaves two patches applied")
+        meta = self.virsh("metadata", self.name, "--live", "--uri", NS)
+        self.assertIn("lib9-kept", meta, "the operator's element in the namespace was lost")
+        self.assertIn("records", meta)
+        for pid in ("demo-cmdline-1", "demo-version-1"):
+            self.assertIn(pid, meta)
+
+        image = os.path.join(self.tmp, "saved.img")
+        self.virsh("save", self.name, image, timeout=600)
+        try:
+            # Another host, or a lost state folder: no local record at all.
+            shutil.rmtree(os.path.join(self.state, "domains"))
+        finally:
+            self.virsh("restore", image, timeout=600)
+        os.unlink(image)
+        self.assertEqual(self.patches(), want, "status after save/restore lost a patch")
+        plan = self.plan()
+        self.assertEqual(self.series(plan, "demo-version")["action"], "nothing", plan)
+        self.assertEqual(self.series(plan, "demo-cmdline")["action"], "unmanaged", plan)
+        before = self.snapshot()
+        rc, out, err = self.hv("sync", "--catalog", self.catalog, self.name)
+        self.assertEqual(rc, 0, f"{out} {err}")
+        self.assertEqual(out["domains"][0]["steps"], [], "applied twice after a restore")
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.g.check("cat /proc/version", timeout=120), self.orig_version.rstrip("\n") + MARKER + "\n")
+        # A revert still has every byte it needs (the adopted record), and updates the metadata.
+        rc, out, err = self.hv("revert", self.name, "demo-version-1")
+        self.assertEqual(rc, 0, f"{out} {err}")
+        self.assertEqual(self.g.check("cat /proc/version"), self.orig_version)
+        meta = self.virsh("metadata", self.name, "--live", "--uri", NS)
+        self.assertNotIn("demo-version-1", meta.split("retired")[0])
+        self.assertIn("demo-cmdline-1", meta)
 
     def test_2_errors(self):
         # No such catalog folder: an error, in JSON; an unknown domain: the same.
