@@ -22,7 +22,7 @@ static const char plan_help[] =
         "(group, requirements, baseline, signer, series). Actions: apply, replace,\n"
         "nothing, reboot-required (the guest runs an older baseline), unmanaged (no group\n"
         "manages the guest, or a patch applied by hand whose series the catalog does not\n"
-        "hold: it is kept). Reads only; needs a policy.\n\n"
+        "hold: it is kept). Changes nothing in the guest; needs a policy.\n\n"
         "Options:\n"
         "  --catalog DIR          the catalog folder\n";
 
