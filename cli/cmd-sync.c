@@ -280,10 +280,11 @@ static int run(struct cli *c, int argc, char **argv, bool sync)
                 r = attach(c, name, &t, why, sizeof(why));
                 if (r == EXIT_OK) {
                         name = hvp_guest_name(t.guest);
-                        if (hvp_op_sync(t.guest, t.mmu, t.kernel, cli_state_dir(), policy, cat,
-                                        !sync || a.dry_run, &res) < 0) {
+                        r = hvp_op_sync(t.guest, t.mmu, t.kernel, cli_state_dir(), policy, cat, !sync || a.dry_run,
+                                        &res);
+                        if (r < 0) {
                                 snprintf(why, sizeof(why), "%s: %s", name, hvp_last_error());
-                                r = EXIT_ERROR;
+                                r = cli_exit_code(r);   /* an unsafe state folder refuses (3) */
                         }
                 }
                 if (r != EXIT_OK) {
