@@ -317,6 +317,14 @@ class SyncLive(unittest.TestCase):
                             "--catalog", self.catalog, self.name], capture_output=True, text=True,
                            env=dict(os.environ, HVPATCH_STATE_DIR=self.state))
         self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        # A state folder others can write is not trusted: refused (exit 3), as by status.
+        unsafe = os.path.join(self.tmp, "unsafe-state")
+        os.mkdir(unsafe)
+        os.chmod(unsafe, 0o777)
+        p = subprocess.run([hvpatch_exe(), "--json", "--policy", self.policy, "plan", "--catalog", self.catalog,
+                            self.name], capture_output=True, text=True, env=dict(os.environ, HVPATCH_STATE_DIR=unsafe))
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertIn(unsafe, json.loads(p.stdout)["error"])
 
 
 def main():
