@@ -37,7 +37,7 @@ int cmd_recover(struct cli *c, int argc, char **argv)
                 summary = NULL;
                 r = 0;
         } else {
-                cli_audit(HVP_AUDIT_RECOVER, g, NULL, r, -1);
+                hvp_audit_op(HVP_AUDIT_RECOVER, g, NULL, r, -1);
         }
         if (r < 0) {
                 r = cli_lib_error(c, r, "recover");

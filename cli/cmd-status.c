@@ -3,6 +3,8 @@
 #include <time.h>
 
 #include <hvpatch/area.h>
+#include <hvpatch/ops.h>
+#include <hvpatch/paging.h>
 
 #include "cli/commands.h"
 #include "cli/compliance.h"
@@ -20,13 +22,12 @@ static const char help[] =
         "Then each patch area (slack, device): its size, the bytes left, and its retired\n"
         "ranges: code of reverted or replaced patches that stays in place because a task\n"
         "may still run it. Retired code is never reused or erased while the guest runs the\n"
-        "boot it was retired in; a new boot of the guest releases it (docs/operations.md).\n";
+        "boot it was retired in; a new boot of the guest releases it (docs/operations.md).\n"
+        "The records are also kept in the domain's live libvirt metadata (namespace\n"
+        "urn:hvpatch:libvirt-metadata:1), so that save/restore and migration carry them: when\n"
+        "the local record is empty, the patches memory confirms are taken from there.\n";
 
-/*
- * Patch-area code is reached through the guest's own page tables, which the guest
- * can change: an area write whose address no longer translates to the area's
- * guest-physical bytes (the slot was pointed at other memory) is not in effect.
- */
+/* An area write whose address no longer translates to where it was placed (hvp_patch_state). */
 static bool remapped(struct hvp_mmu *mmu, const struct hvp_write *w)
 {
         struct hvp_translation tr;
@@ -34,28 +35,19 @@ static bool remapped(struct hvp_mmu *mmu, const struct hvp_write *w)
         return w->area && (hvp_mmu_translate(mmu, w->va, &tr) < 0 || tr.pa != w->gpa);
 }
 
-static enum cli_patch_state patch_state(const struct cli_target *t, const struct hvp_plan *p)
-{
-        enum cli_patch_state s = cli_patch_state(t->guest, t->kernel, p);
-
-        for (size_t i = 0; s == CLI_PATCH_APPLIED && i < p->nr_writes; i++)
-                if (remapped(t->mmu, &p->writes[i]))
-                        s = CLI_PATCH_FOREIGN;
-        return s;
-}
-
-static json_object *plan_json(const struct cli_target *t, const struct hvp_record_entry *e)
+static json_object *plan_json(const struct cli_target *t, const struct hvp_patch_status *ps)
 {
         json_object *o = json_object_new_object(), *sites = json_object_new_array();
+        const struct hvp_record_entry *e = ps->entry;
         const struct hvp_plan *p = e->plan;
         struct hvp_guest *g = t->guest;
-        enum cli_patch_state state = patch_state(t, p);
+        enum hvp_patch_state state = ps->state;
 
         json_object_object_add(o, "id", json_object_new_string(p->patch_id));
         json_object_object_add(o, "series", json_object_new_string(p->series));
         json_object_object_add(o, "seq", json_object_new_int64((int64_t)p->seq));
         json_object_object_add(o, "key", json_object_new_string(p->key_name));
-        json_object_object_add(o, "state", json_object_new_string(cli_patch_state_name(state)));
+        json_object_object_add(o, "state", json_object_new_string(hvp_patch_state_name(state)));
         json_object_object_add(o, "applied_at", json_object_new_int64(e->applied_at));
         json_object_object_add(o, "pause_ms", json_object_new_double(e->pause_ms));
         for (size_t i = 0; i < p->nr_writes; i++) {
@@ -68,7 +60,7 @@ static json_object *plan_json(const struct cli_target *t, const struct hvp_recor
                 json_object_object_add(s, "len", json_object_new_int((int)p->writes[i].len));
                 json_object_object_add(s, "kind", json_object_new_string(p->writes[i].area ? "area" : "site"));
                 json_object_object_add(s, "state", json_object_new_string(names[st]));
-                if (state != CLI_PATCH_DROPPED && remapped(t->mmu, &p->writes[i]))
+                if (state != HVP_PATCH_DROPPED && remapped(t->mmu, &p->writes[i]))
                         json_object_object_add(s, "remapped", json_object_new_boolean(true));
                 json_object_array_add(sites, s);
         }
@@ -152,14 +144,14 @@ static json_object *areas_json(struct cli_target *t, const struct hvp_record *re
 
 int cmd_status(struct cli *c, int argc, char **argv)
 {
-        struct hvp_record *rec = NULL;
+        struct hvp_guest_state *st = NULL;
+        struct hvp_policy *policy = NULL;
+        struct hvp_record *rec;
         struct cli_compliance comp;
         struct cli_target t;
-        char build_id[129];
         struct hvp_area found[HVP_AREA_MAX_KINDS];
         struct area_view areas[HVP_AREA_MAX_KINDS];
         size_t n_areas = 0;
-        bool journal;
         int r;
 
         if (cli_wants_help(c, "status", argc, argv, help))
@@ -171,14 +163,16 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 cli_target_close(&t);
                 return cli_usage(c, cli_find_command("status"));
         }
-        r = hvp_record_load(cli_state_dir(), hvp_guest_uuid(t.guest), &rec);
-        if (r < 0) {
-                r = cli_lib_error(c, r, "reading the record");
-                goto out;
-        }
-        r = cli_compliance(c, &t, rec, &comp);
+        r = cli_load_policy(c, false, &policy);
         if (r)
                 goto out;
+        r = hvp_op_state(t.guest, t.mmu, t.kernel, cli_state_dir(), policy, &st);
+        if (r < 0) {
+                r = cli_error(c, hvp_exit_class(r), "%s", hvp_last_error());
+                goto out;
+        }
+        rec = st->rec;
+        comp = (struct cli_compliance){ .have_policy = st->have_policy, .decision = st->compliance };
         r = cli_patch_areas(c, &t, found, HVP_ARRAY_SIZE(found), &n_areas);
         if (r)
                 goto out;
@@ -186,19 +180,17 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 areas[i].a = found[i];
                 area_view(&t, rec, &areas[i]);
         }
-        journal = cli_has_journal(hvp_guest_uuid(t.guest));
-        hvp_hex_encode(t.kernel->build_id, t.kernel->build_id_len, build_id);
 
         if (c->json) {
                 json_object *o = json_object_new_object(), *arr = json_object_new_array();
 
                 json_object_object_add(o, "domain", json_object_new_string(hvp_guest_name(t.guest)));
                 json_object_object_add(o, "uuid", json_object_new_string(hvp_guest_uuid(t.guest)));
-                json_object_object_add(o, "build_id", json_object_new_string(build_id));
+                json_object_object_add(o, "build_id", json_object_new_string(st->build_id));
                 json_object_object_add(o, "kernel_base", cli_json_addr(t.kernel->base));
-                json_object_object_add(o, "interrupted", json_object_new_boolean(journal));
+                json_object_object_add(o, "interrupted", json_object_new_boolean(st->interrupted));
                 for (size_t i = 0; i < rec->nr_entries; i++)
-                        json_object_array_add(arr, plan_json(&t, &rec->entries[i]));
+                        json_object_array_add(arr, plan_json(&t, &st->patches[i]));
                 json_object_object_add(o, "patches", arr);
                 json_object_object_add(o, "areas", areas_json(&t, rec, areas, n_areas));
                 json_object_object_add(o, "compliance", cli_compliance_json(&comp));
@@ -206,16 +198,16 @@ int cmd_status(struct cli *c, int argc, char **argv)
         } else {
                 printf("domain:      %s (%s)\n", hvp_guest_name(t.guest), hvp_guest_uuid(t.guest));
                 printf("kernel:      %s\n", t.kernel->banner);
-                printf("build id:    %s\n", build_id);
+                printf("build id:    %s\n", st->build_id);
                 cli_compliance_print(&comp);
-                if (journal)
+                if (st->interrupted)
                         printf("INTERRUPTED: a transaction did not finish: run 'hvpatch recover %s'\n",
                                hvp_guest_name(t.guest));
                 if (rec->nr_entries == 0)
                         printf("patches:     none\n");
                 for (size_t i = 0; i < rec->nr_entries; i++) {
                         const struct hvp_record_entry *e = &rec->entries[i];
-                        enum cli_patch_state s = patch_state(&t, e->plan);
+                        enum hvp_patch_state s = st->patches[i].state;
                         char when[32] = "?";
                         time_t at = (time_t)e->applied_at;
                         struct tm tm;
@@ -224,8 +216,8 @@ int cmd_status(struct cli *c, int argc, char **argv)
                                 strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
                         printf("patch:       %s (series %s, seq %llu, key %s): %s%s\n", e->plan->patch_id,
                                e->plan->series, (unsigned long long)e->plan->seq,
-                               e->plan->key_name[0] ? e->plan->key_name : "-", cli_patch_state_name(s),
-                               s == CLI_PATCH_DROPPED ? " (the guest rebooted since: not in memory)" : "");
+                               e->plan->key_name[0] ? e->plan->key_name : "-", hvp_patch_state_name(s),
+                               s == HVP_PATCH_DROPPED ? " (the guest rebooted since: not in memory)" : "");
                         printf("             applied %s, pause window %.3f ms, %zu writes\n", when, e->pause_ms,
                                e->plan->nr_writes);
                 }
@@ -240,7 +232,8 @@ int cmd_status(struct cli *c, int argc, char **argv)
         }
         r = EXIT_OK;
 out:
-        hvp_record_free(rec);
+        hvp_guest_state_free(st);
+        hvp_policy_free(policy);
         cli_target_close(&t);
         return r;
 }

@@ -5,27 +5,13 @@
 #include <string.h>
 
 #include <hvpatch/hvpatch.h>
+#include <hvpatch/ops.h>
 
 #include "cli/cli.h"
 
 int cli_exit_code(int err)
 {
-        switch (-err) {
-        case EPERM:
-        case EKEYREJECTED:
-        case EKEYREVOKED:
-        case ENOKEY:            /* signed by no trusted key, or not signed */
-        case EACCES:
-                return EXIT_REFUSED;
-        case EBUSY:
-        case EAGAIN:
-                return EXIT_BUSY;
-        case ESTALE:
-        case EILSEQ:
-                return EXIT_MISMATCH;
-        default:
-                return EXIT_ERROR;
-        }
+        return hvp_exit_class(err);     /* the same numbers (include/hvpatch/ops.h) */
 }
 
 int cli_error(struct cli *c, int exit_code, const char *fmt, ...)
@@ -140,3 +126,8 @@ int cli_open_guest(struct cli *c, int *argc, char ***argv, struct hvp_guest **re
         *argv = v;
         return 0;
 }
+
+_Static_assert((int)EXIT_OK == (int)HVP_EXIT_OK && (int)EXIT_ERROR == (int)HVP_EXIT_ERROR &&
+               (int)EXIT_REFUSED == (int)HVP_EXIT_REFUSED && (int)EXIT_BUSY == (int)HVP_EXIT_BUSY &&
+               (int)EXIT_MISMATCH == (int)HVP_EXIT_MISMATCH,
+               "the CLI's exit codes are the library's exit classes");

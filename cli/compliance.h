@@ -19,20 +19,6 @@ int cli_load_policy(struct cli *c, bool required, struct hvp_policy **ret_policy
 int cli_open_policy(struct cli *c, bool required, struct hvp_policy **ret_policy, char *why, size_t why_size);
 
 /*
- * Facts of the guest for the policy: domain XML, kernel, patch areas, record, clock.
- * Every applied series of the record is there (no bound but the record's own);
- * free with cli_facts_free() (also after a failed gather).
- */
-struct cli_facts {
-        struct hvp_guest_facts facts;
-        char build_id[2 * 64 + 1];
-        struct hvp_applied_series *applied;     /* rec->nr_entries of them, malloc'ed */
-};
-int cli_gather_facts(struct cli *c, const struct cli_target *t, const struct hvp_record *rec,
-                     struct cli_facts *ret);
-void cli_facts_free(struct cli_facts *f);
-
-/*
  * The patch areas the guest has (hvp_area_list): *ret_n of them in ret_areas.
  * Returns 0, or prints the error and returns the exit code.
  */
@@ -44,9 +30,7 @@ struct cli_compliance {
         bool have_policy;
         struct hvp_decision decision;
 };
-/* Assess the guest under the policy if one is there (none: have_policy false). Exit code. */
-int cli_compliance(struct cli *c, const struct cli_target *t, const struct hvp_record *rec,
-                   struct cli_compliance *ret);
+/* The guest's compliance (hvp_op_state) as status shows it; have_policy false: no policy. */
 json_object *cli_compliance_json(const struct cli_compliance *comp);
 void cli_compliance_print(const struct cli_compliance *comp);
 

@@ -287,32 +287,16 @@ static int record_append(struct hvp_record *rec, struct hvp_plan *plan, long lon
         return 0;
 }
 
-int hvp_record_load(const char *state_dir, const char *uuid, struct hvp_record **ret)
+int hvp_record_from_json(json_object *o, const char *uuid, const char *path, struct hvp_record **ret)
 {
         struct hvp_record *rec;
-        json_object *o = NULL, *arr;
-        struct state_file f;
-        const char *path = f.path;
+        json_object *arr;
         int r;
 
-        r = state_file_open(state_dir, uuid, ".json", false, &f);
-        if (r == 0)
-                r = state_read_json(&f, &o);
-        state_file_close(&f);
-        if (r < 0 && r != -ENOENT)
-                return r;
         rec = calloc(1, sizeof(*rec));
-        if (!rec) {
-                json_object_put(o);
+        if (!rec)
                 return -ENOMEM;
-        }
         snprintf(rec->uuid, sizeof(rec->uuid), "%s", uuid);
-        if (r == -ENOENT) {
-                *ret = rec;
-                return 0;
-        }
-        if (r < 0)
-                goto fail;
         if (!json_object_object_get_ex(o, "applied", &arr) || !json_object_is_type(arr, json_type_array)) {
                 r = hvp_fail(-EINVAL, "%s: no \"applied\" array", path);
                 goto fail;
@@ -362,26 +346,44 @@ int hvp_record_load(const char *state_dir, const char *uuid, struct hvp_record *
                         }
                 }
         }
-        json_object_put(o);
         *ret = rec;
         return 0;
 fail:
-        json_object_put(o);
         hvp_record_free(rec);
         return r;
 }
 
-int hvp_record_save(const char *state_dir, const struct hvp_record *rec)
+int hvp_record_load(const char *state_dir, const char *uuid, struct hvp_record **ret)
 {
-        json_object *o, *arr;
+        struct hvp_record *rec;
+        json_object *o = NULL;
         struct state_file f;
+        const char *path = f.path;
         int r;
 
-        r = hvp_fault_error("record-save");
+        r = state_file_open(state_dir, uuid, ".json", false, &f);
         if (r == 0)
-                r = state_file_open(state_dir, rec->uuid, ".json", true, &f);
-        if (r < 0)
+                r = state_read_json(&f, &o);
+        state_file_close(&f);
+        if (r < 0 && r != -ENOENT)
                 return r;
+        if (r == -ENOENT) {
+                rec = calloc(1, sizeof(*rec));
+                if (!rec)
+                        return -ENOMEM;
+                snprintf(rec->uuid, sizeof(rec->uuid), "%s", uuid);
+                *ret = rec;
+                return 0;
+        }
+        r = hvp_record_from_json(o, uuid, path, ret);
+        json_object_put(o);
+        return r;
+}
+
+json_object *hvp_record_to_json(const struct hvp_record *rec)
+{
+        json_object *o, *arr;
+
         o = json_object_new_object();
         arr = json_object_new_array();
         json_object_object_add(o, "uuid", json_object_new_string(rec->uuid));
@@ -398,6 +400,21 @@ int hvp_record_save(const char *state_dir, const struct hvp_record *rec)
         for (size_t i = 0; i < rec->nr_retired; i++)
                 json_object_array_add(arr, hvp_retired_to_json(&rec->retired[i]));
         json_object_object_add(o, "retired", arr);
+        return o;
+}
+
+int hvp_record_save(const char *state_dir, const struct hvp_record *rec)
+{
+        json_object *o;
+        struct state_file f;
+        int r;
+
+        r = hvp_fault_error("record-save");
+        if (r == 0)
+                r = state_file_open(state_dir, rec->uuid, ".json", true, &f);
+        if (r < 0)
+                return r;
+        o = hvp_record_to_json(rec);
         r = state_write_json(&f, o);
         json_object_put(o);
         state_file_close(&f);

@@ -15,4 +15,12 @@ int hvp_journal_write(const char *state_dir, const char *uuid, json_object *o);
 int hvp_journal_read(const char *state_dir, const char *uuid, json_object **ret);
 int hvp_journal_remove(const char *state_dir, const char *uuid);
 
+/*
+ * A record as JSON (the layout of STATE_DIR/domains/UUID.json), and back: path names
+ * the source in reasons. -EINVAL malformed.
+ */
+struct hvp_record;
+json_object *hvp_record_to_json(const struct hvp_record *rec);
+int hvp_record_from_json(json_object *o, const char *uuid, const char *path, struct hvp_record **ret);
+
 #endif

@@ -288,6 +288,35 @@ static int live_check_idle(void *be)
         return live_job_check(be);
 }
 
+static int live_get_metadata(void *be, const char *ns, char **ret_xml)
+{
+        struct live_be *b = be;
+        char *xml = virDomainGetMetadata(b->dom, VIR_DOMAIN_METADATA_ELEMENT, ns, VIR_DOMAIN_AFFECT_LIVE);
+
+        if (!xml) {
+                virErrorPtr err = virGetLastError();
+
+                if (err && err->code == VIR_ERR_NO_DOMAIN_METADATA) {
+                        *ret_xml = NULL;
+                        return 0;
+                }
+                return live_fail(-EIO, "reading the domain's live metadata");
+        }
+        *ret_xml = xml;
+        return 0;
+}
+
+static int live_set_metadata(void *be, const char *ns, const char *key, const char *xml)
+{
+        struct live_be *b = be;
+
+        /* Live only: the next boot of the domain starts without what this boot held. */
+        if (virDomainSetMetadata(b->dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml ? key : NULL, ns,
+                                 VIR_DOMAIN_AFFECT_LIVE) < 0)
+                return live_fail(-EIO, "writing the domain's live metadata");
+        return 0;
+}
+
 static const struct hvp_backend_ops live_ops = {
         .name = "live",
         .read_phys = live_read,
@@ -305,6 +334,8 @@ static const struct hvp_backend_ops live_ops = {
         .domain_xml = live_domain_xml,
         .domain_type = live_domain_type,
         .write_path = live_write_path,
+        .get_metadata = live_get_metadata,
+        .set_metadata = live_set_metadata,
 };
 
 static int open_domain(struct live_be *b, const char *domain, const struct hvp_live_options *opts)

@@ -44,6 +44,9 @@ struct hvp_backend_ops {
         const char *(*domain_xml)(void *be);
         const char *(*domain_type)(void *be);
         enum hvp_write_path (*write_path)(void *be);
+        /* The live domain's metadata element of a namespace (NULL: -ENOTSUP). */
+        int (*get_metadata)(void *be, const char *ns, char **ret_xml);
+        int (*set_metadata)(void *be, const char *ns, const char *key, const char *xml);
 };
 
 /*

@@ -348,3 +348,17 @@ bool hvp_guest_append_only(const struct hvp_guest *g, uint64_t gpa, size_t len, 
                 *ret_filler = g->ao_filler;
         return true;
 }
+
+int hvp_guest_get_metadata(struct hvp_guest *g, const char *ns, char **ret_xml)
+{
+        if (!g->ops->get_metadata)
+                return hvp_fail(-ENOTSUP, "%s: no libvirt metadata (not a live domain)", g->name);
+        return g->ops->get_metadata(g->be, ns, ret_xml);
+}
+
+int hvp_guest_set_metadata(struct hvp_guest *g, const char *ns, const char *key, const char *xml)
+{
+        if (!g->ops->set_metadata)
+                return hvp_fail(-ENOTSUP, "%s: no libvirt metadata (not a live domain)", g->name);
+        return g->ops->set_metadata(g->be, ns, key, xml);
+}

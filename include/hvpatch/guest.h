@@ -208,6 +208,15 @@ enum hvp_write_path hvp_guest_write_path(const struct hvp_guest *g);
 /* "auto", "direct", "gdbstub". */
 const char *hvp_write_path_name(enum hvp_write_path path);
 
+/*
+ * The live domain's libvirt metadata element in namespace ns (virDomainGetMetadata,
+ * VIR_DOMAIN_AFFECT_LIVE): *ret_xml malloc'd, NULL when there is none. Set replaces it
+ * (xml NULL: removes it), live only, with key as the namespace prefix. The cached
+ * domain XML (hvp_guest_domain_xml) is not re-read. -ENOTSUP other backends, -EIO libvirt.
+ */
+int hvp_guest_get_metadata(struct hvp_guest *g, const char *ns, char **ret_xml);
+int hvp_guest_set_metadata(struct hvp_guest *g, const char *ns, const char *key, const char *xml);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,358 @@
+/*
+ * plan and sync: the desired state of a guest from the catalog folder (hvp_op_sync,
+ * include/hvpatch/catalog.h), shown (plan, sync --dry-run) or converged (sync).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hvpatch/catalog.h>
+#include <hvpatch/kernel.h>
+
+#include "cli/commands.h"
+#include "cli/compliance.h"
+#include "cli/patching.h"
+
+static const char plan_help[] =
+        "Shows the desired patch state of a guest beside what memory holds, and what sync\n"
+        "would do per series. The catalog is a folder of signed bundles, NAME.hvp with\n"
+        "NAME.hvp.minisig (default " HVP_CATALOG_DEFAULT_DIR "); a file that is unsigned,\n"
+        "badly signed or corrupt is listed and skipped. The desired bundle of a series is\n"
+        "its highest sequence built for the guest's running kernel that the policy allows\n"
+        "(group, requirements, baseline, signer, series). Actions: apply, replace,\n"
+        "nothing, reboot-required (the guest runs an older baseline), unmanaged (no group\n"
+        "manages the guest, or a patch applied by hand whose series the catalog does not\n"
+        "hold: it is kept). Changes nothing in the guest; needs a policy.\n\n"
+        "Options:\n"
+        "  --catalog DIR          the catalog folder\n";
+
+static const char sync_help[] =
+        "Converges guests to their desired patch state (see 'hvpatch plan -h'): each\n"
+        "series to apply or replace goes through the whole apply pipeline (signature,\n"
+        "policy, plan, one pause window, audit), one after another; a failure does not\n"
+        "stop the other series or guests. Outside the maintenance window a series waits.\n"
+        "Nothing is ever reverted or removed: a patch the catalog does not hold is kept.\n\n"
+        "Options:\n"
+        "  --catalog DIR          the catalog folder (default " HVP_CATALOG_DEFAULT_DIR ")\n"
+        "  --all                  every running domain of the connection\n"
+        "  --dry-run              show what would be done; change nothing\n"
+        "Exit code: 0 when every guest is converged (or waits for its window), else the\n"
+        "exit code of the first failure (as apply's).\n";
+
+#define MAX_DOMAINS 1024
+
+struct args {
+        const char *catalog;
+        const char *domain;
+        bool all, dry_run;
+};
+
+static int parse_args(struct cli *c, const char *cmd, bool sync, int argc, char **argv, struct args *a)
+{
+        for (int i = 0; i < argc; i++) {
+                if (strcmp(argv[i], "--catalog") == 0 && i + 1 < argc)
+                        a->catalog = argv[++i];
+                else if (sync && strcmp(argv[i], "--all") == 0)
+                        a->all = true;
+                else if (sync && strcmp(argv[i], "--dry-run") == 0)
+                        a->dry_run = true;
+                else if (argv[i][0] == '-' || a->domain)
+                        return cli_usage(c, cli_find_command(cmd));
+                else
+                        a->domain = argv[i];
+        }
+        if (!a->domain == !a->all)
+                return cli_usage(c, cli_find_command(cmd));
+        if (!a->catalog)
+                a->catalog = HVP_CATALOG_DEFAULT_DIR;
+        return EXIT_OK;
+}
+
+static json_object *catalog_errors_json(const struct hvp_catalog *cat)
+{
+        json_object *arr = json_object_new_array();
+
+        for (size_t i = 0; i < cat->n_entries; i++) {
+                json_object *o;
+
+                if (!cat->entries[i].error)
+                        continue;
+                o = json_object_new_object();
+                json_object_object_add(o, "file", json_object_new_string(cat->entries[i].file));
+                json_object_object_add(o, "error", json_object_new_string(cat->entries[i].reason));
+                json_object_array_add(arr, o);
+        }
+        return arr;
+}
+
+static void catalog_errors_print(const struct hvp_catalog *cat)
+{
+        printf("catalog:     %s: %zu bundle%s, %zu usable\n", cat->dir, cat->n_entries,
+               cat->n_entries == 1 ? "" : "s", cat->n_usable);
+        for (size_t i = 0; i < cat->n_entries; i++)
+                if (cat->entries[i].error)
+                        printf("skipped:     %s: %s\n", cat->entries[i].file, cat->entries[i].reason);
+}
+
+static json_object *step_json(const struct hvp_sync_step *st)
+{
+        json_object *o = json_object_new_object();
+        const struct hvp_apply_outcome *out = st->outcome;
+        const char *result = !st->attempted ? (st->plan->outside_window ? "waiting" : "dry-run")
+                             : out->exit_class ? "failed" : "applied";
+
+        json_object_object_add(o, "series", json_object_new_string(st->plan->series));
+        json_object_object_add(o, "action", json_object_new_string(hvp_sync_action_name(st->plan->action)));
+        json_object_object_add(o, "patch_id", json_object_new_string(st->plan->desired->patch_id));
+        json_object_object_add(o, "file", json_object_new_string(st->plan->desired->file));
+        json_object_object_add(o, "result", json_object_new_string(result));
+        if (st->attempted) {
+                json_object_object_add(o, "code", json_object_new_int(out->exit_class));
+                if (out->exit_class)
+                        json_object_object_add(o, "error", json_object_new_string(out->first_error));
+                else
+                        json_object_object_add(o, "pause_ms", json_object_new_double(out->report.pause_ms));
+                json_object_object_add(o, "replaced",
+                                       out->replaced[0] ? json_object_new_string(out->replaced) : NULL);
+        }
+        return o;
+}
+
+/* One domain's plan (and steps) as JSON. */
+static json_object *domain_json(const char *name, const struct hvp_sync_result *res, bool steps)
+{
+        json_object *o = json_object_new_object(), *arr = json_object_new_array();
+        struct cli_compliance comp = { .have_policy = true, .decision = res->plan->compliance };
+
+        json_object_object_add(o, "domain", json_object_new_string(name));
+        json_object_object_add(o, "build_id", json_object_new_string(res->state->build_id));
+        json_object_object_add(o, "compliance", cli_compliance_json(&comp));
+        for (size_t i = 0; i < res->plan->n_series; i++) {
+                const struct hvp_series_plan *s = &res->plan->series[i];
+                json_object *so = json_object_new_object(), *d = NULL, *a = NULL;
+
+                json_object_object_add(so, "series", json_object_new_string(s->series));
+                json_object_object_add(so, "action", json_object_new_string(hvp_sync_action_name(s->action)));
+                if (s->desired) {
+                        d = json_object_new_object();
+                        json_object_object_add(d, "patch_id", json_object_new_string(s->desired->patch_id));
+                        json_object_object_add(d, "seq", json_object_new_int64((int64_t)s->desired->seq));
+                        json_object_object_add(d, "file", json_object_new_string(s->desired->file));
+                        json_object_object_add(d, "key", json_object_new_string(s->desired->key_name));
+                }
+                if (s->has_actual) {
+                        a = json_object_new_object();
+                        json_object_object_add(a, "patch_id", json_object_new_string(s->actual.patch_id));
+                        json_object_object_add(a, "seq", json_object_new_int64((int64_t)s->actual.seq));
+                        json_object_object_add(a, "state",
+                                               json_object_new_string(hvp_patch_state_name(s->actual.state)));
+                }
+                json_object_object_add(so, "desired", d);
+                json_object_object_add(so, "actual", a);
+                json_object_object_add(so, "outside_window", json_object_new_boolean(s->outside_window));
+                json_object_object_add(so, "note", json_object_new_string(s->note));
+                json_object_array_add(arr, so);
+        }
+        json_object_object_add(o, "series", arr);
+        if (steps) {
+                arr = json_object_new_array();
+                for (size_t i = 0; i < res->n_steps; i++)
+                        json_object_array_add(arr, step_json(&res->steps[i]));
+                json_object_object_add(o, "steps", arr);
+        }
+        return o;
+}
+
+static void plan_print(const char *name, const struct hvp_sync_result *res)
+{
+        struct cli_compliance comp = { .have_policy = true, .decision = res->plan->compliance };
+
+        printf("domain:      %s (build id %s)\n", name, res->state->build_id);
+        cli_compliance_print(&comp);
+        if (res->plan->n_series == 0)
+                printf("series:      none in the catalog or applied\n");
+        for (size_t i = 0; i < res->plan->n_series; i++) {
+                const struct hvp_series_plan *s = &res->plan->series[i];
+                char desired[600] = "none", actual[300] = "none";
+
+                if (s->desired)
+                        snprintf(desired, sizeof(desired), "%s (seq %llu, %s)", s->desired->patch_id,
+                                 (unsigned long long)s->desired->seq, s->desired->file);
+                if (s->has_actual)
+                        snprintf(actual, sizeof(actual), "%s (seq %llu, %s)", s->actual.patch_id,
+                                 (unsigned long long)s->actual.seq, hvp_patch_state_name(s->actual.state));
+                printf("series:      %s: %s\n             desired %s, applied %s\n", s->series,
+                       hvp_sync_action_name(s->action), desired, actual);
+                if (s->note[0])
+                        printf("             - %s\n", s->note);
+        }
+}
+
+static void steps_print(const char *name, const struct hvp_sync_result *res)
+{
+        if (res->n_steps == 0)
+                printf("%s: nothing to do\n", name);
+        for (size_t i = 0; i < res->n_steps; i++) {
+                const struct hvp_sync_step *st = &res->steps[i];
+                const struct hvp_series_plan *s = st->plan;
+
+                if (!st->attempted)
+                        printf("%s: %s: %s %s (%s): %s\n", name, s->series, hvp_sync_action_name(s->action),
+                               s->desired->patch_id, s->desired->file,
+                               s->outside_window ? "waits for the maintenance window" : "dry run, not done");
+                else if (st->outcome->exit_class)
+                        printf("%s: %s: %s %s FAILED (exit %d): %s\n", name, s->series,
+                               hvp_sync_action_name(s->action), s->desired->patch_id, st->outcome->exit_class,
+                               st->outcome->first_error);
+                else
+                        printf("%s: %s: applied %s (seq %llu%s%s): pause window %.3f ms\n", name, s->series,
+                               s->desired->patch_id, (unsigned long long)s->desired->seq,
+                               st->outcome->replaced[0] ? ", replacing " : "", st->outcome->replaced,
+                               st->outcome->report.pause_ms);
+        }
+}
+
+/* Open and attach a domain; on failure the reason goes to why and an exit code is returned. */
+static int attach(struct cli *c, const char *domain, struct cli_target *t, char *why, size_t why_size)
+{
+        struct hvp_live_options live = { .uri = c->uri };
+        int r;
+
+        memset(t, 0, sizeof(*t));
+        r = hvp_guest_open_live(domain, &live, &t->guest);
+        if (r >= 0)
+                r = hvp_linux_attach(t->guest, &t->mmu, &t->kernel, &t->vcpu);
+        if (r < 0) {
+                snprintf(why, why_size, "%s: %s", domain, hvp_last_error());
+                if (t->guest)
+                        hvp_guest_free(t->guest);
+                memset(t, 0, sizeof(*t));
+                return cli_exit_code(r);
+        }
+        return EXIT_OK;
+}
+
+static int run(struct cli *c, int argc, char **argv, bool sync)
+{
+        const char *cmd = sync ? "sync" : "plan";
+        struct args a = { 0 };
+        struct hvp_policy *policy = NULL;
+        struct hvp_catalog *cat = NULL;
+        char **names = NULL, *one[1];
+        size_t n = 0;
+        json_object *doms = NULL;
+        int r, rc = EXIT_OK;
+
+        if (cli_wants_help(c, cmd, argc, argv, sync ? sync_help : plan_help))
+                return EXIT_OK;
+        r = parse_args(c, cmd, sync, argc, argv, &a);
+        if (r)
+                return r;
+        r = cli_load_policy(c, true, &policy);
+        if (r)
+                return r;
+        r = hvp_catalog_load(a.catalog, policy, &cat);
+        if (r < 0) {
+                r = cli_lib_error(c, r, "reading the catalog");
+                goto out;
+        }
+        if (a.all) {
+                r = hvp_list_running_domains(c->uri, MAX_DOMAINS, &names, &n);
+                if (r < 0) {
+                        r = cli_lib_error(c, r, "listing the running domains");
+                        goto out;
+                }
+        } else {
+                one[0] = (char *)a.domain;
+                n = 1;
+        }
+        if (c->json)
+                doms = json_object_new_array();
+        else
+                catalog_errors_print(cat);
+        for (size_t i = 0; i < n; i++) {
+                const char *name = a.all ? names[i] : one[0];
+                struct hvp_sync_result *res = NULL;
+                struct cli_target t;
+                char why[1024];
+
+                cli_progress(c, "%s: %s", name, sync && !a.dry_run ? "syncing" : "planning");
+                r = attach(c, name, &t, why, sizeof(why));
+                if (r == EXIT_OK) {
+                        name = hvp_guest_name(t.guest);
+                        r = hvp_op_sync(t.guest, t.mmu, t.kernel, cli_state_dir(), policy, cat, !sync || a.dry_run,
+                                        &res);
+                        if (r < 0) {
+                                snprintf(why, sizeof(why), "%s: %s", name, hvp_last_error());
+                                r = cli_exit_code(r);   /* an unsafe state folder refuses (3) */
+                        }
+                }
+                if (r != EXIT_OK) {
+                        if (!a.all || !sync) {  /* one domain: the error is the answer */
+                                cli_target_close(&t);
+                                rc = cli_error(c, r, "%s", why);
+                                goto out;
+                        }
+                        if (doms) {
+                                json_object *o = json_object_new_object();
+
+                                json_object_object_add(o, "domain", json_object_new_string(name));
+                                json_object_object_add(o, "error", json_object_new_string(why));
+                                json_object_object_add(o, "code", json_object_new_int(r));
+                                json_object_array_add(doms, o);
+                        } else {
+                                printf("%s: FAILED (exit %d): %s\n", name, r, why);
+                        }
+                        rc = rc ? rc : r;
+                        cli_target_close(&t);
+                        continue;
+                }
+                if (res->exit_class && !rc)
+                        rc = res->exit_class;
+                if (doms) {
+                        json_object_array_add(doms, domain_json(name, res, sync));
+                } else {
+                        plan_print(name, res);
+                        if (sync)
+                                steps_print(name, res);
+                }
+                hvp_sync_result_free(res);
+                cli_target_close(&t);
+        }
+        if (doms) {
+                json_object *o;
+
+                if (!sync && n == 1) {
+                        o = json_object_get(json_object_array_get_idx(doms, 0));
+                        json_object_put(doms);
+                } else {
+                        o = json_object_new_object();
+                        json_object_object_add(o, "dry_run", json_object_new_boolean(a.dry_run));
+                        json_object_object_add(o, "domains", doms);
+                }
+                doms = NULL;
+                json_object_object_add(o, "catalog", json_object_new_string(cat->dir));
+                json_object_object_add(o, "catalog_errors", catalog_errors_json(cat));
+                cli_json_print(o);
+        }
+        r = rc;
+out:
+        if (doms)
+                json_object_put(doms);
+        for (size_t i = 0; names && i < n; i++)
+                free(names[i]);
+        free(names);
+        hvp_catalog_free(cat);
+        hvp_policy_free(policy);
+        return r == EXIT_OK ? rc : r;
+}
+
+int cmd_plan(struct cli *c, int argc, char **argv)
+{
+        return run(c, argc, argv, false);
+}
+
+int cmd_sync(struct cli *c, int argc, char **argv)
+{
+        return run(c, argc, argv, true);
+}
