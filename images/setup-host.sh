@@ -32,6 +32,7 @@ PACKAGES=(
     libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils ovmf
     libcapstone-dev libcmocka-dev libxml2-dev libxml2-utils libsodium-dev libjson-c-dev
+    libbpf-dev  # BTF parsing (vmi/btf.c: the guest kernel's own BTF from its memory)
     busybox-static cpio minisign xz-utils zstd python3
     lz4     # the cloud kernel flavour's payload is lz4 (fetch-kernel.sh cloud)
 )
