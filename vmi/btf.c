@@ -90,7 +90,10 @@ int hvp_btf_load(const struct hvp_kmem *km, const struct hvp_kernel *k, struct h
         for (uint64_t off = 0; off < len; off += READ_CHUNK) {
                 size_t n = (size_t)HVP_MIN((uint64_t)READ_CHUNK, len - off);
 
+                hvp_clear_error();
                 r = km->read(km->ctx, start->addr + off, buf + off, n);
+                if (r < 0 && !hvp_last_error()[0])
+                        hvp_fail(r, "%s", strerror(-r));
                 if (r < 0)
                         return hvp_fail_context(r, "reading the guest kernel's BTF at 0x%llx",
                                                 (unsigned long long)(start->addr + off));

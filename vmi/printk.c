@@ -29,6 +29,18 @@
 #define DESC_FINALIZED 2ull
 #define READ_CHUNK (1u << 20)
 
+/* A read through the caller's reader, whose failure always leaves a reason. */
+static int kread(const struct hvp_kmem *km, uint64_t va, void *buf, size_t len)
+{
+        int r;
+
+        hvp_clear_error();
+        r = km->read(km->ctx, va, buf, len);
+        if (r < 0 && !hvp_last_error()[0])
+                hvp_fail(r, "%s", strerror(-r));
+        return r;
+}
+
 struct klog_layout {
         /* printk_ringbuffer */
         uint64_t desc_ring, text_data_ring, rb_size;
@@ -154,11 +166,11 @@ int hvp_linux_klog(const struct hvp_kmem *km, const struct hvp_btf *btf, uint64_
         r = layout_from_btf(btf, &l);
         if (r < 0)
                 return r;
-        r = km->read(km->ctx, prb_var, b8, 8);
+        r = kread(km, prb_var, b8, 8);
         if (r < 0)
                 return hvp_fail_context(r, "kernel log: reading prb at 0x%llx", (unsigned long long)prb_var);
         rb_va = hvp_le64(b8);
-        r = km->read(km->ctx, rb_va, rb, l.rb_size);
+        r = kread(km, rb_va, rb, l.rb_size);
         if (r < 0)
                 return hvp_fail_context(r, "kernel log: reading the ring buffer at 0x%llx", (unsigned long long)rb_va);
 
@@ -197,7 +209,7 @@ int hvp_linux_klog(const struct hvp_kmem *km, const struct hvp_btf *btf, uint64_
                 goto out;
         }
         for (uint64_t off = 0; off < size; off += READ_CHUNK) {
-                r = km->read(km->ctx, data + off, ring + off, (size_t)HVP_MIN((uint64_t)READ_CHUNK, size - off));
+                r = kread(km, data + off, ring + off, (size_t)HVP_MIN((uint64_t)READ_CHUNK, size - off));
                 if (r < 0) {
                         r = hvp_fail_context(r, "kernel log: reading the data ring at 0x%llx",
                                              (unsigned long long)(data + off));
@@ -210,9 +222,9 @@ int hvp_linux_klog(const struct hvp_kmem *km, const struct hvp_btf *btf, uint64_
                 const uint8_t *blk;
                 uint16_t tlen;
 
-                r = km->read(km->ctx, descs + idx * l.desc_size, desc, l.desc_size);
+                r = kread(km, descs + idx * l.desc_size, desc, l.desc_size);
                 if (r == 0)
-                        r = km->read(km->ctx, infos + idx * l.info_size, info, l.info_size);
+                        r = kread(km, infos + idx * l.info_size, info, l.info_size);
                 if (r < 0) {
                         r = hvp_fail_context(r, "kernel log: reading descriptor %llu", (unsigned long long)id);
                         goto out;

@@ -23,6 +23,18 @@
 #define MAX_TASK_SPAN (64u << 10)       /* the bytes read per task_struct (6.1: 5.4 KiB) */
 #define NO_OFF UINT64_MAX
 
+/* A read through the caller's reader, whose failure always leaves a reason. */
+static int kread(const struct hvp_kmem *km, uint64_t va, void *buf, size_t len)
+{
+        int r;
+
+        hvp_clear_error();
+        r = km->read(km->ctx, va, buf, len);
+        if (r < 0 && !hvp_last_error()[0])
+                hvp_fail(r, "%s", strerror(-r));
+        return r;
+}
+
 struct layout {
         uint64_t tasks, pid, tgid, comm, comm_size, state, state_size, exit_state, stack, on_cpu, cpu, sp;
         uint64_t signal;                /* task_struct.signal, or NO_OFF */
@@ -175,7 +187,7 @@ static bool kernel_ptr(uint64_t p)
 static int read_u64(const struct walk *w, uint64_t va, uint64_t *ret)
 {
         uint8_t b[8];
-        int r = w->km->read(w->km->ctx, va, b, sizeof(b));
+        int r = kread(w->km, va, b, sizeof(b));
 
         if (r < 0)
                 return r;
@@ -241,7 +253,7 @@ static int add_task(struct walk *w, uint64_t addr)
                                 (unsigned long long)addr);
         if (w->n >= w->max)
                 return hvp_fail(-E2BIG, "task list: more than %zu tasks", w->max);
-        r = w->km->read(w->km->ctx, addr, w->buf, l->span);
+        r = kread(w->km, addr, w->buf, l->span);
         if (r < 0)
                 return hvp_fail_context(r, "task list: reading the task_struct at 0x%llx", (unsigned long long)addr);
         if (w->n == w->cap) {
