@@ -10,10 +10,13 @@
  * of steps.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <bpf/btf.h>
+#include <bpf/libbpf.h>
 
 #include <hvpatch/btf.h>
 
@@ -24,6 +27,27 @@
 #define MAX_CHAIN 32            /* typedef/qualifier steps, as libbpf's own resolver */
 #define MAX_ANON_DEPTH 8        /* nested anonymous structs/unions */
 #define MAX_PATH_DEPTH 16       /* components of a member path */
+
+/*
+ * libbpf prints its warnings on stderr unless told otherwise; the library never prints.
+ * Its messages go to the debug log, and the last one becomes part of the failure reason.
+ */
+static _Thread_local char libbpf_msg[256];
+
+static int libbpf_to_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+        size_t n;
+
+        (void)level;
+        vsnprintf(libbpf_msg, sizeof(libbpf_msg), fmt, ap);
+        n = strlen(libbpf_msg);
+        while (n > 0 && libbpf_msg[n - 1] == '\n')
+                libbpf_msg[--n] = '\0';
+        if (strncmp(libbpf_msg, "libbpf: ", 8) == 0)
+                memmove(libbpf_msg, libbpf_msg + 8, n - 8 + 1);
+        hvp_debug("libbpf: %s", libbpf_msg);
+        return 0;
+}
 
 struct hvp_btf {
         struct btf *btf;
@@ -40,6 +64,8 @@ int hvp_btf_new(const void *data, size_t len, struct hvp_btf **ret_btf)
         if (len > HVP_BTF_MAX_SIZE)
                 return hvp_fail(-E2BIG, "BTF of %zu bytes is larger than the bound (%u MiB)", len,
                                 HVP_BTF_MAX_SIZE >> 20);
+        libbpf_set_print(libbpf_to_log);
+        libbpf_msg[0] = '\0';
         errno = 0;
         raw = btf__new(data, (uint32_t)len);
         if (!raw) {
@@ -47,7 +73,8 @@ int hvp_btf_new(const void *data, size_t len, struct hvp_btf **ret_btf)
 
                 if (e == ENOMEM)
                         return hvp_fail(-ENOMEM, "out of memory parsing BTF");
-                return hvp_fail(-EINVAL, "malformed BTF (%zu bytes): libbpf: %s", len, strerror(e));
+                return hvp_fail(-EINVAL, "malformed BTF (%zu bytes): libbpf: %s", len,
+                                libbpf_msg[0] ? libbpf_msg : strerror(e));
         }
         b = calloc(1, sizeof(*b));
         if (!b) {

@@ -36,6 +36,30 @@
 #define BASE 0xffff888000000000ull
 #define MEM_SIZE (256u << 10)
 
+/*
+ * HVP_BTF_WRITE_SEEDS=tests/fuzz/corpus: write the fixtures as seeds of the fuzzers
+ * (corpus/btf: raw BTF; corpus/tasks: a layout byte, then memory at BASE; corpus/klog:
+ * memory at BASE). See tests/fuzz/corpus/btf.README.
+ */
+static void write_seed(const char *sub, const char *name, uint8_t prefix, bool with_prefix, const void *data,
+                       size_t len)
+{
+        const char *dir = getenv("HVP_BTF_WRITE_SEEDS");
+        char path[4096];
+        FILE *f;
+
+        if (!dir || !*dir)
+                return;
+        snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name);
+        f = fopen(path, "wb");
+        if (!f)
+                fail_msg("cannot write the seed %s", path);
+        if (with_prefix)
+                fputc(prefix, f);
+        fwrite(data, 1, len, f);
+        fclose(f);
+}
+
 static struct hvp_btf *gen_btf(enum btfgen_layout layout)
 {
         size_t len;
@@ -63,8 +87,16 @@ static void test_member_paths(void **state)
 {
         struct hvp_btf *b = gen_btf(BTFGEN_NEW);
         uint64_t off = 77, size = 0;
+        size_t len;
+        void *raw;
 
         (void)state;
+        raw = btfgen_raw(btfgen_build(BTFGEN_NEW), &len);
+        write_seed("btf", "new", 0, false, raw, len);
+        free(raw);
+        raw = btfgen_raw(btfgen_build(BTFGEN_OLD), &len);
+        write_seed("btf", "old", 0, false, raw, len);
+        free(raw);
         assert_member(b, "task_struct.tasks", T_TASKS, 16);             /* inside the anonymous struct */
         assert_member(b, "task_struct.tasks.prev", T_TASKS + 8, 8);
         assert_member(b, "task_struct.thread.sp", T_SP, 8);
@@ -156,6 +188,7 @@ static void test_hostile_references(void **state)
         uint64_t off = 0, size = 0;
 
         (void)state;
+        write_seed("btf", "loop-typedef", 0, false, raw, len);
         assert_int_equal(hvp_btf_new(raw, len, &b), 0);
         assert_member(b, "evil.m", 8, 8);
         assert_int_equal(hvp_btf_member(b, "loopy.l", &off, &size), -EINVAL);  /* size of a typedef loop */
@@ -186,6 +219,7 @@ struct tasks_fixture {
 
 #define TASK_VA(i) (BASE + (uint64_t)(i) * 0x400)
 #define SIG_VA(i) (BASE + 0x8000 + (uint64_t)(i) * 0x100)
+#define SEED_TASKS_SIZE (0x8000 + 6 * 0x100)
 
 static void link_thread(struct tasks_fixture *f, uint64_t leader, uint64_t sig, uint64_t task)
 {
@@ -267,6 +301,7 @@ static void check_full_walk(enum btfgen_layout layout)
         struct hvp_task *t = NULL;
         size_t n = 0;
 
+        write_seed("tasks", layout == BTFGEN_NEW ? "new" : "old", (uint8_t)layout, true, f->m.data, SEED_TASKS_SIZE);
         assert_int_equal(walk(f, b, 0, &t, &n), 0);
         assert_int_equal(n, HVP_ARRAY_SIZE_T(want));
         for (size_t i = 0; i < n; i++) {
@@ -334,6 +369,7 @@ static void test_tasks_hostile(void **state)
         f = tasks_fixture(BTFGEN_NEW);
         btfgen_list_init(&f->m, SIG_VA(2) + SIG_THREAD_HEAD);
         btfgen_list_add_tail(&f->m, SIG_VA(3) + SIG_THREAD_HEAD, f->p2 + T_THREAD_NODE);
+        write_seed("tasks", "on-two-lists", BTFGEN_NEW, true, f->m.data, SEED_TASKS_SIZE);
         expect_walk_error(f, b, 0, -ELOOP, "twice");
         tasks_fixture_free(f);
 
@@ -494,6 +530,7 @@ static void test_klog_records(void **state)
         klog_record(f, 19, 2, 3, 0, "", 3000, 6);                              /* no data */
         klog_record(f, 20, 2, f->lpos, 99, "overwritten since", 4, 6);         /* block id is not 20 */
         klog_record(f, 21, 2, DSIZE + DSIZE - 16, 21, "wrapped to the ring's start", 5000000000ull, 3);
+        write_seed("klog", "records", 0, false, f->m.data, DATA_VA - BASE + DSIZE);
         assert_int_equal(klog_read(f, &log), 0);
         assert_int_equal(log->count, 4);
         assert_int_equal(log->dropped, 2);
