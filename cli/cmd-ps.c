@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hvpatch/linux.h>
 #include <hvpatch/paging.h>
@@ -31,6 +32,7 @@ static int walk(struct cli *c, struct cli_target *t, const struct hvp_btf *btf, 
                 struct hvp_task **ret_tasks, size_t *ret_n)
 {
         struct hvp_kmem km;
+        struct timespec t0, t1;
         sigset_t block, old;
         bool paused = false;
         int r, q;
@@ -54,7 +56,12 @@ static int walk(struct cli *c, struct cli_target *t, const struct hvp_btf *btf, 
                         goto out;
                 hvp_mmu_flush(t->mmu);          /* it ran since the kernel was found */
         }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         r = hvp_linux_tasks(&km, btf, init_task, 0, ret_tasks, ret_n);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cli_progress(c, "%s: walked %zu tasks in %.2f ms%s", hvp_guest_name(t->guest), r == 0 ? *ret_n : 0,
+                     (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+                     paused ? " (paused)" : "");
         if (paused) {
                 q = hvp_guest_resume(t->guest);
                 if (r == 0 && q < 0) {

@@ -202,13 +202,14 @@ static int read_u64(const struct walk *w, uint64_t va, uint64_t *ret)
 static int list_next(const struct walk *w, uint64_t cur, uint64_t prev, const char *what, uint64_t *ret_next)
 {
         uint64_t next, back;
+        uint8_t node[16];
         int r;
 
-        r = read_u64(w, cur, &next);
-        if (r == 0)
-                r = read_u64(w, cur + 8, &back);
+        r = kread(w->km, cur, node, sizeof(node));      /* next, prev */
         if (r < 0)
                 return hvp_fail_context(r, "%s: reading the list node at 0x%llx", what, (unsigned long long)cur);
+        next = hvp_le64(node);
+        back = hvp_le64(node + 8);
         if (back != prev)
                 return hvp_fail(-EINVAL, "%s: the node at 0x%llx points back at 0x%llx, not 0x%llx "
                                          "(a list changing under the walk, or corrupt)",
