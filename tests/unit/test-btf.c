@@ -29,6 +29,7 @@
 
 #include "btf-gen.h"
 #include "fixture-dir.h"
+#include "kallsyms-gen.h"
 #include "prereq.h"
 #include "vmlinux-kmem.h"
 
@@ -206,6 +207,95 @@ static void test_hostile_references(void **state)
         assert_int_equal(hvp_btf_new(raw, len, &b), 0);
         assert_int_equal(hvp_btf_member(b, "evil.m", &off, NULL), -ENOENT);
         hvp_btf_free(b);
+        free(raw);
+}
+
+/* ---- hvp_btf_load: a small kernel image (kallsyms-gen.h) with the blob above it --------- */
+
+#define KTEXT 0xffffffff81000000ull
+#define KBTF (KTEXT + 0x500000)
+
+struct kimage {
+        struct ksgen g;
+        const uint8_t *btf;
+        size_t btf_len;
+};
+
+static int kimage_read(void *ctx, uint64_t va, void *buf, size_t len)
+{
+        struct kimage *ki = ctx;
+
+        if (va >= KBTF && va - KBTF <= ki->btf_len && len <= ki->btf_len - (va - KBTF)) {
+                memcpy(buf, ki->btf + (va - KBTF), len);
+                return 0;
+        }
+        if (va < ki->g.va || va - ki->g.va > ki->g.size || len > ki->g.size - (va - ki->g.va))
+                return -EFAULT;
+        memcpy(buf, ki->g.data + (va - ki->g.va), len);
+        return 0;
+}
+
+/* A kernel whose kallsyms has __start_BTF/__stop_BTF at KBTF, KBTF + stop_off (none if stop_off is 0). */
+static int load_from_image(const void *blob, size_t len, uint64_t stop_off, struct hvp_btf **ret)
+{
+        struct ksgen_sym syms[8];
+        struct ksgen_opts o = { .layout = KSGEN_SEQS, .va = KTEXT, .tables_off = 0x1000, .tail = 64 };
+        struct kimage ki = { .btf = blob, .btf_len = len };
+        struct hvp_kmem km = { .read = kimage_read, .ctx = &ki };
+        struct hvp_kernel k = { 0 };
+        size_t n = 0;
+        int r;
+
+        syms[n++] = (struct ksgen_sym){ KTEXT, 'T', "_text", false };
+        syms[n++] = (struct ksgen_sym){ KTEXT + 0x40, 'T', "_stext", false };
+        syms[n++] = (struct ksgen_sym){ KTEXT + 0x100, 'T', "do_0123456789", false }; /* the digits anchor */
+        syms[n++] = (struct ksgen_sym){ KTEXT + 0x300000, 'T', "_etext", false };
+        if (stop_off) {
+                syms[n++] = (struct ksgen_sym){ KBTF, 'R', "__start_BTF", false };
+                syms[n++] = (struct ksgen_sym){ KBTF + stop_off, 'R', "__stop_BTF", false };
+        }
+        ksgen_build(syms, n, &o, &ki.g);
+        km.start = KTEXT;
+        km.end = KTEXT + ki.g.size;
+        r = hvp_kallsyms_decode(&km, KTEXT, &k.symtab);
+        if (r != 0)
+                fail_msg("kallsyms: %d %s", r, hvp_last_error());
+        r = hvp_btf_load(&km, &k, ret);
+        hvp_symtab_free(k.symtab);
+        ksgen_free(&ki.g);
+        return r;
+}
+
+static void test_load_from_kernel_image(void **state)
+{
+        size_t len;
+        void *raw = btfgen_raw(btfgen_build(BTFGEN_NEW), &len);
+        struct hvp_btf *b = NULL;
+        uint64_t off = 0;
+
+        (void)state;
+        assert_int_equal(load_from_image(raw, len, len, &b), 0);
+        assert_int_equal(hvp_btf_size(b), len);
+        assert_int_equal(hvp_btf_member(b, "task_struct.thread.sp", &off, NULL), 0);
+        assert_int_equal(off, T_SP);
+        hvp_btf_free(b);
+        b = NULL;
+
+        /* No BTF in the kernel: a clear -ENOENT. */
+        assert_int_equal(load_from_image(raw, len, 0, &b), -ENOENT);
+        assert_non_null(strstr(hvp_last_error(), "has no BTF"));
+        assert_non_null(strstr(hvp_last_error(), "CONFIG_DEBUG_INFO_BTF"));
+        /* Past the bound: refused before anything is read or allocated. */
+        assert_int_equal(load_from_image(raw, len, (uint64_t)HVP_BTF_MAX_SIZE + 1, &b), -E2BIG);
+        assert_non_null(strstr(hvp_last_error(), "64 MiB"));
+        /* The blob runs past what is mapped. */
+        assert_int_equal(load_from_image(raw, len, len + 4096, &b), -EFAULT);
+        assert_non_null(strstr(hvp_last_error(), "reading the guest kernel's BTF"));
+        /* Bytes that are not BTF. */
+        memset(raw, 0, 8);
+        assert_int_equal(load_from_image(raw, len, len, &b), -EINVAL);
+        assert_non_null(strstr(hvp_last_error(), "magic"));
+        assert_null(b);
         free(raw);
 }
 
@@ -709,6 +799,7 @@ int main(void)
                 cmocka_unit_test(test_member_paths),
                 cmocka_unit_test(test_malformed_blobs),
                 cmocka_unit_test(test_hostile_references),
+                cmocka_unit_test(test_load_from_kernel_image),
                 cmocka_unit_test(test_tasks_new_layout),
                 cmocka_unit_test(test_tasks_old_layout),
                 cmocka_unit_test(test_tasks_hostile),
