@@ -304,3 +304,42 @@ int hvp_btf_member(const struct hvp_btf *b, const char *path, uint64_t *ret_offs
         *ret_offset = bits / 8;
         return 0;
 }
+
+int hvp_btf_enum_value(const struct hvp_btf *b, const char *name, int64_t *ret_value)
+{
+        uint32_t n;
+
+        if (!b || !name || !ret_value)
+                return hvp_fail(-EINVAL, "hvp_btf_enum_value: bad arguments");
+        n = btf__type_cnt(b->btf);
+        for (uint32_t id = 1; id < n; id++) {
+                const struct btf_type *t = btf__type_by_id(b->btf, id);
+
+                if (!t)
+                        continue;
+                if (btf_is_enum(t)) {
+                        const struct btf_enum *e = btf_enum(t);
+
+                        for (uint16_t i = 0; i < btf_vlen(t); i++) {
+                                const char *en = btf__name_by_offset(b->btf, e[i].name_off);
+
+                                if (en && strcmp(en, name) == 0) {
+                                        *ret_value = btf_kflag(t) ? (int64_t)e[i].val : (int64_t)(uint32_t)e[i].val; /* kflag: signed */
+                                        return 0;
+                                }
+                        }
+                } else if (btf_is_enum64(t)) {
+                        const struct btf_enum64 *e = btf_enum64(t);
+
+                        for (uint16_t i = 0; i < btf_vlen(t); i++) {
+                                const char *en = btf__name_by_offset(b->btf, e[i].name_off);
+
+                                if (en && strcmp(en, name) == 0) {
+                                        *ret_value = (int64_t)btf_enum64_value(e + i);
+                                        return 0;
+                                }
+                        }
+                }
+        }
+        return hvp_fail(-ENOENT, "no enumerator %s in the BTF", name);
+}

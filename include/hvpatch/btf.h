@@ -62,6 +62,9 @@ int hvp_btf_struct_size(const struct hvp_btf *btf, const char *name, uint64_t *r
  */
 int hvp_btf_member(const struct hvp_btf *btf, const char *path, uint64_t *ret_offset, uint64_t *ret_size);
 
+/* The value of the enumerator NAME (any enum): -ENOENT if no enum has it. */
+int hvp_btf_enum_value(const struct hvp_btf *btf, const char *name, int64_t *ret_value);
+
 #ifdef __cplusplus
 }
 #endif

@@ -100,6 +100,49 @@ int hvp_linux_klog(const struct hvp_kmem *km, const struct hvp_btf *btf, uint64_
                    struct hvp_klog **ret_log);
 void hvp_klog_free(struct hvp_klog *log);
 
+/* ---- Secure Boot, EFI and lockdown as the guest kernel saw them ------------------ */
+
+/* boot_params.secure_boot: the EFI stub's enum efi_secureboot_mode. */
+enum hvp_secure_boot {
+        HVP_SECURE_BOOT_NO_SYMBOL = -1, /* no boot_params symbol */
+        HVP_SECURE_BOOT_UNSET = 0,      /* not booted through the EFI stub (BIOS, another loader) */
+        HVP_SECURE_BOOT_UNKNOWN = 1,
+        HVP_SECURE_BOOT_DISABLED = 2,
+        HVP_SECURE_BOOT_ENABLED = 3,
+};
+
+/* kernel_locked_down (security/lockdown), as a level. */
+enum hvp_lockdown {
+        HVP_LOCKDOWN_UNSUPPORTED = -1,  /* no kernel_locked_down: built without the lockdown LSM */
+        HVP_LOCKDOWN_NONE = 0,
+        HVP_LOCKDOWN_INTEGRITY = 1,
+        HVP_LOCKDOWN_CONFIDENTIALITY = 2,
+        HVP_LOCKDOWN_OTHER = 3,         /* locked down; the level is unknown (no BTF to name it) */
+};
+
+struct hvp_boot_security {
+        int secure_boot;                /* enum hvp_secure_boot */
+        bool efi_boot;                  /* boot_params.efi_info.efi_loader_signature: "EL64" or "EL32" */
+        int lockdown;                   /* enum hvp_lockdown */
+        int64_t lockdown_raw;           /* kernel_locked_down (enum lockdown_reason), -1 if absent */
+};
+
+/*
+ * Read the guest kernel's own view of how it booted: the symbol boot_params (the zero
+ * page the kernel keeps: secure_boot at 0x1ec and efi_info's loader signature at 0x1c0,
+ * an ABI, Documentation/arch/x86/zero-page.rst; BTF offsets when btf is given) and
+ * kernel_locked_down, whose value is the largest lockdown_reason in force: 0, or
+ * LOCKDOWN_INTEGRITY_MAX or LOCKDOWN_CONFIDENTIALITY_MAX, named through btf (may be
+ * NULL: a nonzero value is then HVP_LOCKDOWN_OTHER). The values are the guest kernel's:
+ * a compromised kernel can change them, so they say what an intact one saw at boot.
+ * Errors: the reader's (the symbols' pages not mapped).
+ */
+int hvp_linux_boot_security(const struct hvp_kmem *km, const struct hvp_kernel *k, const struct hvp_btf *btf,
+                            struct hvp_boot_security *ret);
+/* "enabled", "disabled", "unknown", "unset", "no boot_params"; "none", "integrity", "confidentiality", ... */
+const char *hvp_secure_boot_name(int secure_boot);
+const char *hvp_lockdown_name(int lockdown);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,12 @@ oracles inside the guest:
               are a prefix of G2 (the log only grows); a line written to /dev/kmsg just
               before shows up with its level stripped, as dmesg shows it.
   * dmesg --json: records whose texts, split on newlines, are the same lines.
+  * inspect's boot_security (Secure Boot, EFI boot, lockdown from guest memory) ==
+              the guest kernel's own "secureboot: Secure boot ..." log line,
+              /sys/firmware/efi, and /sys/kernel/security/lockdown before and after
+              the guest raises its lockdown to integrity (run last: it cannot be undone).
+              A guest booted with Secure Boot on is not here: a directly loaded Debian
+              kernel does not pass OVMF's signature check without shim (issue 10).
 
     python3 tests/live/test_btf.py        # last line: "N passed, M failed"
 
@@ -235,6 +241,28 @@ class BtfBase:
         self.assertEqual(len(mine), 1)
         self.assertEqual(mine[0]["level"], 4)
         self.assertEqual(self.domstate(), "running")
+
+    def test_zz_boot_security_from_memory(self):
+        """Last (zz): it raises the guest's lockdown, which nothing can lower again."""
+        guest_sb = re.search(r"secureboot: Secure boot (\w+)", self.g.check("dmesg"))
+        self.assertIsNotNone(guest_sb, "the guest kernel logged no 'secureboot:' line")
+        efi = self.g.run("test -d /sys/firmware/efi")[0] == 0
+        self.g.check("mkdir -p /sys/kernel/security; mountpoint -q /sys/kernel/security || "
+                     "mount -t securityfs none /sys/kernel/security")
+        level = lambda: re.search(r"\[(\w+)\]", self.g.check("cat /sys/kernel/security/lockdown")).group(1)
+        before = level()
+        sec = hvpatch_ok("inspect", self.name)["boot_security"]
+        self.assertEqual(sec["secure_boot"], guest_sb.group(1))
+        self.assertEqual(sec["efi_boot"], efi)
+        self.assertEqual(sec["lockdown"], before)
+        self.assertEqual(before, "none")
+        self.g.check("echo integrity > /sys/kernel/security/lockdown")
+        self.assertEqual(level(), "integrity")
+        sec = hvpatch_ok("inspect", self.name)["boot_security"]
+        self.assertEqual(sec["lockdown"], "integrity")
+        self.assertGreater(sec["lockdown_raw"], 0)
+        text = hvpatch_ok("inspect", self.name, json=False)
+        self.assertRegex(text, rf"secure boot: +{guest_sb.group(1)}, EFI boot; lockdown: integrity")
 
 
 class Paging4(BtfBase, unittest.TestCase):

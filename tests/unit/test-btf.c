@@ -299,6 +299,104 @@ static void test_load_from_kernel_image(void **state)
         free(raw);
 }
 
+/* A kernel image with boot_params at KBTF and kernel_locked_down at KBTF + 0x1000. */
+static int boot_security_of(const uint8_t *page, bool with_syms, const struct hvp_btf *btf,
+                            struct hvp_boot_security *ret)
+{
+        struct ksgen_sym syms[8];
+        struct ksgen_opts o = { .layout = KSGEN_SEQS, .va = KTEXT, .tables_off = 0x1000, .tail = 64 };
+        struct kimage ki = { .btf = page, .btf_len = 0x2000 };
+        struct hvp_kmem km = { .read = kimage_read, .ctx = &ki };
+        struct hvp_kernel k = { 0 };
+        size_t n = 0;
+        int r;
+
+        syms[n++] = (struct ksgen_sym){ KTEXT, 'T', "_text", false };
+        syms[n++] = (struct ksgen_sym){ KTEXT + 0x40, 'T', "_stext", false };
+        syms[n++] = (struct ksgen_sym){ KTEXT + 0x100, 'T', "do_0123456789", false };
+        syms[n++] = (struct ksgen_sym){ KTEXT + 0x300000, 'T', "_etext", false };
+        if (with_syms) {
+                syms[n++] = (struct ksgen_sym){ KBTF, 'B', "boot_params", false };
+                syms[n++] = (struct ksgen_sym){ KBTF + 0x1000, 'b', "kernel_locked_down", false };
+        }
+        ksgen_build(syms, n, &o, &ki.g);
+        km.start = KTEXT;
+        km.end = KTEXT + ki.g.size;
+        r = hvp_kallsyms_decode(&km, KTEXT, &k.symtab);
+        if (r != 0)
+                fail_msg("kallsyms: %d %s", r, hvp_last_error());
+        r = hvp_linux_boot_security(&km, &k, btf, ret);
+        hvp_symtab_free(k.symtab);
+        ksgen_free(&ki.g);
+        return r;
+}
+
+static void test_boot_security(void **state)
+{
+        uint8_t *page = calloc(1, 0x2000);
+        struct hvp_boot_security sec;
+        struct hvp_btf *btf = NULL;
+        struct btf *w = btf__new_empty();
+        size_t len;
+        void *raw;
+
+        (void)state;
+        assert_non_null(page);
+        btfgen_check(btf__add_enum(w, "lockdown_reason", 4));
+        btfgen_check(btf__add_enum_value(w, "LOCKDOWN_NONE", 0));
+        btfgen_check(btf__add_enum_value(w, "LOCKDOWN_INTEGRITY_MAX", 21));
+        btfgen_check(btf__add_enum_value(w, "LOCKDOWN_CONFIDENTIALITY_MAX", 27));
+        raw = btfgen_raw(w, &len);
+        assert_int_equal(hvp_btf_new(raw, len, &btf), 0);
+        free(raw);
+        {
+                int64_t v = 0;
+
+                assert_int_equal(hvp_btf_enum_value(btf, "LOCKDOWN_CONFIDENTIALITY_MAX", &v), 0);
+                assert_int_equal(v, 27);
+                assert_int_equal(hvp_btf_enum_value(btf, "LOCKDOWN_NOSUCH", &v), -ENOENT);
+        }
+
+        page[0x1ec] = 3;                        /* efi_secureboot_mode_enabled */
+        memcpy(page + 0x1c0, "EL64", 4);
+        assert_int_equal(boot_security_of(page, true, btf, &sec), 0);
+        assert_int_equal(sec.secure_boot, HVP_SECURE_BOOT_ENABLED);
+        assert_true(sec.efi_boot);
+        assert_int_equal(sec.lockdown, HVP_LOCKDOWN_NONE);
+        assert_string_equal(hvp_secure_boot_name(sec.secure_boot), "enabled");
+
+        page[0x1ec] = 2;
+        page[0x1000] = 21;
+        assert_int_equal(boot_security_of(page, true, btf, &sec), 0);
+        assert_int_equal(sec.secure_boot, HVP_SECURE_BOOT_DISABLED);
+        assert_int_equal(sec.lockdown, HVP_LOCKDOWN_INTEGRITY);
+        assert_int_equal(sec.lockdown_raw, 21);
+        assert_string_equal(hvp_lockdown_name(sec.lockdown), "integrity");
+        page[0x1000] = 27;
+        assert_int_equal(boot_security_of(page, true, btf, &sec), 0);
+        assert_int_equal(sec.lockdown, HVP_LOCKDOWN_CONFIDENTIALITY);
+        assert_int_equal(boot_security_of(page, true, NULL, &sec), 0);        /* no BTF to name it */
+        assert_int_equal(sec.lockdown, HVP_LOCKDOWN_OTHER);
+        page[0x1000] = 5;
+        assert_int_equal(boot_security_of(page, true, btf, &sec), 0);
+        assert_int_equal(sec.lockdown, HVP_LOCKDOWN_OTHER);
+
+        page[0x1ec] = 0;                        /* not booted through the EFI stub */
+        memset(page + 0x1c0, 0, 4);
+        assert_int_equal(boot_security_of(page, true, btf, &sec), 0);
+        assert_int_equal(sec.secure_boot, HVP_SECURE_BOOT_UNSET);
+        assert_false(sec.efi_boot);
+        page[0x1ec] = 200;                      /* garbage */
+        assert_int_equal(boot_security_of(page, true, btf, &sec), 0);
+        assert_int_equal(sec.secure_boot, HVP_SECURE_BOOT_UNKNOWN);
+
+        assert_int_equal(boot_security_of(page, false, btf, &sec), 0);
+        assert_int_equal(sec.secure_boot, HVP_SECURE_BOOT_NO_SYMBOL);
+        assert_int_equal(sec.lockdown, HVP_LOCKDOWN_UNSUPPORTED);
+        hvp_btf_free(btf);
+        free(page);
+}
+
 /* ---- tasks ------------------------------------------------------------------ */
 
 struct tasks_fixture {
@@ -800,6 +898,7 @@ int main(void)
                 cmocka_unit_test(test_malformed_blobs),
                 cmocka_unit_test(test_hostile_references),
                 cmocka_unit_test(test_load_from_kernel_image),
+                cmocka_unit_test(test_boot_security),
                 cmocka_unit_test(test_tasks_new_layout),
                 cmocka_unit_test(test_tasks_old_layout),
                 cmocka_unit_test(test_tasks_hostile),
