@@ -34,6 +34,7 @@
  */
 static _Thread_local char libbpf_msg[256];
 
+__attribute__((format(printf, 2, 0)))
 static int libbpf_to_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
         size_t n;
