@@ -15,8 +15,8 @@
 
 static const char help[] =
         "Lists the guest kernel's tasks read from its memory: the list from init_task,\n"
-        "every thread of every process (what /proc/PID/task shows), plus pid 0 (swapper/0,\n"
-        "the boot CPU's idle task; the other CPUs' idle tasks are on no list). Struct\n"
+        "every thread of every process (what /proc/PID/task shows), plus the CPUs' idle\n"
+        "tasks (pid 0: swapper/0 is init_task, swapper/N from CPU N's runqueue). Struct\n"
         "layouts come from the kernel's own BTF (CONFIG_DEBUG_INFO_BTF): a kernel without\n"
         "it gets a clear error. Columns: PID (thread id), TGID (process id), S (state as ps\n"
         "prints it: R S D T t X Z P I), CPU (last CPU it ran on, * when running there now),\n"
@@ -26,6 +26,48 @@ static const char help[] =
         "meets a list changing under it fails: retry). A guest paused by someone else is\n"
         "read as it is and left paused. --json: an array of objects with pid, tgid, comm,\n"
         "state, state_raw, cpu, on_cpu, task, stack, sp (the saved kernel stack pointer).\n";
+
+/*
+ * The other CPUs' idle tasks, after init_task (the boot CPU's): a kernel without the
+ * symbols (not SMP) has none to add. On failure *tasks is freed.
+ */
+static int add_idle_tasks(struct cli_target *t, const struct hvp_kmem *km, const struct hvp_btf *btf,
+                          uint64_t init_task, struct hvp_task **tasks, size_t *n)
+{
+        const struct hvp_symbol *rq = hvp_symtab_lookup(t->kernel->symtab, "runqueues");
+        const struct hvp_symbol *pco = hvp_symtab_lookup(t->kernel->symtab, "__per_cpu_offset");
+        const struct hvp_symbol *nr = hvp_symtab_lookup(t->kernel->symtab, "nr_cpu_ids");
+        struct hvp_task *idle = NULL, *all;
+        size_t n_idle = 0;
+        uint32_t nr_cpus;
+        int r;
+
+        if (!rq || !pco || !nr)
+                return 0;
+        r = hvp_mmu_read(t->mmu, nr->addr, &nr_cpus, sizeof(nr_cpus));
+        if (r == 0)
+                r = hvp_linux_idle_tasks(km, btf, rq->addr, pco->addr, nr_cpus, init_task, &idle, &n_idle);
+        if (r == 0 && n_idle > 0) {
+                all = malloc((*n + n_idle) * sizeof(*all));
+                if (!all) {
+                        r = -ENOMEM;
+                } else {
+                        /* swapper/0, then swapper/1.., then the rest in list order */
+                        all[0] = (*tasks)[0];
+                        memcpy(all + 1, idle, n_idle * sizeof(*all));
+                        memcpy(all + 1 + n_idle, *tasks + 1, (*n - 1) * sizeof(*all));
+                        free(*tasks);
+                        *tasks = all;
+                        *n += n_idle;
+                }
+        }
+        free(idle);
+        if (r < 0) {
+                free(*tasks);
+                *tasks = NULL;
+        }
+        return r;
+}
 
 /* Walk with the guest paused (unless asked not to, or it cannot be paused); never leave it paused. */
 static int walk(struct cli *c, struct cli_target *t, const struct hvp_btf *btf, uint64_t init_task, bool pause,
@@ -58,6 +100,8 @@ static int walk(struct cli *c, struct cli_target *t, const struct hvp_btf *btf, 
         }
         clock_gettime(CLOCK_MONOTONIC, &t0);
         r = hvp_linux_tasks(&km, btf, init_task, 0, ret_tasks, ret_n);
+        if (r == 0)
+                r = add_idle_tasks(t, &km, btf, init_task, ret_tasks, ret_n);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         cli_progress(c, "%s: walked %zu tasks in %.2f ms%s", hvp_guest_name(t->guest), r == 0 ? *ret_n : 0,
                      (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,

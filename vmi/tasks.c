@@ -391,3 +391,58 @@ out:
         free(w.buf);
         return r;
 }
+
+int hvp_linux_idle_tasks(const struct hvp_kmem *km, const struct hvp_btf *btf, uint64_t runqueues,
+                         uint64_t per_cpu_offset, uint32_t nr_cpus, uint64_t init_task, struct hvp_task **ret_tasks,
+                         size_t *ret_count)
+{
+        struct walk w = { .km = km, .max = HVP_TASKS_MAX_CPUS };
+        uint64_t idle_off;
+        int r;
+
+        if (!km || !km->read || !btf || !ret_tasks || !ret_count)
+                return hvp_fail(-EINVAL, "hvp_linux_idle_tasks: bad arguments");
+        if (nr_cpus > HVP_TASKS_MAX_CPUS)
+                return hvp_fail(-E2BIG, "idle tasks: nr_cpu_ids %u is more than %u", nr_cpus, HVP_TASKS_MAX_CPUS);
+        r = hvp_btf_member(btf, "rq.idle", &idle_off, NULL);
+        if (r < 0)
+                return hvp_fail_context(r, "idle tasks");
+        r = layout_from_btf(btf, &w.l);
+        if (r < 0)
+                return r;
+        w.buf = malloc(w.l.span);
+        if (!w.buf)
+                return hvp_fail(-ENOMEM, "out of memory");
+        if (seen_add(&w.seen, init_task) < 0) {
+                r = hvp_fail(-ENOMEM, "out of memory");
+                goto out;
+        }
+        for (uint32_t cpu = 1; cpu < nr_cpus; cpu++) {
+                uint64_t off, idle;
+
+                r = read_u64(&w, per_cpu_offset + 8ull * cpu, &off);
+                if (r == 0)
+                        r = read_u64(&w, runqueues + off + idle_off, &idle);
+                if (r < 0) {
+                        r = hvp_fail_context(r, "idle tasks: reading CPU %u's runqueue", cpu);
+                        goto out;
+                }
+                if (!kernel_ptr(idle)) {
+                        r = hvp_fail(-EINVAL, "idle tasks: CPU %u's idle task is 0x%llx, not a kernel address", cpu,
+                                     (unsigned long long)idle);
+                        goto out;
+                }
+                r = add_task(&w, idle);
+                if (r < 0)
+                        goto out;
+        }
+        *ret_tasks = w.tasks;
+        *ret_count = w.n;
+        w.tasks = NULL;
+        r = 0;
+out:
+        free(w.tasks);
+        free(w.seen.slot);
+        free(w.buf);
+        return r;
+}

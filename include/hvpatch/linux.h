@@ -62,6 +62,19 @@ struct hvp_task {
 int hvp_linux_tasks(const struct hvp_kmem *km, const struct hvp_btf *btf, uint64_t init_task, size_t max_tasks,
                     struct hvp_task **ret_tasks, size_t *ret_count);
 
+/*
+ * The idle tasks of CPUs 1..nr_cpus-1 ("swapper/N", pid 0), which are on no list: each
+ * CPU's runqueue (the per-cpu variable runqueues, at its address plus
+ * __per_cpu_offset[cpu]) points at its idle task (rq.idle). runqueues: the symbol's
+ * value (a per-cpu offset); per_cpu_offset: the address of __per_cpu_offset; nr_cpus:
+ * the value of nr_cpu_ids (at most 8192). The boot CPU's idle task, init_task, is left
+ * out (hvp_linux_tasks() lists it). -ELOOP when two CPUs name the same task.
+ */
+#define HVP_TASKS_MAX_CPUS 8192u
+int hvp_linux_idle_tasks(const struct hvp_kmem *km, const struct hvp_btf *btf, uint64_t runqueues,
+                         uint64_t per_cpu_offset, uint32_t nr_cpus, uint64_t init_task, struct hvp_task **ret_tasks,
+                         size_t *ret_count);
+
 /* The state letter for a task's raw __state and exit_state (as get_task_state() reports). */
 char hvp_task_state_char(uint32_t state, uint32_t exit_state);
 

@@ -1,7 +1,9 @@
 /*
  * Fuzz target: the task walker over hostile memory. The first input byte picks the
- * BTF layout (bit 0: 6.1 or old, tests/unit/btf-gen.h), the rest is kernel memory at
- * BASE, where init_task is. Whatever it holds, the walk ends (bounded, loop-checked).
+ * BTF layout (bit 0: 6.1 or old, tests/unit/btf-gen.h) and the CPU count of the idle
+ * task walk (bits 1-7), the rest is kernel memory at BASE, where init_task is, with
+ * __per_cpu_offset at BASE + 0xa000 (runqueues: 0x31c40). Whatever it holds, the walks
+ * end (bounded, loop-checked).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,6 +48,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 for (size_t i = 0; i < n; i++)
                         if (t[i].comm[sizeof(t[i].comm) - 1] != '\0')
                                 __builtin_trap();
+                free(t);
+        }
+        t = NULL;
+        if (hvp_linux_idle_tasks(&km, layout_btf(data[0] & 1 ? BTFGEN_OLD : BTFGEN_NEW), 0x31c40, BASE + 0xa000,
+                                 data[0] >> 1, BASE, &t, &n) == 0) {
+                if (n >= (size_t)(data[0] >> 1) + 1)
+                        __builtin_trap();
                 free(t);
         }
         return 0;

@@ -4,8 +4,9 @@
 oracles inside the guest:
 
   * ps     == the guest's own /proc: every thread (/proc/TGID/task/TID) with the same
-              pid, tgid and comm, and nothing else but pid 0 (swapper/0, which /proc
-              does not list). The task set changes while we look (kworkers come and
+              pid, tgid and comm, and nothing else but the idle tasks, pid 0
+              (swapper/0 .. swapper/N-1, one per vCPU, listed first), which /proc
+              does not list. The task set changes while we look (kworkers come and
               go), and the guest cannot be paused while it answers. So each attempt
               takes a /proc snapshot S1, then `hvpatch ps` (which pauses the guest for
               its walk), then a snapshot S2; it counts only when S1 == S2 (nothing
@@ -154,6 +155,10 @@ class BtfBase:
         self.assertGreater(len(snap), 20, f"too few tasks in /proc: {out[:300]!r}")
         return snap
 
+    def vcpus(self):
+        v = hvpatch_ok("inspect", self.name)["vcpus"]
+        return v if isinstance(v, int) else len(v)
+
     def domstate(self):
         return subprocess.run(guestlib.VIRSH + ["domstate", self.name], capture_output=True,
                               text=True).stdout.strip()
@@ -172,10 +177,11 @@ class BtfBase:
                 tried.append(f"attempt {attempt + 1}: /proc changed around the walk "
                              f"({sorted(set(k1) ^ set(k2))[:10]})")
                 continue
-            got = {t["pid"]: (t["tgid"], t["comm"]) for t in tasks}
-            self.assertEqual(len(got), len(tasks), "a pid listed twice")
-            self.assertIn(0, got, "pid 0 (swapper/0) missing")
-            self.assertEqual(got.pop(0), (0, "swapper/0"))
+            idle = [t["comm"] for t in tasks if t["pid"] == 0]
+            self.assertEqual(idle, [f"swapper/{i}" for i in range(self.vcpus())],
+                             "pid 0: one idle task per CPU, first")
+            got = {t["pid"]: (t["tgid"], t["comm"]) for t in tasks if t["pid"] != 0}
+            self.assertEqual(len(got) + len(idle), len(tasks), "a pid listed twice")
             diffs = []
             for tid in sorted(set(got) | set(s1)):
                 if tid not in got:
@@ -194,8 +200,7 @@ class BtfBase:
     def test_ps_json_fields_and_running_after(self):
         tasks = hvpatch_ok("ps", self.name)
         self.assertIsInstance(tasks, list)
-        vcpus = hvpatch_ok("inspect", self.name)["vcpus"]
-        vcpus = vcpus if isinstance(vcpus, int) else len(vcpus)
+        vcpus = self.vcpus()
         for t in tasks:
             for key in ("pid", "tgid", "comm", "state", "cpu", "stack", "task"):
                 self.assertIn(key, t)

@@ -60,6 +60,10 @@
 #define INFO_FLAGS_LEVEL 19     /* flags:5, level:3 */
 #define INFO_CALLER 20
 
+/* struct rq */
+#define RQ_IDLE 16
+#define RQ_SIZE 64
+
 enum btfgen_layout { BTFGEN_NEW, BTFGEN_OLD };
 
 static inline void btfgen_check(int id)
@@ -171,6 +175,10 @@ static inline struct btf *btfgen_build(enum btfgen_layout layout)
         btfgen_check(btf__add_field(b, "text_data_ring", tring, RB_TEXT_RING * 8, 0));
         btfgen_check(rbptr = btf__add_ptr(b, ring));
         (void)rbptr;
+        /* struct rq { ...; struct task_struct *idle @ RQ_IDLE; } */
+        btfgen_check(btf__add_struct(b, "rq", RQ_SIZE));
+        btfgen_check(btf__add_field(b, "nr_running", uint, 0, 0));
+        btfgen_check(btf__add_field(b, "idle", vptr, RQ_IDLE * 8, 0));
         return b;
 }
 

@@ -613,6 +613,57 @@ static void test_tasks_hostile(void **state)
         hvp_btf_free(old);
 }
 
+#define PCPU_OFFSETS (BASE + 0xa000)
+#define RQ_VA(cpu) (BASE + 0xb000 + (uint64_t)(cpu) * 0x100)
+#define RUNQUEUES 0x31c40ull                    /* the per-cpu offset of runqueues */
+
+static void test_idle_tasks(void **state)
+{
+        struct tasks_fixture *f = tasks_fixture(BTFGEN_NEW);
+        struct hvp_btf *b = gen_btf(BTFGEN_NEW);
+        struct hvp_kmem km = { .read = btfgen_mem_read, .ctx = &f->m };
+        struct hvp_task *t = NULL;
+        size_t n = 0;
+
+        (void)state;
+        for (unsigned cpu = 0; cpu < 3; cpu++) {
+                btfgen_put(&f->m, PCPU_OFFSETS + 8 * cpu, RQ_VA(cpu) - RUNQUEUES, 8);
+                btfgen_put(&f->m, RQ_VA(cpu) + RQ_IDLE, cpu ? TASK_VA(5 + cpu) : f->init, 8);
+                if (cpu) {
+                        char comm[16];
+
+                        snprintf(comm, sizeof(comm), "swapper/%u", cpu);
+                        btfgen_task(&f->m, BTFGEN_NEW, TASK_VA(5 + cpu), 0, 0, comm, 0, (int)cpu, SIG_VA(0));
+                }
+        }
+        assert_int_equal(hvp_linux_idle_tasks(&km, b, RUNQUEUES, PCPU_OFFSETS, 3, f->init, &t, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(t[0].comm, "swapper/1");
+        assert_int_equal(t[0].cpu, 1);
+        assert_int_equal(t[1].addr, TASK_VA(7));
+        assert_int_equal(t[1].pid, 0);
+        free(t);
+        t = NULL;
+        assert_int_equal(hvp_linux_idle_tasks(&km, b, RUNQUEUES, PCPU_OFFSETS, 1, f->init, &t, &n), 0);
+        assert_int_equal(n, 0);
+        free(t);
+
+        t = (void *)0x1;
+        assert_int_equal(hvp_linux_idle_tasks(&km, b, RUNQUEUES, PCPU_OFFSETS, HVP_TASKS_MAX_CPUS + 1, f->init, &t,
+                                              &n), -E2BIG);
+        btfgen_put(&f->m, RQ_VA(2) + RQ_IDLE, TASK_VA(6), 8);          /* two CPUs, one idle task */
+        assert_int_equal(hvp_linux_idle_tasks(&km, b, RUNQUEUES, PCPU_OFFSETS, 3, f->init, &t, &n), -ELOOP);
+        btfgen_put(&f->m, RQ_VA(2) + RQ_IDLE, f->init, 8);             /* CPU 2 runs init_task's: a loop too */
+        assert_int_equal(hvp_linux_idle_tasks(&km, b, RUNQUEUES, PCPU_OFFSETS, 3, f->init, &t, &n), -ELOOP);
+        btfgen_put(&f->m, RQ_VA(2) + RQ_IDLE, 0, 8);
+        assert_int_equal(hvp_linux_idle_tasks(&km, b, RUNQUEUES, PCPU_OFFSETS, 3, f->init, &t, &n), -EINVAL);
+        btfgen_put(&f->m, PCPU_OFFSETS + 16, 0x7000000000000000ull, 8);  /* a runqueue outside RAM */
+        assert_int_equal(hvp_linux_idle_tasks(&km, b, RUNQUEUES, PCPU_OFFSETS, 3, f->init, &t, &n), -EFAULT);
+        assert_ptr_equal(t, (void *)0x1);
+        hvp_btf_free(b);
+        tasks_fixture_free(f);
+}
+
 static void test_state_char(void **state)
 {
         (void)state;
@@ -902,6 +953,7 @@ int main(void)
                 cmocka_unit_test(test_tasks_new_layout),
                 cmocka_unit_test(test_tasks_old_layout),
                 cmocka_unit_test(test_tasks_hostile),
+                cmocka_unit_test(test_idle_tasks),
                 cmocka_unit_test(test_state_char),
                 cmocka_unit_test(test_klog_records),
                 cmocka_unit_test(test_klog_hostile),
