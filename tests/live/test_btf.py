@@ -24,7 +24,8 @@ oracles inside the guest:
               '-'/'+' and more (workers), or longer than it when it is 15 characters.
   * ps --json: an array of objects with pid, tgid, comm, state, cpu; states are ps
               letters, cpu < the vCPU count; the guest is running afterwards (never
-              left paused).
+              left paused); a guest paused by someone else (virsh suspend) is read
+              and stays paused.
   * dmesg  == the guest's own `dmesg` (busybox: the syslog buffer), line for line: with
               G1 taken before and G2 after, G1 is a prefix of hvpatch's lines and those
               are a prefix of G2 (the log only grows); a line written to /dev/kmsg just
@@ -216,6 +217,16 @@ class BtfBase:
         text = hvpatch_ok("ps", self.name, json=False)
         self.assertRegex(text.splitlines()[0], r"^\s+PID\s+TGID S\s+CPU")
         self.assertTrue(any(re.search(r"\s2\s+2 \S .* kthreadd$", line) for line in text.splitlines()), text[:500])
+        # A guest paused by someone else is read as it is and stays paused.
+        subprocess.run(guestlib.VIRSH + ["suspend", self.name], check=True, capture_output=True)
+        try:
+            self.assertEqual(self.domstate(), "paused")
+            paused_walk = hvpatch_ok("ps", self.name)
+            self.assertEqual(self.domstate(), "paused")
+        finally:
+            subprocess.run(guestlib.VIRSH + ["resume", self.name], capture_output=True)
+        self.assertEqual({t["pid"] for t in paused_walk if t["pid"] < 3}, {0, 1, 2})
+        self.assertEqual(self.domstate(), "running")
         # --no-pause reads the running guest: the same processes (kworkers may differ).
         unpaused = hvpatch_ok("ps", "--no-pause", self.name)
         self.assertEqual({t["pid"] for t in unpaused if t["pid"] < 3}, {0, 1, 2})
