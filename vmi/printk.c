@@ -76,6 +76,7 @@ static int need_size(const struct hvp_btf *btf, const char *name, uint64_t *ret)
 
 static int layout_from_btf(const struct hvp_btf *btf, struct klog_layout *l)
 {
+        uint64_t dr_size, tr_size;
         int r;
 
         if ((r = need(btf, "printk_ringbuffer.desc_ring", &l->desc_ring)) < 0 ||
@@ -106,8 +107,15 @@ static int layout_from_btf(const struct hvp_btf *btf, struct klog_layout *l)
          * bitfields, which hvp_btf_member() refuses; the layout has not changed since 5.10.
          */
         l->level_bits_off = l->facility + 1;
+        if ((r = need_size(btf, "prb_desc_ring", &dr_size)) < 0 ||
+            (r = need_size(btf, "prb_data_ring", &tr_size)) < 0)
+                return r;
+        /* Every field read lies inside its struct, and every struct inside the one read. */
         if (l->rb_size > 4096 || l->desc_size > 256 || l->info_size > 4096 ||
-            l->desc_ring + 48 > l->rb_size || l->text_data_ring + 24 > l->rb_size ||
+            l->desc_ring + dr_size > l->rb_size || l->text_data_ring + tr_size > l->rb_size ||
+            l->count_bits + 4 > dr_size || l->descs + 8 > dr_size || l->infos + 8 > dr_size ||
+            l->head_id + 8 > dr_size || l->tail_id + 8 > dr_size ||
+            l->size_bits + 4 > tr_size || l->data + 8 > tr_size ||
             l->state_var + 8 > l->desc_size || l->text_blk_lpos + 16 > l->desc_size ||
             l->lpos_begin + 8 > 16 || l->lpos_next + 8 > 16 || l->seq + 8 > l->info_size ||
             l->ts_nsec + 8 > l->info_size || l->text_len + 2 > l->info_size ||

@@ -72,8 +72,12 @@ static inline void btfgen_check(int id)
                 abort();
 }
 
-/* The task structs of the layout, and (both layouts) the printk ring buffer's. */
-static inline struct btf *btfgen_build(enum btfgen_layout layout)
+/*
+ * The task structs of the layout, and (both layouts) the printk ring buffer's.
+ * count_bits_off: where prb_desc_ring.count_bits is (DR_COUNT_BITS; tests of hostile
+ * BTF put it outside its struct).
+ */
+static inline struct btf *btfgen_build_opts(enum btfgen_layout layout, uint32_t count_bits_off)
 {
         struct btf *b = btf__new_empty();
         int uint, sint, ulong, slong, u8, u16, u64, chr, vptr, list, lptr, comm, ti, ts, anon, sig, sigptr;
@@ -161,7 +165,7 @@ static inline struct btf *btfgen_build(enum btfgen_layout layout)
         btfgen_check(btf__add_field(b, "caller_id", uint, INFO_CALLER * 8, 0));
         btfgen_check(infoptr = btf__add_ptr(b, infoptr));
         btfgen_check(dring = btf__add_struct(b, "prb_desc_ring", 48));
-        btfgen_check(btf__add_field(b, "count_bits", uint, DR_COUNT_BITS * 8, 0));
+        btfgen_check(btf__add_field(b, "count_bits", uint, count_bits_off * 8, 0));
         btfgen_check(btf__add_field(b, "descs", descptr, DR_DESCS * 8, 0));
         btfgen_check(btf__add_field(b, "infos", infoptr, DR_INFOS * 8, 0));
         btfgen_check(btf__add_field(b, "head_id", slong, DR_HEAD_ID * 8, 0));
@@ -180,6 +184,11 @@ static inline struct btf *btfgen_build(enum btfgen_layout layout)
         btfgen_check(btf__add_field(b, "nr_running", uint, 0, 0));
         btfgen_check(btf__add_field(b, "idle", vptr, RQ_IDLE * 8, 0));
         return b;
+}
+
+static inline struct btf *btfgen_build(enum btfgen_layout layout)
+{
+        return btfgen_build_opts(layout, DR_COUNT_BITS);
 }
 
 /* The raw bytes of b (malloc'd copy); frees b. */

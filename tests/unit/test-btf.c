@@ -829,6 +829,22 @@ static void test_klog_hostile(void **state)
         expect_klog_error(f, -EFAULT, "ring buffer");
         btfgen_put(&f->m, PRB_VAR, RB_VA, 8);
 
+        /* A BTF that puts a field outside its struct (and past what is read of it): refused. */
+        {
+                size_t len;
+                void *raw = btfgen_raw(btfgen_build_opts(BTFGEN_NEW, 1u << 20), &len);
+                struct hvp_btf *bad = NULL;
+                struct hvp_kmem km = { .read = btfgen_mem_read, .ctx = &f->m };
+
+                assert_int_equal(hvp_btf_new(raw, len, &bad), 0);
+                free(raw);
+                log = (void *)0x1;
+                assert_int_equal(hvp_linux_klog(&km, bad, PRB_VAR, &log), -EINVAL);
+                assert_non_null(strstr(hvp_last_error(), "layout"));
+                hvp_btf_free(bad);
+                log = NULL;
+        }
+
         /* A text length past its block, and blocks whose lpos make no sense: dropped. */
         assert_int_equal(klog_read(f, &log), 0);
         assert_int_equal(log->count, 1);
