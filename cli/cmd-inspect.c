@@ -15,7 +15,8 @@ static const char help[] =
         "kernel base and KASLR offset, text range, banner and GNU build id, vCPUs.\n"
         "A Windows x64 kernel is recognized too (os \"windows\": base, size, PDB and\n"
         "identity, docs/operations.md); hvpatch does not patch it.\n"
-        "For Linux also Secure Boot, EFI boot and lockdown as the guest kernel recorded\n"
+        "For Linux also the size of the kernel's BTF (none: ps and dmesg are off), and\n"
+        "Secure Boot, EFI boot and lockdown as the guest kernel recorded\n"
         "them in its memory (boot_params, kernel_locked_down; the lockdown level is named\n"
         "with the kernel's BTF).\n"
         "DOMAIN is a libvirt domain name or UUID; --core FILE reads a `virsh dump\n"
@@ -83,6 +84,15 @@ static int boot_security(const struct cli_target *t, struct hvp_boot_security *r
         if (r < 0)
                 snprintf(err, errlen, "%s", hvp_last_error());
         return r;
+}
+
+/* Bytes between __start_BTF and __stop_BTF, 0 when the kernel has no BTF (nothing is read). */
+static uint64_t btf_bytes(const struct hvp_kernel *k)
+{
+        const struct hvp_symbol *a = hvp_symtab_lookup(k->symtab, "__start_BTF");
+        const struct hvp_symbol *b = hvp_symtab_lookup(k->symtab, "__stop_BTF");
+
+        return a && b && b->addr > a->addr ? b->addr - a->addr : 0;
 }
 
 /* No Linux kernel: a Windows one, or the Linux error (err, why) as cli_attach would print it. */
@@ -155,6 +165,7 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 json_object_object_add(ko, "banner", json_object_new_string(k->banner));
                 json_object_object_add(ko, "build_id", json_object_new_string(build_id));
                 json_object_object_add(ko, "symbols", json_object_new_int64((int64_t)hvp_symtab_count(k->symtab)));
+                json_object_object_add(ko, "btf_size", btf_bytes(k) ? json_object_new_int64((int64_t)btf_bytes(k)) : NULL);
                 json_object_object_add(o, "kernel", ko);
                 {
                         json_object *so = json_object_new_object();
@@ -186,6 +197,10 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 printf("kernel text:   0x%016llx-0x%016llx\n", (unsigned long long)k->text_start,
                        (unsigned long long)k->text_end);
                 printf("symbols:       %zu\n", hvp_symtab_count(k->symtab));
+                if (btf_bytes(k))
+                        printf("btf:           %llu bytes (ps, dmesg)\n", (unsigned long long)btf_bytes(k));
+                else
+                        printf("btf:           none: ps and dmesg are off\n");
                 if (rs == 0)
                         printf("secure boot:   %s, %s; lockdown: %s (as the guest kernel recorded them)\n",
                                hvp_secure_boot_name(sec.secure_boot), sec.efi_boot ? "EFI boot" : "not an EFI boot",

@@ -202,6 +202,7 @@ class BtfBase:
         tasks = hvpatch_ok("ps", self.name)
         self.assertIsInstance(tasks, list)
         vcpus = self.vcpus()
+        self.assertGreater(hvpatch_ok("inspect", self.name)["kernel"]["btf_size"], 1 << 20)
         for t in tasks:
             for key in ("pid", "tgid", "comm", "state", "cpu", "stack", "task"):
                 self.assertIn(key, t)
