@@ -254,6 +254,15 @@ class BtfBase:
         lines = [line for r in records for line in r["text"].split("\n")]
         texts = [re.sub(r"^\[\s*\d+\.\d{6}\] ", "", line) for line in ours]
         self.assertEqual(lines[:len(texts)], texts)
+        # printk.time off: neither the guest's dmesg nor hvpatch's prints the time.
+        self.g.check("echo N > /sys/module/printk/parameters/time")
+        try:
+            g1 = self.g.check("dmesg", timeout=120).splitlines()
+            untimed = hvpatch_ok("dmesg", self.name, json=False).splitlines()
+        finally:
+            self.g.check("echo Y > /sys/module/printk/parameters/time")
+        self.assertEqual(untimed[:len(g1)], g1)
+        self.assertTrue(untimed[0].startswith("Linux version "), untimed[0])
         mine = [r for r in records if r["text"] == f"{marker} one"]
         self.assertEqual(len(mine), 1)
         self.assertEqual(mine[0]["level"], 4)
