@@ -1,10 +1,13 @@
 #include <stdio.h>
 
+#include <hvpatch/btf.h>
 #include <hvpatch/kernel.h>
+#include <hvpatch/linux.h>
 #include <hvpatch/windows.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/kstate.h"
 #include "common/util.h"
 
 static const char help[] =
@@ -12,6 +15,10 @@ static const char help[] =
         "kernel base and KASLR offset, text range, banner and GNU build id, vCPUs.\n"
         "A Windows x64 kernel is recognized too (os \"windows\": base, size, PDB and\n"
         "identity, docs/operations.md); hvpatch does not patch it.\n"
+        "For Linux also the size of the kernel's BTF (none: ps and dmesg are off), and\n"
+        "Secure Boot, EFI boot and lockdown as the guest kernel recorded\n"
+        "them in its memory (boot_params, kernel_locked_down; the lockdown level is named\n"
+        "with the kernel's BTF).\n"
         "DOMAIN is a libvirt domain name or UUID; --core FILE reads a `virsh dump\n"
         "--memory-only` ELF core instead.\n";
 
@@ -58,6 +65,36 @@ static void print_windows(struct cli *c, struct hvp_guest *g, unsigned vcpu, con
         }
 }
 
+/*
+ * Secure Boot, EFI and lockdown from the kernel's memory. The BTF is read only to name
+ * a lockdown level (most guests have none). On failure *ret_err holds the reason.
+ */
+static int boot_security(const struct cli_target *t, struct hvp_boot_security *ret, char *err, size_t errlen)
+{
+        struct hvp_btf *btf = NULL;
+        struct hvp_kmem km;
+        int r;
+
+        cli_kmem(t, &km);
+        r = hvp_linux_boot_security(&km, t->kernel, NULL, ret);
+        if (r == 0 && ret->lockdown == HVP_LOCKDOWN_OTHER && hvp_btf_load(&km, t->kernel, &btf) == 0) {
+                r = hvp_linux_boot_security(&km, t->kernel, btf, ret);
+                hvp_btf_free(btf);
+        }
+        if (r < 0)
+                snprintf(err, errlen, "%s", hvp_last_error());
+        return r;
+}
+
+/* Bytes between __start_BTF and __stop_BTF, 0 when the kernel has no BTF (nothing is read). */
+static uint64_t btf_bytes(const struct hvp_kernel *k)
+{
+        const struct hvp_symbol *a = hvp_symtab_lookup(k->symtab, "__start_BTF");
+        const struct hvp_symbol *b = hvp_symtab_lookup(k->symtab, "__stop_BTF");
+
+        return a && b && b->addr > a->addr ? b->addr - a->addr : 0;
+}
+
 /* No Linux kernel: a Windows one, or the Linux error (err, why) as cli_attach would print it. */
 static int inspect_not_linux(struct cli *c, struct hvp_guest *g, int err, const char *why,
                              double t0)
@@ -78,9 +115,11 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
         struct hvp_vcpu_regs regs;
         const struct hvp_kernel *k;
         char build_id[2 * sizeof(k->build_id) + 1];
+        struct hvp_boot_security sec;
+        char sec_err[512] = "";
         double t0;
         double elapsed;
-        int r;
+        int r, rs;
 
         if (cli_wants_help(c, "inspect", argc, argv, help))
                 return EXIT_OK;
@@ -102,6 +141,7 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 cli_target_close(&t);
                 return r;
         }
+        rs = boot_security(&t, &sec, sec_err, sizeof(sec_err));
         elapsed = hvp_now_ms() - t0;
         k = t.kernel;
         hvp_guest_vcpu_regs(t.guest, t.vcpu, &regs);
@@ -125,7 +165,23 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 json_object_object_add(ko, "banner", json_object_new_string(k->banner));
                 json_object_object_add(ko, "build_id", json_object_new_string(build_id));
                 json_object_object_add(ko, "symbols", json_object_new_int64((int64_t)hvp_symtab_count(k->symtab)));
+                json_object_object_add(ko, "btf_size", btf_bytes(k) ? json_object_new_int64((int64_t)btf_bytes(k)) : NULL);
                 json_object_object_add(o, "kernel", ko);
+                {
+                        json_object *so = json_object_new_object();
+
+                        if (rs == 0) {
+                                json_object_object_add(so, "secure_boot",
+                                                       json_object_new_string(hvp_secure_boot_name(sec.secure_boot)));
+                                json_object_object_add(so, "efi_boot", json_object_new_boolean(sec.efi_boot));
+                                json_object_object_add(so, "lockdown",
+                                                       json_object_new_string(hvp_lockdown_name(sec.lockdown)));
+                                json_object_object_add(so, "lockdown_raw", json_object_new_int64(sec.lockdown_raw));
+                        } else {
+                                json_object_object_add(so, "error", json_object_new_string(sec_err));
+                        }
+                        json_object_object_add(o, "boot_security", so);
+                }
                 json_object_object_add(o, "elapsed_ms", json_object_new_double(elapsed));
                 cli_json_print(o);
         } else {
@@ -141,6 +197,16 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 printf("kernel text:   0x%016llx-0x%016llx\n", (unsigned long long)k->text_start,
                        (unsigned long long)k->text_end);
                 printf("symbols:       %zu\n", hvp_symtab_count(k->symtab));
+                if (btf_bytes(k))
+                        printf("btf:           %llu bytes (ps, dmesg)\n", (unsigned long long)btf_bytes(k));
+                else
+                        printf("btf:           none: ps and dmesg are off\n");
+                if (rs == 0)
+                        printf("secure boot:   %s, %s; lockdown: %s (as the guest kernel recorded them)\n",
+                               hvp_secure_boot_name(sec.secure_boot), sec.efi_boot ? "EFI boot" : "not an EFI boot",
+                               hvp_lockdown_name(sec.lockdown));
+                else
+                        printf("secure boot:   not read: %s\n", sec_err);
                 printf("vcpus:         %u\n", hvp_guest_vcpu_count(t.guest));
                 printf("took:          %.1f ms\n", elapsed);
         }

@@ -19,6 +19,8 @@ int cmd_sync(struct cli *c, int argc, char **argv);
 int cmd_pack(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);
 int cmd_area(struct cli *c, int argc, char **argv);
+int cmd_ps(struct cli *c, int argc, char **argv);
+int cmd_dmesg(struct cli *c, int argc, char **argv);
 
 /* The table, for -h output of the subcommands. */
 const struct cli_command *cli_find_command(const char *name);

@@ -41,6 +41,8 @@ static const struct cli_command commands[] = {
         { "pack", "MANIFEST -o BUNDLE [--kernel-config FILE] [--strict]", "build a bundle from a manifest and ELF objects", cmd_pack },
         { "verify", "[--key PUB|--policy FILE] BUNDLE", "check a bundle's signature and manifest", cmd_verify },
         { "area", "add|remove|show DOMAIN", "the domain's own read-only patch area", cmd_area },
+        { "ps", "DOMAIN|--core FILE [--no-pause]", "the guest kernel's tasks, from its memory (BTF)", cmd_ps },
+        { "dmesg", "DOMAIN|--core FILE", "the guest kernel's log, from its memory (BTF)", cmd_dmesg },
         { "version", "", "print the version", cmd_version },
 };
 

@@ -35,6 +35,11 @@ int hvp_fail(int err, const char *fmt, ...)
         return err;
 }
 
+void hvp_clear_error(void)
+{
+        last_error[0] = '\0';
+}
+
 int hvp_fail_context(int err, const char *fmt, ...)
 {
         char prefix[256], old[sizeof(last_error)];

@@ -13,6 +13,9 @@ int hvp_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* Prefix the current reason with more context: "reading kallsyms: <old reason>". */
 int hvp_fail_context(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Forget the last reason (before a call whose failure may leave none, e.g. a caller's reader). */
+void hvp_clear_error(void);
+
 void hvp_log(enum hvp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define hvp_debug(...) hvp_log(HVP_LOG_DEBUG, __VA_ARGS__)

@@ -33,6 +33,7 @@ PACKAGES=(
     qemu-system-x86 qemu-utils ovmf
     libcapstone-dev libcmocka-dev libxml2-dev libxml2-utils libsodium-dev libjson-c-dev
     zlib1g-dev   # gzip'd kernel configs (hvpatch pack --kernel-config /proc/config.gz copies)
+    libbpf-dev  # BTF parsing (vmi/btf.c: the guest kernel's own BTF from its memory)
     busybox-static cpio minisign xz-utils zstd python3
     lz4     # the cloud kernel flavour's payload is lz4 (fetch-kernel.sh cloud)
 )

@@ -114,6 +114,10 @@ static void check_requirements(const struct group *g, const struct hvp_guest_fac
         if (g->need_secure_boot && !f->secure_boot)
                 add_reason(d, HVP_REASON_NO_SECURE_BOOT, "group \"%s\" requires Secure Boot; the guest has none",
                            g->name);
+        else if (g->need_secure_boot && f->kernel_secure_boot == HVP_KERNEL_SB_DISABLED)
+                add_reason(d, HVP_REASON_NO_SECURE_BOOT,
+                           "group \"%s\" requires Secure Boot; the domain XML enables it, but the guest kernel "
+                           "booted without it (boot_params.secure_boot in its memory)", g->name);
         if (g->need_os != HVP_OS_UNKNOWN && f->os != g->need_os)
                 add_reason(d, HVP_REASON_WRONG_OS, "group \"%s\" is for %s guests; this one runs %s", g->name,
                            os_name(g->need_os), os_name(f->os));

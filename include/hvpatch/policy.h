@@ -186,6 +186,16 @@ enum hvp_patchguard {
         HVP_PATCHGUARD_ABSENT,
 };
 
+/*
+ * Secure Boot as the guest kernel recorded it (boot_params.secure_boot, read from guest
+ * memory by hvp_linux_boot_security()). UNKNOWN: not read; the domain XML alone decides.
+ */
+enum hvp_kernel_secure_boot {
+        HVP_KERNEL_SB_UNKNOWN = 0,
+        HVP_KERNEL_SB_DISABLED,         /* the EFI stub saw it off, or the kernel was not started by it */
+        HVP_KERNEL_SB_ENABLED,
+};
+
 #define HVP_FACTS_MAX_GROUPS 16
 #define HVP_DOMAIN_NAME_MAX 255
 #define HVP_UUID_STRING_LEN 36
@@ -211,6 +221,11 @@ struct hvp_guest_facts {
         enum hvp_os os;                 /* declared in the XML; overwrite with what the kernel shows */
 
         enum hvp_patchguard patchguard; /* Windows only */
+        /*
+         * With <require secure-boot="yes"/>, a guest whose kernel says DISABLED is refused
+         * even when its domain XML enables Secure Boot; the reason names both.
+         */
+        enum hvp_kernel_secure_boot kernel_secure_boot;
         bool patch_area;                /* a patch area exists for new code */
         const char *kernel_build_id;    /* hex of the running kernel's build id; NULL: unknown */
         const struct hvp_applied_series *applied;

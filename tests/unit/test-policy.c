@@ -146,6 +146,7 @@ struct row {
         /* guest */
         const char *name, *uuid, *meta;
         bool uefi, sb, pa;
+        enum hvp_kernel_secure_boot ksb;        /* the guest kernel's own view */
         enum hvp_os os;
         enum hvp_patchguard pg;
         const char *build;
@@ -173,6 +174,7 @@ static void check_row(const struct row *row)
         struct hvp_guest_facts f = {
                 .firmware_uefi = row->uefi,
                 .secure_boot = row->sb,
+                .kernel_secure_boot = row->ksb,
                 .os = row->os,
                 .patchguard = row->pg,
                 .patch_area = row->pa,
@@ -236,6 +238,10 @@ static void test_decisions(void **state)
           .reasons = { HVP_REASON_NOT_UEFI, HVP_REASON_NO_SECURE_BOOT } },
         { "uefi without secure boot", GOOD_WEB, .sb = false, .verdict = HVP_VERDICT_REFUSE,
           .reasons = { HVP_REASON_NO_SECURE_BOOT } },
+        { "the guest kernel saw Secure Boot on", GOOD_WEB, .ksb = HVP_KERNEL_SB_ENABLED,
+          .verdict = HVP_VERDICT_ALLOW },
+        { "the XML enables Secure Boot, the guest kernel booted without it", GOOD_WEB,
+          .ksb = HVP_KERNEL_SB_DISABLED, .verdict = HVP_VERDICT_REFUSE, .reasons = { HVP_REASON_NO_SECURE_BOOT } },
         { "no patch area", GOOD_WEB, .pa = false, .verdict = HVP_VERDICT_REFUSE, .reasons = { HVP_REASON_NO_PATCH_AREA } },
         { "wrong os", GOOD_WEB, .os = HVP_OS_UNKNOWN, .verdict = HVP_VERDICT_REFUSE, .reasons = { HVP_REASON_WRONG_OS } },
         { "outside window (04:30 Berlin)", GOOD_WEB, .now = utc(2024, 6, 4, 2, 30), .verdict = HVP_VERDICT_REFUSE,
