@@ -19,6 +19,7 @@ int cmd_sync(struct cli *c, int argc, char **argv);
 int cmd_pack(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);
 int cmd_area(struct cli *c, int argc, char **argv);
+int cmd_daemon_status(struct cli *c, int argc, char **argv);
 
 /* The table, for -h output of the subcommands. */
 const struct cli_command *cli_find_command(const char *name);

@@ -31,7 +31,7 @@ PACKAGES=(
     build-essential cmake pkg-config clang
     libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils ovmf
-    libcapstone-dev libcmocka-dev libxml2-dev libxml2-utils libsodium-dev libjson-c-dev
+    libcapstone-dev libcmocka-dev libxml2-dev libxml2-utils libsodium-dev libjson-c-dev libsystemd-dev
     busybox-static cpio minisign xz-utils zstd python3
     lz4     # the cloud kernel flavour's payload is lz4 (fetch-kernel.sh cloud)
 )
