@@ -31,7 +31,7 @@ PACKAGES=(
     build-essential cmake pkg-config clang
     libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils ovmf
-    libcapstone-dev libcmocka-dev libxml2-dev libxml2-utils libsodium-dev libjson-c-dev
+    libcapstone-dev libcmocka-dev libxml2-dev libxml2-utils libsodium-dev libjson-c-dev libsystemd-dev
     zlib1g-dev   # gzip'd kernel configs (hvpatch pack --kernel-config /proc/config.gz copies)
     libbpf-dev  # BTF parsing (vmi/btf.c: the guest kernel's own BTF from its memory)
     busybox-static cpio minisign xz-utils zstd python3

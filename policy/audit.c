@@ -1,5 +1,5 @@
 /*
- * The audit trail: one structured line per apply, revert, refusal or recovery, to
+ * The audit trail: one structured line per apply, revert, refusal, recovery or tampering seen, to
  * syslog (LOG_AUTHPRIV, ident "hvpatch"). journald reads /dev/log where it runs, so
  * the same line lands in the journal. Values are quoted and escaped: a domain name is
  * chosen by whoever defined the domain and must not be able to forge a field.
@@ -34,6 +34,8 @@ static const char *action_name(enum hvp_audit_action a)
                 return "refuse";
         case HVP_AUDIT_RECOVER:
                 return "recover";
+        case HVP_AUDIT_TAMPER:
+                return "tamper";
         }
         return "unknown";
 }

@@ -333,6 +333,7 @@ enum hvp_audit_action {
         HVP_AUDIT_REVERT,
         HVP_AUDIT_REFUSE,
         HVP_AUDIT_RECOVER,
+        HVP_AUDIT_TAMPER,       /* a recorded patch memory no longer holds (hvpatchd) */
 };
 
 struct hvp_audit_event {
