@@ -724,6 +724,20 @@ static int visit_apply(struct object *o, const struct section *target, const str
         r = symbol_address(o, sym, ac, &s);
         if (r < 0)
                 return r;
+        if (s == HVP_RELOC_RET_INLINE && sym->shndx == SHN_UNDEF &&
+            strcmp(sym->name, "__x86_return_thunk") == 0) {
+                static const uint8_t ret_int3[5] = { 0xc3, 0xcc, 0xcc, 0xcc, 0xcc };
+
+                /* the field's 4 bytes after an e9 opcode inside this section */
+                if ((rel->type != R_X86_64_PLT32 && rel->type != R_X86_64_PC32) || rel->addend != -4 ||
+                    rel->offset < 1 || field[-1] != 0xe9)
+                        return hvp_fail(-ENOTSUP, "%s+0x%llx: a reference to __x86_return_thunk that is not "
+                                        "`jmp __x86_return_thunk`: the guest runs without a return thunk, "
+                                        "so it must become a ret, which only a jmp can", target->name,
+                                        (unsigned long long)rel->offset);
+                memcpy(field - 1, ret_int3, sizeof(ret_int3));
+                return 0;
+        }
         v = s + (uint64_t)rel->addend;
         switch (rel->type) {
         case R_X86_64_64:

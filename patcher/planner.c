@@ -119,10 +119,54 @@ static int add_range(struct planner *pl, const struct hvp_area *area, uint64_t v
 }
 
 /* Imports of the patch code: a name defined more than once is refused unless pinned. */
+/*
+ * The return thunk the guest kernel runs with. Patch code built with
+ * -mfunction-return=thunk-extern returns with `jmp __x86_return_thunk`, which the
+ * kernel never lets its own code run: at boot it rewrites each such site
+ * (apply_returns) to `jmp x86_return_thunk` (the thunk its retbleed/SRSO mitigation
+ * chose) or, with no return thunk in use, to `ret` and int3 padding. On 6.12 and 7.x
+ * __x86_return_thunk itself says "Unpatched return thunk in use" and taints the
+ * kernel (TAINT_WARN). So patch code gets the same treatment: the value of the
+ * kernel's x86_return_thunk when it is another thunk, else 0, which tells the
+ * relocator to write `ret; int3; int3; int3; int3` (HVP_RELOC_RET_INLINE). A kernel
+ * without x86_return_thunk (before the SRSO fixes) keeps __x86_return_thunk, a plain
+ * ret there.
+ */
+static int resolve_return_thunk(const struct planner *pl, uint64_t *ret_addr)
+{
+        const struct hvp_symbol *var = hvp_symtab_lookup(pl->k->symtab, "x86_return_thunk");
+        const struct hvp_symbol *thunk = hvp_symtab_lookup(pl->k->symtab, "__x86_return_thunk");
+        uint64_t v;
+        int r;
+
+        if (!thunk)
+                return hvp_fail(-ENOENT, "undefined symbol __x86_return_thunk not in the guest kernel");
+        if (!var) {
+                *ret_addr = thunk->addr;
+                return 0;
+        }
+        r = hvp_mmu_read(pl->mmu, var->addr, &v, sizeof(v));
+        if (r < 0)
+                return hvp_fail_context(r, "reading the kernel's x86_return_thunk");
+        if (v == thunk->addr || v == 0) {
+                *ret_addr = HVP_RELOC_RET_INLINE;
+                return 0;
+        }
+        if (v < pl->k->text_start || v >= pl->k->text_end)
+                return hvp_fail(-EINVAL, "the kernel's x86_return_thunk is 0x%llx, outside its text",
+                                (unsigned long long)v);
+        *ret_addr = v;
+        return 0;
+}
+
 static int resolve_symbol(void *ctx, const char *name, uint64_t *ret_addr)
 {
         const struct planner *pl = ctx;
-        int r = hvp_manifest_resolve(pl->m, pl->k->symtab, name, ret_addr);
+        int r;
+
+        if (strcmp(name, "__x86_return_thunk") == 0 && pl->mmu)
+                return resolve_return_thunk(pl, ret_addr);
+        r = hvp_manifest_resolve(pl->m, pl->k->symtab, name, ret_addr);
 
         if (r == -ENOENT && !hvp_symtab_lookup(pl->k->symtab, name))
                 return hvp_fail(-ENOENT, "undefined symbol %s not in the guest kernel", name);

@@ -113,7 +113,7 @@ build_id=$("$hvpatch" --json inspect "$guest" | python3 -c 'import json,sys; pri
 echo "running kernel build id: $build_id"
 
 section "5. The demo hotpatch for this build (images/demo/build-demo.sh)"
-run env HVPATCH="$hvpatch" "$top/images/demo/build-demo.sh" --build-id "$build_id" -o "$demo/bundle"
+run env HVPATCH="$hvpatch" "$top/images/demo/build-demo.sh" --build-id "$build_id" --config "$kdir/config" -o "$demo/bundle"
 bundle=$demo/bundle/demo-version.hvp
 
 section "6. A signing key (minisign, no password) and the signature"

@@ -284,6 +284,13 @@ int hvp_reloc_imports(const void *obj, size_t len, const char *function,
 int hvp_reloc_object(const void *obj, size_t len, const char *function, uint64_t target,
                      hvp_resolve_fn resolve, void *ctx, uint8_t **ret_code, size_t *ret_len,
                      uint64_t *ret_entry);
+/*
+ * What a resolver may give for __x86_return_thunk when the guest kernel runs without a
+ * return thunk: each `jmp __x86_return_thunk` (rel32) becomes `ret; int3; int3; int3;
+ * int3`, as the kernel's own return sites are patched at boot. A conditional jump to
+ * it cannot be: -ENOTSUP.
+ */
+#define HVP_RELOC_RET_INLINE 0ull
 
 /* ------------------------------------------------------------------------------
  * Instructions (x86-64)

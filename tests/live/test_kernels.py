@@ -12,7 +12,9 @@ oracles hvpatch does not control:
   * translate == QEMU's gva2gpa for kernel text, rodata, data and the direct map
   * a redirect (the /proc/version demo; IBT entry: endbr64 + nop5, the jump after
     the endbr64) and a replace (the /proc/cmdline demo) seen inside the guest, then
-    reverted: the guest's output and every byte of the sites as before (HMP xp)
+    reverted: the guest's output and every byte of the sites as before (HMP xp); while
+    applied, the new code runs without a WARN or a new taint flag (the guest's dmesg and
+    /proc/sys/kernel/tainted: its returns go the way the kernel's own do)
 
 6.12 has no slack after _etext: its guests get their own read-only patch area
 (guest.sh create --patch-area) and the redirect must land there; 7.x has slack.
@@ -46,7 +48,7 @@ MARKER = " [hvpatch: hotpatched]"
 PAGE = 4096
 LA57 = 1 << 12
 HMP_BATCH = 100
-HAVE_CONFIG = False
+HAVE_CONFIG = True        # build-demo.sh --config: the objects are compiled for each kernel
 
 CREATED = []
 ENV = {}
@@ -270,6 +272,8 @@ class KernelCase:
             self.assertEqual(before[0][:4], bytes.fromhex("f30f1efa"), "entry: endbr64 (IBT)")
             self.assertEqual(before[0][4:9], bytes.fromhex("0f1f440000"), "then the ftrace nop5")
             orig_version, orig_cmdline = g.proc_version(), g.check("cat /proc/cmdline")
+            tainted = g.check("cat /proc/sys/kernel/tainted").strip()
+            log_lines = len(g.check("dmesg").splitlines())
 
             rc, vout, err = hv("apply", "--insecure-unsigned", g.name, version)
             self.assertEqual(rc, 0, err)
@@ -277,6 +281,11 @@ class KernelCase:
             self.assertEqual(rc, 0, err)
             self.assertEqual(g.proc_version(), orig_version + MARKER)
             self.assertNotEqual(g.check("cat /proc/cmdline"), orig_cmdline)
+            # The new code ran (twice) and returned the way the kernel's own code does: no
+            # "Unpatched return thunk in use" WARN (6.12, 7.x), no taint, nothing logged.
+            new_log = g.check("dmesg").splitlines()[log_lines:]
+            self.assertEqual(g.check("cat /proc/sys/kernel/tainted").strip(), tainted, new_log)
+            self.assertEqual([l for l in new_log if "WARNING" in l or "thunk" in l or "BUG" in l], [])
             after = xp(g, entry_gpa, 16)
             self.assertEqual(after[:4], before[0][:4], "the endbr64 stays")
             self.assertEqual(after[4], 0xe9, "jmp rel32 after the endbr64")

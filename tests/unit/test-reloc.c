@@ -470,6 +470,53 @@ static void test_thunks(void **state)
         free(code);
 }
 
+/* The guest runs without a return thunk: each `jmp __x86_return_thunk` becomes ret + int3 padding. */
+static int resolve_ret_inline(void *ctx, const char *name, uint64_t *ret)
+{
+        if (strcmp(name, "__x86_return_thunk") == 0) {
+                *ret = HVP_RELOC_RET_INLINE;
+                return 0;
+        }
+        return resolve(ctx, name, ret);
+}
+
+static void test_return_thunk_inlined(void **state)
+{
+        uint8_t *code, *ref;
+        size_t olen, len, ref_len, rets = 0;
+        uint64_t entry, ref_entry;
+        uint8_t *o;
+        struct decoded d;
+
+        (void)state;
+        NEED_TOOLS();
+        o = slurp(path_of("thunks.o"), &olen);
+        assert_int_equal(hvp_reloc_object(o, olen, "call_through", TARGET, resolve_ret_inline, NULL, &code, &len,
+                                          &entry), 0);
+        assert_int_equal(hvp_reloc_object(o, olen, "call_through", TARGET, resolve, NULL, &ref, &ref_len, &ref_entry),
+                         0);
+        assert_int_equal(len, ref_len);
+        decode(code, len, TARGET, &d);
+        for (size_t i = 0; i < d.n; i++) {
+                uint64_t v;
+                const char *s;
+
+                if (strcmp(d.insn[i].mnemonic, "ret") == 0) {
+                        rets++;
+                        /* where the thunk jump was, with int3 padding after it */
+                        assert_int_equal(ref[d.insn[i].address - TARGET], 0xe9);
+                        assert_memory_equal(code + (d.insn[i].address - TARGET) + 1, "\xcc\xcc\xcc\xcc", 4);
+                }
+                if (operand_value(&d.insn[i], &v) && (s = ksym_at(v)))
+                        assert_string_not_equal(s, "__x86_return_thunk");
+        }
+        assert_true(rets > 0);
+        decoded_free(&d);
+        free(code);
+        free(ref);
+        free(o);
+}
+
 static void test_fentry_nopped(void **state)
 {
         struct oracle_rel rels[64];
@@ -644,6 +691,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_calls_rodata_jumptable),
                 cmocka_unit_test(test_thunks),
+                cmocka_unit_test(test_return_thunk_inlined),
                 cmocka_unit_test(test_fentry_nopped),
                 cmocka_unit_test(test_function_sections),
                 cmocka_unit_test(test_function_sections_data_ok),
