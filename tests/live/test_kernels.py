@@ -276,9 +276,9 @@ class KernelCase:
             log_lines = len(g.check("dmesg").splitlines())
 
             rc, vout, err = hv("apply", "--insecure-unsigned", g.name, version)
-            self.assertEqual(rc, 0, err)
+            self.assertEqual(rc, 0, f"{vout} {err}")
             rc, out, err = hv("apply", "--insecure-unsigned", g.name, cmdline)
-            self.assertEqual(rc, 0, err)
+            self.assertEqual(rc, 0, f"{out} {err}")
             self.assertEqual(g.proc_version(), orig_version + MARKER)
             self.assertNotEqual(g.check("cat /proc/cmdline"), orig_cmdline)
             # The new code ran (twice) and returned the way the kernel's own code does: no
