@@ -238,7 +238,7 @@ static int run(struct cli *c, int argc, char **argv, bool sync)
         struct args a = { 0 };
         struct hvp_policy *policy = NULL;
         struct hvp_catalog *cat = NULL;
-        char **names = NULL, *one[1];
+        char **names = NULL, *one[1] = { NULL };
         size_t n = 0;
         json_object *doms = NULL;
         int r, rc = EXIT_OK;

@@ -369,7 +369,7 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
         struct hvpd_config *cfg;
         struct hvp_sync_result *res = NULL;
         struct attached a;
-        char reason[1024] = "";
+        char reason[HVPD_RESULT_MAX] = "";
         unsigned tampered = 0;
         int r;
 
