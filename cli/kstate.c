@@ -4,14 +4,9 @@
 
 #include "cli/kstate.h"
 
-static int mmu_read(void *ctx, uint64_t va, void *buf, size_t len)
-{
-        return hvp_mmu_read(ctx, va, buf, len);
-}
-
 void cli_kmem(const struct cli_target *t, struct hvp_kmem *ret)
 {
-        *ret = (struct hvp_kmem){ .read = mmu_read, .ctx = t->mmu };
+        hvp_kmem_from_mmu(t->mmu, ret);
 }
 
 int cli_load_btf(struct cli *c, const struct cli_target *t, const char *feature, struct hvp_btf **ret)

@@ -164,25 +164,40 @@ static void detach(struct attached *a)
         memset(a, 0, sizeof(*a));
 }
 
+static int open_guest(struct hvpd *d, const char *name, struct attached *a)
+{
+        struct hvp_live_options live = { .uri = d->opt.uri };
+
+        memset(a, 0, sizeof(*a));
+        return hvp_guest_open_live(name, &live, &a->g);
+}
+
+/*
+ * The kernel of an opened guest. -EAGAIN: none found (yet: booting); -ESRCH: its QEMU
+ * process is gone; -ENOMEM. On failure the guest stays open.
+ */
+static int attach_kernel(struct attached *a)
+{
+        int r = hvp_linux_attach(a->g, &a->mmu, &a->k, NULL);
+
+        if (r < 0) {
+                a->mmu = NULL;
+                a->k = NULL;
+        }
+        return r < 0 && r != -ENOMEM && r != -ESRCH ? -EAGAIN : r;
+}
+
 /*
  * Open and attach. The domain itself missing or not running: its error (-ENOENT,
  * -ESRCH, ...). The domain running but no kernel found in it (yet): -EAGAIN.
  */
 static int attach(struct hvpd *d, const char *name, struct attached *a)
 {
-        struct hvp_live_options live = { .uri = d->opt.uri };
-        int r;
+        int r = open_guest(d, name, a);
 
-        memset(a, 0, sizeof(*a));
-        r = hvp_guest_open_live(name, &live, &a->g);
-        if (r < 0)
-                return r;
-        r = hvp_linux_attach(a->g, &a->mmu, &a->k, NULL);
-        if (r < 0) {
+        if (r == 0 && (r = attach_kernel(a)) < 0)
                 detach(a);
-                return r == -ENOMEM ? r : -EAGAIN;
-        }
-        return 0;
+        return r;
 }
 
 /*
@@ -199,7 +214,10 @@ static int kernel_state(struct attached *a, uint32_t *ret)
         return hvp_mmu_read(a->mmu, s->addr, ret, sizeof(*ret));
 }
 
-/* Wait until name's kernel is up (attached into a), bounded by the boot timeout. */
+/*
+ * Wait until name's kernel is up (attached into a), bounded by the boot timeout. The
+ * guest is opened once (a reboot keeps its QEMU process) and attached once a second.
+ */
 static int wait_kernel_up(struct hvpd *d, struct hvpd_domain *dom, struct attached *a, char *why, size_t size)
 {
         struct timespec t0, now;
@@ -208,10 +226,14 @@ static int wait_kernel_up(struct hvpd *d, struct hvpd_domain *dom, struct attach
 
         set_phase(d, dom, HVPD_WAITING_KERNEL);
         clock_gettime(CLOCK_MONOTONIC, &t0);
+        memset(a, 0, sizeof(*a));
         for (;;) {
-                r = attach(d, dom->name, a);
+                r = a->g ? 0 : open_guest(d, dom->name, a);
+                if (r == 0)
+                        r = attach_kernel(a);
                 if (r < 0 && r != -EAGAIN) {            /* gone, shut off again, unreachable */
                         snprintf(why, size, "%s", hvp_last_error());
+                        detach(a);
                         return r;
                 }
                 if (r == 0) {
@@ -223,16 +245,21 @@ static int wait_kernel_up(struct hvpd *d, struct hvpd_domain *dom, struct attach
                                          dom->name);
                                 break;
                         }
-                        detach(a);
+                        hvp_kernel_free(a->k);  /* not up yet: the guest stays open */
+                        hvp_mmu_free(a->mmu);
+                        a->k = NULL;
+                        a->mmu = NULL;
                 }
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (now.tv_sec - t0.tv_sec >= (time_t)d->opt.boot_timeout) {
                         snprintf(why, size, "its kernel was not up within %u s (last: %s)", d->opt.boot_timeout,
                                  r < 0 ? hvp_last_error() : "system_state not SYSTEM_RUNNING");
+                        detach(a);
                         return -ETIMEDOUT;
                 }
                 if (!pause_unless_stopping(d, KERNEL_POLL_MS)) {
                         snprintf(why, size, "stopping");
+                        detach(a);
                         return -ECANCELED;
                 }
         }
@@ -251,19 +278,13 @@ static int wait_kernel_up(struct hvpd *d, struct hvpd_domain *dom, struct attach
  * (or written over by the guest). Audited, one record each, when the set of lost patches
  * changes (not at every check); returns how many are lost now.
  */
-static unsigned tamper_check(struct hvpd *d, struct hvpd_domain *dom, struct attached *a,
-                             struct hvp_policy *policy)
+static unsigned tamper_check(struct hvpd *d, struct hvpd_domain *dom, const struct hvp_guest_state *s)
 {
-        struct hvp_guest_state *s = NULL;
         char seen[sizeof(dom->tamper_seen)] = "";
         size_t len = 0;
         bool again;
         unsigned n = 0;
 
-        if (hvp_op_state(a->g, a->mmu, a->k, d->state_dir, policy, &s) < 0) {
-                hvpd_log(LOG_WARNING, "%s: state: %s", dom->name, hvp_last_error());
-                return 0;
-        }
         /* What is lost now, as "id:state;"...: reported once, not at every check. */
         for (size_t i = 0; i < s->n_patches; i++) {
                 enum hvp_patch_state st = s->patches[i].state;
@@ -300,7 +321,6 @@ static unsigned tamper_check(struct hvpd *d, struct hvpd_domain *dom, struct att
                 hvp_audit(&ev);
                 hvpd_log(LOG_WARNING, "%s: %s tampered with: %s", dom->name, p->patch_id, reason);
         }
-        hvp_guest_state_free(s);
         if (!again) {
                 pthread_mutex_lock(&d->lock);
                 dom->tampered += n;
@@ -399,12 +419,24 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
                 return;
         }
         cfg = config_get(d);
-        if (!(why & HVPD_WHY_BOOT)) {
-                tampered = tamper_check(d, dom, &a, cfg->policy);
+        /*
+         * Report only (--tamper report): a patch memory lost stays lost, so what memory holds
+         * is read first and sync only plans if anything is lost. Repair: the state sync reads
+         * before it converges is the one tampering is judged on (one read, not two).
+         */
+        if (!(why & HVPD_WHY_BOOT) && !d->opt.repair) {
+                struct hvp_guest_state *s = NULL;
+
+                if (hvp_op_state(a.g, a.mmu, a.k, d->state_dir, cfg->policy, &s) < 0)
+                        hvpd_log(LOG_WARNING, "%s: state: %s", dom->name, hvp_last_error());
+                else
+                        tampered = tamper_check(d, dom, s);
+                hvp_guest_state_free(s);
         }
-        /* Report only (--tamper report): a patch memory lost stays lost; sync would apply it again. */
         r = hvp_op_sync(a.g, a.mmu, a.k, d->state_dir, cfg->policy, cfg->catalog, !d->opt.repair && tampered,
                         &res);
+        if (r == 0 && !(why & HVPD_WHY_BOOT) && d->opt.repair)
+                tamper_check(d, dom, res->state);
         if (r < 0) {
                 pthread_mutex_lock(&d->lock);
                 dom->last_exit = HVP_EXIT_ERROR;

@@ -35,6 +35,8 @@ struct planner {
         struct hvp_area_use *used;
         size_t nr_used, cap_used;
         struct hvp_plan *erase;         /* device bytes an earlier boot left: back to filler */
+        bool ret_thunk_known;           /* ret_thunk holds what __x86_return_thunk resolves to */
+        uint64_t ret_thunk;
 };
 
 /* Note [start, start+len) as taken. Grows as needed: no count a record can hold is too many. */
@@ -132,7 +134,7 @@ static int add_range(struct planner *pl, const struct hvp_area *area, uint64_t v
  * without x86_return_thunk (before the SRSO fixes) keeps __x86_return_thunk, a plain
  * ret there.
  */
-static int resolve_return_thunk(const struct planner *pl, uint64_t *ret_addr)
+static int read_return_thunk(const struct planner *pl, uint64_t *ret_addr)
 {
         const struct hvp_symbol *var = hvp_symtab_lookup(pl->k->symtab, "x86_return_thunk");
         const struct hvp_symbol *thunk = hvp_symtab_lookup(pl->k->symtab, "__x86_return_thunk");
@@ -159,9 +161,24 @@ static int resolve_return_thunk(const struct planner *pl, uint64_t *ret_addr)
         return 0;
 }
 
+/* Read once per plan: every return of every redirect resolves to it. */
+static int resolve_return_thunk(struct planner *pl, uint64_t *ret_addr)
+{
+        int r;
+
+        if (!pl->ret_thunk_known) {
+                r = read_return_thunk(pl, &pl->ret_thunk);
+                if (r < 0)
+                        return r;
+                pl->ret_thunk_known = true;
+        }
+        *ret_addr = pl->ret_thunk;
+        return 0;
+}
+
 static int resolve_symbol(void *ctx, const char *name, uint64_t *ret_addr)
 {
-        const struct planner *pl = ctx;
+        struct planner *pl = ctx;
         int r;
 
         if (strcmp(name, "__x86_return_thunk") == 0 && pl->mmu)

@@ -23,6 +23,11 @@ static int mmu_kmem_read(void *ctx, uint64_t va, void *buf, size_t len)
         return hvp_mmu_read(ctx, va, buf, len);
 }
 
+void hvp_kmem_from_mmu(struct hvp_mmu *mmu, struct hvp_kmem *ret)
+{
+        *ret = (struct hvp_kmem){ .read = mmu_kmem_read, .ctx = mmu };
+}
+
 /* Bytes mapped by one entry at each level of the walk: 4 KiB (PTE) .. 256 TiB (PML5E). */
 static uint64_t level_span(int level)
 {

@@ -166,11 +166,6 @@ int hvp_windows_find_kmem(const struct hvp_kmem *km, const uint64_t *hints, size
         return find_kmem(km, hints, NULL, n_hints, NULL, ret);
 }
 
-static int mmu_kread(void *ctx, uint64_t va, void *buf, size_t len)
-{
-        return hvp_mmu_read(ctx, va, buf, len);
-}
-
 /* Present 64-bit interrupt/trap gates with kernel-half targets, in vector order. */
 static size_t idt_handlers(const uint8_t *idt, size_t n_gates, uint64_t *out, size_t max)
 {
@@ -197,9 +192,12 @@ static int find_in(struct hvp_mmu *mmu, struct hvp_guest *g, unsigned vcpu, stru
         uint64_t hints[IDT_MAX_GATES];
         struct hint_key keys[IDT_MAX_GATES];
         struct hvp_vcpu_regs regs;
-        struct hvp_kmem km = { .read = mmu_kread, .ctx = mmu, .budget = b };
+        struct hvp_kmem km;
         size_t n_gates, n;
         int r;
+
+        hvp_kmem_from_mmu(mmu, &km);
+        km.budget = b;
 
         r = hvp_guest_vcpu_regs(g, vcpu, &regs);
         if (r < 0)

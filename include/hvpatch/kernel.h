@@ -85,6 +85,10 @@ struct hvp_kmem {
         struct hvp_scan_budget *budget;
 };
 
+/* Kernel memory read through a guest's page tables (read only; no bounds, no hole skipping). */
+struct hvp_mmu;
+void hvp_kmem_from_mmu(struct hvp_mmu *mmu, struct hvp_kmem *ret);
+
 /*
  * Find and decode kallsyms inside km->[start, end). text_base is the address of
  * _text (used to check the result; 0 if unknown). Bounded: at most

@@ -322,6 +322,13 @@ class Guest:
             regs.setdefault(k, int(v, 16))
         return regs
 
+    def xp(self, gpa, n):
+        """n bytes of guest-physical memory at gpa, as QEMU reads them (HMP xp)."""
+        data = hmp_bytes(self.hmp("xp /%dxb 0x%x" % (n, gpa)))
+        if len(data) != n:
+            raise GuestError(f"xp 0x{gpa:x} gave {len(data)} bytes, not {n}")
+        return data
+
     def gva2gpa(self, va):
         """Guest-physical address of va per QEMU (vCPU 0's page tables), or None if unmapped."""
         out = self.hmp("gva2gpa 0x%x" % va)
@@ -331,6 +338,24 @@ class Guest:
         if "Unmapped" in out:
             return None
         raise GuestError(f"unexpected gva2gpa output: {out.strip()!r}")
+
+
+def hmp_bytes(out):
+    """Bytes of an HMP xp dump: "ADDR: 0x.. 0x.." lines, each value little-endian of its width."""
+    data = bytearray()
+    for line in out.splitlines():
+        if ":" not in line:
+            continue
+        for v in line.split(":", 1)[1].split():
+            digits = v[2:] if v.startswith("0x") else v
+            data += int(digits, 16).to_bytes(len(digits) // 2, "little")
+    return bytes(data)
+
+
+def minisign(cwd, *args):
+    """Run minisign in cwd (key generation -W: no password), quietly; raises on failure."""
+    subprocess.run(["minisign"] + list(args), cwd=cwd, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def kernel_dir():

@@ -253,8 +253,7 @@ class DaemonLive(unittest.TestCase):
 
     @classmethod
     def minisign(cls, *args):
-        subprocess.run(["minisign"] + list(args), cwd=cls.work, check=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        guestlib.minisign(cls.work, *args)
 
     # -- helpers ---------------------------------------------------------------
     def hv(self, *args):
@@ -319,8 +318,7 @@ class DaemonLive(unittest.TestCase):
         self.wait_patched()
         # A second series, a replace site (/proc/cmdline), enters the catalog: SIGHUP.
         cmd_va = self.g.symbol("cmdline_proc_show")
-        head = self.g.hmp("xp /64xb 0x%x" % self.g.gva2gpa(cmd_va))
-        code = bytes(int(v, 16) for line in head.splitlines() if ":" in line for v in line.split(":", 1)[1].split())
+        code = self.g.xp(self.g.gva2gpa(cmd_va), 64)
         out = os.path.join(self.work, "cmd")
         subprocess.run([BUILD_DEMO, "--build-id", self.g.build_id(), "--cmdline-bytes", code.hex(), "-o", out],
                        check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, HVPATCH=HVPATCH))

@@ -78,24 +78,6 @@ def hv_text(*args, timeout=300):
     return p.returncode, p.stdout, p.stderr
 
 
-def hmp_bytes(out):
-    data = bytearray()
-    for line in out.splitlines():
-        if ":" not in line:
-            continue
-        for v in line.split(":", 1)[1].split():
-            digits = v[2:] if v.startswith("0x") else v
-            data += int(digits, 16).to_bytes(len(digits) // 2, "little")
-    return bytes(data)
-
-
-def xp(g, gpa, n):
-    data = hmp_bytes(g.hmp("xp /%dxb 0x%x" % (n, gpa)))
-    if len(data) != n:
-        raise AssertionError(f"xp 0x{gpa:x} gave {len(data)} bytes, not {n}")
-    return data
-
-
 class Kernel:
     """One suite's kernel and its two guests."""
 
@@ -253,7 +235,7 @@ class KernelCase:
     def build_demo(self, g, d):
         rc, out, err = hv("read", g.name, "cmdline_proc_show", 64)
         self.assertEqual(rc, 0, err)
-        qemu = xp(g, g.gva2gpa(g.symbol("cmdline_proc_show")), 64)
+        qemu = g.xp(g.gva2gpa(g.symbol("cmdline_proc_show")), 64)
         self.assertEqual(bytes.fromhex(out["hex"]), qemu)
         subprocess.run([os.path.join(IMAGES, "demo", "build-demo.sh"), "--build-id", g.build_id(),
                         *(["--config", os.path.join(self.k.dir, "config")] if HAVE_CONFIG else []),
@@ -268,7 +250,7 @@ class KernelCase:
             entry = g.symbol("version_proc_show")
             cmd_at = g.symbol("cmdline_proc_show")
             entry_gpa, cmd_gpa = g.gva2gpa(entry), g.gva2gpa(cmd_at)
-            before = (xp(g, entry_gpa, 16), xp(g, cmd_gpa, 64))
+            before = (g.xp(entry_gpa, 16), g.xp(cmd_gpa, 64))
             self.assertEqual(before[0][:4], bytes.fromhex("f30f1efa"), "entry: endbr64 (IBT)")
             self.assertEqual(before[0][4:9], bytes.fromhex("0f1f440000"), "then the ftrace nop5")
             orig_version, orig_cmdline = g.proc_version(), g.check("cat /proc/cmdline")
@@ -286,7 +268,7 @@ class KernelCase:
             new_log = g.check("dmesg").splitlines()[log_lines:]
             self.assertEqual(g.check("cat /proc/sys/kernel/tainted").strip(), tainted, new_log)
             self.assertEqual([l for l in new_log if "WARNING" in l or "thunk" in l or "BUG" in l], [])
-            after = xp(g, entry_gpa, 16)
+            after = g.xp(entry_gpa, 16)
             self.assertEqual(after[:4], before[0][:4], "the endbr64 stays")
             self.assertEqual(after[4], 0xe9, "jmp rel32 after the endbr64")
             target = entry + 9 + int.from_bytes(after[5:9], "little", signed=True)
@@ -306,7 +288,7 @@ class KernelCase:
                 self.assertEqual(rc, 0, err)
             self.assertEqual(g.proc_version(), orig_version)
             self.assertEqual(g.check("cat /proc/cmdline"), orig_cmdline)
-            self.assertEqual((xp(g, entry_gpa, 16), xp(g, cmd_gpa, 64)), before)
+            self.assertEqual((g.xp(entry_gpa, 16), g.xp(cmd_gpa, 64)), before)
 
 
 class Trixie(KernelCase, unittest.TestCase):

@@ -169,8 +169,7 @@ class SyncLive(unittest.TestCase):
     # -- helpers ---------------------------------------------------------------
     @classmethod
     def minisign(cls, *args):
-        subprocess.run(["minisign"] + list(args), cwd=cls.work, check=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        guestlib.minisign(cls.work, *args)
 
     def hv(self, *args):
         """hvpatch --json --policy POLICY ARGS: (exit code, parsed stdout, stderr)."""
