@@ -14,6 +14,7 @@
 
 #include <hvpatch/area.h>
 #include <hvpatch/kernel.h>
+#include <hvpatch/linux.h>
 #include <hvpatch/ops.h>
 #include <hvpatch/patch.h>
 #include <hvpatch/windows.h>
@@ -204,6 +205,34 @@ static struct hvp_bundle_facts bundle_facts(struct job *j, char *target)
                                           .signer = j->out->signed_ok ? j->sig.key_name : "(unverified)" };
 }
 
+/*
+ * Secure Boot as the guest kernel recorded it at boot (boot_params.secure_boot: two
+ * symbol reads, no BTF). Not booted through the EFI stub counts as off; unreadable or
+ * unknown leaves the domain XML to decide.
+ */
+static enum hvp_kernel_secure_boot kernel_secure_boot(struct hvp_mmu *mmu, const struct hvp_kernel *k)
+{
+        struct hvp_boot_security bs;
+        struct hvp_kmem km;
+
+        if (!mmu)
+                return HVP_KERNEL_SB_UNKNOWN;
+        hvp_kmem_from_mmu(mmu, &km);
+        if (hvp_linux_boot_security(&km, k, NULL, &bs) < 0) {
+                hvp_debug("Secure Boot from the kernel's memory: %s", hvp_last_error());
+                return HVP_KERNEL_SB_UNKNOWN;
+        }
+        switch (bs.secure_boot) {
+        case HVP_SECURE_BOOT_ENABLED:
+                return HVP_KERNEL_SB_ENABLED;
+        case HVP_SECURE_BOOT_DISABLED:
+        case HVP_SECURE_BOOT_UNSET:
+                return HVP_KERNEL_SB_DISABLED;
+        default:
+                return HVP_KERNEL_SB_UNKNOWN;
+        }
+}
+
 int hvp_guest_facts_gather(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kernel *k,
                            const struct hvp_record *rec, char *build_id_hex,
                            struct hvp_applied_series **ret_applied, struct hvp_guest_facts *ret)
@@ -223,6 +252,7 @@ int hvp_guest_facts_gather(struct hvp_guest *g, struct hvp_mmu *mmu, const struc
                 snprintf(f.name, sizeof(f.name), "%s", hvp_guest_name(g));
         }
         f.os = HVP_OS_LINUX;    /* what kernel discovery found, whatever the XML declares */
+        f.kernel_secure_boot = kernel_secure_boot(mmu, k);
         hvp_hex_encode(k->build_id, k->build_id_len, build_id_hex);
         f.kernel_build_id = build_id_hex;
         /* any usable kind counts: the slack, the device, whatever hvp_area_list() knows */

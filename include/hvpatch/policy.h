@@ -188,7 +188,8 @@ enum hvp_patchguard {
 
 /*
  * Secure Boot as the guest kernel recorded it (boot_params.secure_boot, read from guest
- * memory by hvp_linux_boot_security()). UNKNOWN: not read; the domain XML alone decides.
+ * memory by hvp_linux_boot_security(); hvp_guest_facts_gather() fills it). UNKNOWN: not
+ * read or not known; the domain XML alone decides.
  */
 enum hvp_kernel_secure_boot {
         HVP_KERNEL_SB_UNKNOWN = 0,
