@@ -164,40 +164,25 @@ static void detach(struct attached *a)
         memset(a, 0, sizeof(*a));
 }
 
-static int open_guest(struct hvpd *d, const char *name, struct attached *a)
-{
-        struct hvp_live_options live = { .uri = d->opt.uri };
-
-        memset(a, 0, sizeof(*a));
-        return hvp_guest_open_live(name, &live, &a->g);
-}
-
-/*
- * The kernel of an opened guest. -EAGAIN: none found (yet: booting); -ESRCH: its QEMU
- * process is gone; -ENOMEM. On failure the guest stays open.
- */
-static int attach_kernel(struct attached *a)
-{
-        int r = hvp_linux_attach(a->g, &a->mmu, &a->k, NULL);
-
-        if (r < 0) {
-                a->mmu = NULL;
-                a->k = NULL;
-        }
-        return r < 0 && r != -ENOMEM && r != -ESRCH ? -EAGAIN : r;
-}
-
 /*
  * Open and attach. The domain itself missing or not running: its error (-ENOENT,
  * -ESRCH, ...). The domain running but no kernel found in it (yet): -EAGAIN.
  */
 static int attach(struct hvpd *d, const char *name, struct attached *a)
 {
-        int r = open_guest(d, name, a);
+        struct hvp_live_options live = { .uri = d->opt.uri };
+        int r;
 
-        if (r == 0 && (r = attach_kernel(a)) < 0)
+        memset(a, 0, sizeof(*a));
+        r = hvp_guest_open_live(name, &live, &a->g);
+        if (r < 0)
+                return r;
+        r = hvp_linux_attach(a->g, &a->mmu, &a->k, NULL);
+        if (r < 0) {
                 detach(a);
-        return r;
+                return r == -ENOMEM || r == -ESRCH ? r : -EAGAIN;  /* -ESRCH: its QEMU process is gone */
+        }
+        return 0;
 }
 
 /*
@@ -216,7 +201,8 @@ static int kernel_state(struct attached *a, uint32_t *ret)
 
 /*
  * Wait until name's kernel is up (attached into a), bounded by the boot timeout. The
- * guest is opened once (a reboot keeps its QEMU process) and attached once a second.
+ * guest is opened again at every try: a handle opened while the firmware ran keeps
+ * seeing it (tried: "paging is off" for 300 s after the kernel was up).
  */
 static int wait_kernel_up(struct hvpd *d, struct hvpd_domain *dom, struct attached *a, char *why, size_t size)
 {
@@ -226,14 +212,10 @@ static int wait_kernel_up(struct hvpd *d, struct hvpd_domain *dom, struct attach
 
         set_phase(d, dom, HVPD_WAITING_KERNEL);
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        memset(a, 0, sizeof(*a));
         for (;;) {
-                r = a->g ? 0 : open_guest(d, dom->name, a);
-                if (r == 0)
-                        r = attach_kernel(a);
+                r = attach(d, dom->name, a);
                 if (r < 0 && r != -EAGAIN) {            /* gone, shut off again, unreachable */
                         snprintf(why, size, "%s", hvp_last_error());
-                        detach(a);
                         return r;
                 }
                 if (r == 0) {
@@ -245,21 +227,16 @@ static int wait_kernel_up(struct hvpd *d, struct hvpd_domain *dom, struct attach
                                          dom->name);
                                 break;
                         }
-                        hvp_kernel_free(a->k);  /* not up yet: the guest stays open */
-                        hvp_mmu_free(a->mmu);
-                        a->k = NULL;
-                        a->mmu = NULL;
+                        detach(a);
                 }
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (now.tv_sec - t0.tv_sec >= (time_t)d->opt.boot_timeout) {
                         snprintf(why, size, "its kernel was not up within %u s (last: %s)", d->opt.boot_timeout,
                                  r < 0 ? hvp_last_error() : "system_state not SYSTEM_RUNNING");
-                        detach(a);
                         return -ETIMEDOUT;
                 }
                 if (!pause_unless_stopping(d, KERNEL_POLL_MS)) {
                         snprintf(why, size, "stopping");
-                        detach(a);
                         return -ECANCELED;
                 }
         }
