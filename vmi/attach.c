@@ -51,6 +51,22 @@ static void key_add(struct attach *a, const struct root_key *k)
         a->seen[a->nr_seen++] = *k;
 }
 
+/*
+ * Whether the root still holds the kernel-area entry it had when its search began.
+ * The search's failure reason is kept: the re-read must not replace it.
+ */
+static bool entry_unchanged(struct hvp_mmu *mmu, const struct root_key *k)
+{
+        char reason[1024];
+        uint64_t entry_gpa, entry;
+        bool same;
+
+        snprintf(reason, sizeof(reason), "%s", hvp_last_error());
+        same = hvp_mmu_entry(mmu, HVP_KERNEL_MAP_START, k->mode, &entry_gpa, &entry) == 0 && entry == k->entry;
+        hvp_fail(-EIO, "%s", reason);
+        return same;
+}
+
 /* 0 found; 1 skipped (same kernel mapping as a root already tried); < 0 error. */
 static int try_root(struct attach *a, const struct hvp_vcpu_regs *regs, uint64_t cr3, struct hvp_mmu **ret_mmu,
                     struct hvp_kernel **ret_kernel)
@@ -84,9 +100,12 @@ static int try_root(struct attach *a, const struct hvp_vcpu_regs *regs, uint64_t
                  * Only a root whose search read the kernel image (the kallsyms scan) is
                  * not searched again: a cheaper failure may be a process's page tables
                  * freed under the walk (a busy guest), where another vCPU's root with
-                 * the same entry works.
+                 * the same entry works. The same holds when the root's entry changed
+                 * under the search (a process exited and its PGD page was freed and
+                 * reused while it was read): that failure says nothing about the entry
+                 * the other vCPUs still hold.
                  */
-                if (have_key && a->b->bytes > bytes)
+                if (have_key && a->b->bytes > bytes && entry_unchanged(mmu, &key))
                         key_add(a, &key);
                 hvp_mmu_free(mmu);
                 return r;
@@ -125,56 +144,105 @@ static int try_vcpu(struct attach *a, const struct hvp_vcpu_regs *regs, struct h
                         (unsigned long long)(regs->cr3 & ~KPTI_USER_PGD_BIT), second);
 }
 
-int hvp_linux_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget, struct hvp_mmu **ret_mmu,
-                            struct hvp_kernel **ret_kernel, unsigned *ret_vcpu)
-{
-        struct hvp_scan_budget local;
-        struct attach a = { .g = g, .b = budget };
-        unsigned n = hvp_guest_vcpu_count(g), skipped = 0;
-        int r = hvp_fail(-ENOENT, "the guest has no vCPU");
-        bool failed = false;
+struct pass {
+        unsigned skipped;
+        bool failed;
+        int r;
+};
 
-        if (!a.b) {
-                hvp_scan_budget_init(&local);
-                a.b = &local;
-        }
+/* One search through every vCPU's root: 0 found, < 0 not (p says how it went). */
+static int attach_pass(struct attach *a, struct pass *p, struct hvp_mmu **ret_mmu, struct hvp_kernel **ret_kernel,
+                       unsigned *ret_vcpu)
+{
+        unsigned n = hvp_guest_vcpu_count(a->g);
+
+        *p = (struct pass){ .r = hvp_fail(-ENOENT, "the guest has no vCPU") };
         for (unsigned i = 0; i < n; i++) {
                 struct hvp_vcpu_regs regs;
                 int q;
 
-                q = hvp_guest_vcpu_regs(g, i, &regs);
-                if (q < 0) {
-                        r = q;
-                        break;
-                }
-                q = try_vcpu(&a, &regs, ret_mmu, ret_kernel);
+                q = hvp_guest_vcpu_regs(a->g, i, &regs);
+                if (q < 0)
+                        return p->r = q;
+                q = try_vcpu(a, &regs, ret_mmu, ret_kernel);
                 if (q == 0) {
                         if (ret_vcpu)
                                 *ret_vcpu = i;
-                        free(a.seen);
                         return 0;
                 }
                 if (q == 1) {
                         hvp_debug("vCPU %u: its kernel mapping was searched already (vCPU CR3 0x%llx)", i,
                                   (unsigned long long)regs.cr3);
-                        skipped++;
+                        p->skipped++;
                         continue;
                 }
-                r = q;
-                failed = true;
+                p->r = q;
+                p->failed = true;
                 hvp_debug("vCPU %u: no kernel found: %s", i, hvp_last_error());
-                if (a.b->spent || r == -ENOMEM)
+                if (a->b->spent || q == -ENOMEM)
                         break;
         }
+        return p->r;
+}
+
+/*
+ * The registers a live guest was opened with age while it runs: the process whose root
+ * a vCPU had may have exited since. After a failed pass the registers are read again,
+ * and when any vCPU's paging registers changed, its new root is searched (once: roots
+ * already searched in full are still skipped).
+ */
+static bool regs_moved(struct hvp_guest *g)
+{
+        unsigned n = hvp_guest_vcpu_count(g);
+        struct hvp_vcpu_regs *old = calloc(n ? n : 1, sizeof(*old));
+        bool moved = false;
+        char reason[1024];
+
+        if (!old)
+                return false;
+        snprintf(reason, sizeof(reason), "%s", hvp_last_error());
+        for (unsigned i = 0; i < n; i++)
+                (void)hvp_guest_vcpu_regs(g, i, &old[i]);
+        if (hvp_guest_refresh_regs(g) == 0) {
+                moved = hvp_guest_vcpu_count(g) != n;
+                for (unsigned i = 0; i < n && !moved; i++) {
+                        struct hvp_vcpu_regs now;
+
+                        moved = hvp_guest_vcpu_regs(g, i, &now) < 0 || now.cr3 != old[i].cr3 ||
+                                now.cr0 != old[i].cr0 || now.cr4 != old[i].cr4 || now.efer != old[i].efer;
+                }
+        }
+        free(old);
+        hvp_fail(-EIO, "%s", reason);           /* the pass's reason, not the refresh's */
+        return moved;
+}
+
+int hvp_linux_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget, struct hvp_mmu **ret_mmu,
+                            struct hvp_kernel **ret_kernel, unsigned *ret_vcpu)
+{
+        struct hvp_scan_budget local;
+        struct attach a = { .g = g, .b = budget };
+        struct pass p;
+        int r;
+
+        if (!a.b) {
+                hvp_scan_budget_init(&local);
+                a.b = &local;
+        }
+        r = attach_pass(&a, &p, ret_mmu, ret_kernel, ret_vcpu);
+        if (r < 0 && p.failed && !a.b->spent && r != -ENOMEM && regs_moved(g)) {
+                hvp_debug("no kernel found with the registers of the open; searching again with the current ones");
+                r = attach_pass(&a, &p, ret_mmu, ret_kernel, ret_vcpu);
+        }
         free(a.seen);
-        if (!failed)
+        if (r == 0 || !p.failed)
                 return r;
         if (a.b->spent)
                 return hvp_fail_context(r, "no Linux kernel found");
-        if (skipped == 0)
-                return hvp_fail_context(r, "no Linux kernel found through any of %u vCPUs", n);
+        if (p.skipped == 0)
+                return hvp_fail_context(r, "no Linux kernel found through any of %u vCPUs", hvp_guest_vcpu_count(g));
         return hvp_fail_context(r, "no Linux kernel found through any of %u vCPUs (%u of them map the kernel "
-                                "image area as one searched before)", n, skipped);
+                                "image area as one searched before)", hvp_guest_vcpu_count(g), p.skipped);
 }
 
 int hvp_linux_attach(struct hvp_guest *g, struct hvp_mmu **ret_mmu, struct hvp_kernel **ret_kernel,

@@ -42,7 +42,8 @@ static uint64_t mmu_hole_end(void *ctx, uint64_t va)
         if (hvp_mmu_translate(ctx, va, &t) == 0 || t.error != HVP_WALK_NOT_PRESENT)
                 return 0;
         span = level_span(t.error_level);
-        return (va | (span - 1)) + 1;           /* 0 at the top of the address space: one page */
+        /* The last top-level entry (the kernel's own) ends the address space: nothing after it. */
+        return (va | (span - 1)) + 1 ? (va | (span - 1)) + 1 : UINT64_MAX;
 }
 
 /* Each walk is charged to the budget as a read: a root is walked 512 times at most. */

@@ -1,6 +1,7 @@
 /*
  * Guest memory made to stall hvpatch (flood-gen.h): every kernel search ends within its
- * budget with a reason that says so, identical roots are searched once, the KPTI retry
+ * budget with a reason that says so, identical roots are searched once (but a root freed
+ * under its search does not hide its twins, and moved registers are read again), the KPTI retry
  * keeps the first cause, and symbol names made to collide under the old hash cost what
  * random names cost. Time bounds here are generous (10 s for work that takes well under
  * a second): the counters the library keeps are what is checked exactly.
@@ -25,6 +26,7 @@
 #include "flood-gen.h"
 #include "kallsyms-gen.h"
 #include "common/util.h"
+#include "vmi/backend.h"
 #include "vmi/core.h"
 
 #define TEXT 0xffffffff81000000ull
@@ -236,6 +238,165 @@ static void test_same_root_searched_once(void **state)
         free(c.buf);
 }
 
+/*
+ * A process exits while its root is searched: vCPU 0's top-level table is freed (zeroed)
+ * once the search reads the kernel area. That failure says nothing of the entry vCPU 1
+ * still holds, so vCPU 1's root, which shares it, is searched too. Without the exit the
+ * twin is skipped (the control).
+ */
+#define EX_RAM 0x1000000ull
+#define EX_ROOT0 (EX_RAM + 0x0000)     /* both roots with bit 12 clear: no KPTI pair */
+#define EX_ROOT1 (EX_RAM + 0x2000)
+#define EX_PDPT (EX_RAM + 0x1000)
+#define EX_PD (EX_RAM + 0x3000)
+#define EX_PT (EX_RAM + 0x4000)
+#define EX_PAGE (EX_RAM + 0x5000)
+#define EX_SIZE 0x6000u
+
+struct exiting {
+        uint8_t mem[EX_SIZE];
+        bool armed, fired;
+        unsigned reg_reads;
+        uint64_t cr3_now;       /* what read_regs reports for both vCPUs */
+};
+
+static void ex_entry(struct exiting *x, uint64_t table, unsigned idx, uint64_t val)
+{
+        memcpy(x->mem + (table - EX_RAM) + idx * 8u, &val, 8);
+}
+
+static int ex_read(void *be, uint64_t gpa, void *buf, size_t len)
+{
+        struct exiting *x = be;
+
+        if (x->armed && !x->fired && gpa < EX_PAGE + 4096 && gpa + len > EX_PAGE) {
+                ex_entry(x, EX_ROOT0, 511, 0);          /* the process's PGD went away */
+                x->fired = true;
+        }
+        memcpy(buf, x->mem + (gpa - EX_RAM), len);
+        return 0;
+}
+
+static void ex_close(void *be)
+{
+        (void)be;
+}
+
+static struct hvp_vcpu_regs ex_regs(uint64_t cr3)
+{
+        return (struct hvp_vcpu_regs){ .cr0 = 0x80050033, .cr4 = 0x3506f0, .efer = 0xd00, .cr3 = cr3,
+                                       .rip = 0xffffffff81000000 };
+}
+
+static int ex_read_regs(void *be, struct hvp_vcpu_regs *regs, unsigned max, unsigned *ret_n)
+{
+        struct exiting *x = be;
+
+        assert_true(max >= 2);
+        x->reg_reads++;
+        regs[0] = regs[1] = ex_regs(x->cr3_now);
+        *ret_n = 2;
+        return 0;
+}
+
+static const struct hvp_backend_ops exiting_ops = { .name = "exiting", .read_phys = ex_read, .close = ex_close };
+static const struct hvp_backend_ops moving_ops = { .name = "moving", .read_phys = ex_read, .read_regs = ex_read_regs,
+                                                   .close = ex_close };
+
+static unsigned long long exiting_search(struct exiting *x, bool armed)
+{
+        struct hvp_ram_range range = { EX_RAM, EX_SIZE };
+        struct hvp_vcpu_regs regs[2] = { ex_regs(EX_ROOT0), ex_regs(EX_ROOT1) };
+        struct hvp_scan_budget b;
+        struct hvp_guest *g = NULL;
+        struct hvp_mmu *mmu = NULL;
+        struct hvp_kernel *k = NULL;
+
+        memset(x, 0, sizeof(*x));
+        x->armed = armed;
+        ex_entry(x, EX_ROOT0, 511, EX_PDPT | 3);
+        ex_entry(x, EX_ROOT1, 511, EX_PDPT | 3);
+        ex_entry(x, EX_PDPT, 510, EX_PD | 3);
+        ex_entry(x, EX_PD, 0, EX_PT | 3);
+        for (unsigned i = 0; i < 512; i++)     /* 2 MiB of zeros: no token table */
+                ex_entry(x, EX_PT, i, EX_PAGE | 3);
+        assert_int_equal(hvp_guest_new(&exiting_ops, x, "exiting", &range, 1, regs, 2, &g), 0);
+        hvp_scan_budget_init(&b);
+        if (hvp_linux_attach_budget(g, &b, &mmu, &k, NULL) != -ENOENT)
+                fail_msg("attach: %s", hvp_last_error());
+        assert_int_equal(x->fired, armed);
+        hvp_guest_free(g);
+        return (unsigned long long)b.bytes;
+}
+
+static void test_root_freed_under_search(void **state)
+{
+        struct exiting *x = malloc(sizeof(*x));
+        unsigned long long once, exited;
+
+        (void)state;
+        assert_non_null(x);
+        once = exiting_search(x, false);
+        assert_error_has("1 of them map the kernel image area as one searched before");
+        exited = exiting_search(x, true);
+        if (strstr(hvp_last_error(), "searched before"))
+                fail_msg("vCPU 1 was skipped after vCPU 0's root went away: %s", hvp_last_error());
+        assert_error_has("no kallsyms token table");
+        print_message("bytes searched: twins %llu, vCPU 0's root freed under the search %llu\n", once, exited);
+        assert_true(once > 0);
+        assert_true(exited > once);
+        free(x);
+}
+
+/*
+ * Both vCPUs were on one process's root when the guest was opened; it exits during the
+ * search. The registers are read again and the new root (vCPU now on ROOT1) searched;
+ * a backend whose registers did not move is not searched twice (the control).
+ */
+static unsigned long long moving_search(struct exiting *x, uint64_t cr3_later)
+{
+        struct hvp_ram_range range = { EX_RAM, EX_SIZE };
+        struct hvp_vcpu_regs regs[2] = { ex_regs(EX_ROOT0), ex_regs(EX_ROOT0) };
+        struct hvp_scan_budget b;
+        struct hvp_guest *g = NULL;
+        struct hvp_mmu *mmu = NULL;
+        struct hvp_kernel *k = NULL;
+
+        memset(x, 0, sizeof(*x));
+        x->armed = true;
+        x->cr3_now = cr3_later;
+        ex_entry(x, EX_ROOT0, 511, EX_PDPT | 3);
+        ex_entry(x, EX_ROOT1, 511, EX_PDPT | 3);
+        ex_entry(x, EX_PDPT, 510, EX_PD | 3);
+        ex_entry(x, EX_PD, 0, EX_PT | 3);
+        for (unsigned i = 0; i < 512; i++)
+                ex_entry(x, EX_PT, i, EX_PAGE | 3);
+        assert_int_equal(hvp_guest_new(&moving_ops, x, "moving", &range, 1, regs, 2, &g), 0);
+        hvp_scan_budget_init(&b);
+        if (hvp_linux_attach_budget(g, &b, &mmu, &k, NULL) != -ENOENT)
+                fail_msg("attach: %s", hvp_last_error());
+        assert_true(x->fired);
+        assert_int_equal(x->reg_reads, 1);
+        hvp_guest_free(g);
+        return (unsigned long long)b.bytes;
+}
+
+static void test_registers_read_again(void **state)
+{
+        struct exiting *x = malloc(sizeof(*x));
+        unsigned long long stayed, moved;
+
+        (void)state;
+        assert_non_null(x);
+        stayed = moving_search(x, EX_ROOT0);
+        assert_error_has("nothing mapped");
+        moved = moving_search(x, EX_ROOT1);
+        assert_error_has("no kallsyms token table");
+        print_message("bytes searched: registers stayed %llu, moved to a live root %llu\n", stayed, moved);
+        assert_true(moved > stayed);
+        free(x);
+}
+
 /* A budget that is already spent stops the next search at once, with its reason. */
 static void test_budget_shared(void **state)
 {
@@ -393,6 +554,8 @@ int main(void)
                 cmocka_unit_test(test_mz_flood),
                 cmocka_unit_test(test_kpti_first_cause),
                 cmocka_unit_test(test_same_root_searched_once),
+                cmocka_unit_test(test_root_freed_under_search),
+                cmocka_unit_test(test_registers_read_again),
                 cmocka_unit_test(test_budget_shared),
                 cmocka_unit_test(test_symbol_hash_flood),
                 cmocka_unit_test(test_write_seeds),
