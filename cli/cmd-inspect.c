@@ -65,27 +65,6 @@ static void print_windows(struct cli *c, struct hvp_guest *g, unsigned vcpu, con
         }
 }
 
-/*
- * Secure Boot, EFI and lockdown from the kernel's memory. The BTF is read only to name
- * a lockdown level (most guests have none). On failure *ret_err holds the reason.
- */
-static int boot_security(const struct cli_target *t, struct hvp_boot_security *ret, char *err, size_t errlen)
-{
-        struct hvp_btf *btf = NULL;
-        struct hvp_kmem km;
-        int r;
-
-        cli_kmem(t, &km);
-        r = hvp_linux_boot_security(&km, t->kernel, NULL, ret);
-        if (r == 0 && ret->lockdown == HVP_LOCKDOWN_OTHER && hvp_btf_load(&km, t->kernel, &btf) == 0) {
-                r = hvp_linux_boot_security(&km, t->kernel, btf, ret);
-                hvp_btf_free(btf);
-        }
-        if (r < 0)
-                snprintf(err, errlen, "%s", hvp_last_error());
-        return r;
-}
-
 /* Bytes between __start_BTF and __stop_BTF, 0 when the kernel has no BTF (nothing is read). */
 static uint64_t btf_bytes(const struct hvp_kernel *k)
 {
@@ -115,11 +94,11 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
         struct hvp_vcpu_regs regs;
         const struct hvp_kernel *k;
         char build_id[2 * sizeof(k->build_id) + 1];
-        struct hvp_boot_security sec;
-        char sec_err[512] = "";
+        struct cli_boot_security sec;
+        char sec_text[640];
         double t0;
         double elapsed;
-        int r, rs;
+        int r;
 
         if (cli_wants_help(c, "inspect", argc, argv, help))
                 return EXIT_OK;
@@ -141,7 +120,7 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 cli_target_close(&t);
                 return r;
         }
-        rs = boot_security(&t, &sec, sec_err, sizeof(sec_err));
+        cli_boot_security(&t, &sec);
         elapsed = hvp_now_ms() - t0;
         k = t.kernel;
         hvp_guest_vcpu_regs(t.guest, t.vcpu, &regs);
@@ -167,21 +146,7 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 json_object_object_add(ko, "symbols", json_object_new_int64((int64_t)hvp_symtab_count(k->symtab)));
                 json_object_object_add(ko, "btf_size", btf_bytes(k) ? json_object_new_int64((int64_t)btf_bytes(k)) : NULL);
                 json_object_object_add(o, "kernel", ko);
-                {
-                        json_object *so = json_object_new_object();
-
-                        if (rs == 0) {
-                                json_object_object_add(so, "secure_boot",
-                                                       json_object_new_string(hvp_secure_boot_name(sec.secure_boot)));
-                                json_object_object_add(so, "efi_boot", json_object_new_boolean(sec.efi_boot));
-                                json_object_object_add(so, "lockdown",
-                                                       json_object_new_string(hvp_lockdown_name(sec.lockdown)));
-                                json_object_object_add(so, "lockdown_raw", json_object_new_int64(sec.lockdown_raw));
-                        } else {
-                                json_object_object_add(so, "error", json_object_new_string(sec_err));
-                        }
-                        json_object_object_add(o, "boot_security", so);
-                }
+                json_object_object_add(o, "boot_security", cli_boot_security_json(&sec));
                 json_object_object_add(o, "elapsed_ms", json_object_new_double(elapsed));
                 cli_json_print(o);
         } else {
@@ -201,12 +166,8 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                         printf("btf:           %llu bytes (ps, dmesg)\n", (unsigned long long)btf_bytes(k));
                 else
                         printf("btf:           none: ps and dmesg are off\n");
-                if (rs == 0)
-                        printf("secure boot:   %s, %s; lockdown: %s (as the guest kernel recorded them)\n",
-                               hvp_secure_boot_name(sec.secure_boot), sec.efi_boot ? "EFI boot" : "not an EFI boot",
-                               hvp_lockdown_name(sec.lockdown));
-                else
-                        printf("secure boot:   not read: %s\n", sec_err);
+                cli_boot_security_text(&sec, sec_text, sizeof(sec_text));
+                printf("secure boot:   %s\n", sec_text);
                 printf("vcpus:         %u\n", hvp_guest_vcpu_count(t.guest));
                 printf("took:          %.1f ms\n", elapsed);
         }

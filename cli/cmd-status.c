@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/compliance.h"
+#include "cli/kstate.h"
 #include "cli/patching.h"
 #include "common/util.h"
 
@@ -18,7 +19,8 @@ static const char help[] =
         "longer map patch-area code where it was placed) or dropped (the guest rebooted into\n"
         "a new kernel instance). Memory is compared; the record is not trusted. With a\n"
         "policy (--policy, or the default file if it exists) also the guest's compliance:\n"
-        "group, baseline, and whether a reboot is required.\n"
+        "group, baseline, and whether a reboot is required; and Secure Boot and lockdown\n"
+        "as the guest kernel recorded them in its memory.\n"
         "Then each patch area (slack, device): its size, the bytes left, and its retired\n"
         "ranges: code of reverted or replaced patches that stays in place because a task\n"
         "may still run it. Retired code is never reused or erased while the guest runs the\n"
@@ -148,6 +150,8 @@ int cmd_status(struct cli *c, int argc, char **argv)
         struct hvp_policy *policy = NULL;
         struct hvp_record *rec;
         struct cli_compliance comp;
+        struct cli_boot_security sec;
+        char sec_text[640];
         struct cli_target t;
         struct hvp_area found[HVP_AREA_MAX_KINDS];
         struct area_view areas[HVP_AREA_MAX_KINDS];
@@ -172,6 +176,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 goto out;
         }
         rec = st->rec;
+        cli_boot_security(&t, &sec);
         comp = (struct cli_compliance){ .have_policy = st->have_policy, .decision = st->compliance };
         r = cli_patch_areas(c, &t, found, HVP_ARRAY_SIZE(found), &n_areas);
         if (r)
@@ -194,11 +199,14 @@ int cmd_status(struct cli *c, int argc, char **argv)
                 json_object_object_add(o, "patches", arr);
                 json_object_object_add(o, "areas", areas_json(&t, rec, areas, n_areas));
                 json_object_object_add(o, "compliance", cli_compliance_json(&comp));
+                json_object_object_add(o, "boot_security", cli_boot_security_json(&sec));
                 cli_json_print(o);
         } else {
                 printf("domain:      %s (%s)\n", hvp_guest_name(t.guest), hvp_guest_uuid(t.guest));
                 printf("kernel:      %s\n", t.kernel->banner);
                 printf("build id:    %s\n", st->build_id);
+                cli_boot_security_text(&sec, sec_text, sizeof(sec_text));
+                printf("secure boot: %s\n", sec_text);
                 cli_compliance_print(&comp);
                 if (st->interrupted)
                         printf("INTERRUPTED: a transaction did not finish: run 'hvpatch recover %s'\n",

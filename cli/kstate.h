@@ -4,6 +4,7 @@
 
 #include <hvpatch/btf.h>
 #include <hvpatch/kernel.h>
+#include <hvpatch/linux.h>
 
 #include "cli/cli.h"
 
@@ -19,5 +20,17 @@ int cli_load_btf(struct cli *c, const struct cli_target *t, const char *feature,
 /* The address of a kernel symbol, or prints "FEATURE: no symbol NAME ..." and returns the exit code. */
 int cli_kernel_symbol(struct cli *c, const struct cli_target *t, const char *name, const char *feature,
                       uint64_t *ret);
+
+/* Secure Boot, EFI and lockdown as the guest kernel recorded them, read from its memory. */
+struct cli_boot_security {
+        int r;                          /* 0, or < 0 with err saying why */
+        struct hvp_boot_security sec;
+        char err[512];
+};
+void cli_boot_security(const struct cli_target *t, struct cli_boot_security *ret);
+/* {"secure_boot", "efi_boot", "lockdown", "lockdown_raw"} or {"error"}. */
+json_object *cli_boot_security_json(const struct cli_boot_security *b);
+/* "enabled, EFI boot; lockdown: integrity (as the guest kernel recorded them)" or "not read: WHY". */
+void cli_boot_security_text(const struct cli_boot_security *b, char *buf, size_t size);
 
 #endif

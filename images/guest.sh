@@ -12,8 +12,18 @@ usage() {
 Usage:
   guest.sh create NAME [--paging 4|5] [--kaslr on|off] [--memory MiB] [--vcpus N]
                        [--xml-extra FILE] [--kernel-dir DIR] [--timeout SEC] [--patch-area]
+                       [--boot direct|esp] [--secure-boot on|off]
       Define and start a UEFI (OVMF, q35) guest booting the Debian kernel
       directly with the busybox initramfs; wait for HVP-READY on its console.
+      --boot esp boots it the way installed Gen2 guests do instead: OVMF's Secure
+      Boot build (SMM, OVMF_CODE_4M.ms.fd) starts Debian's signed shim and GRUB from
+      a small EFI system partition (images/build-esp.sh), GRUB the signed kernel.
+      --secure-boot on|off (implies --boot esp unless --boot direct is given, default
+      off): the firmware's variables with Microsoft's keys enrolled and Secure Boot on
+      (OVMF_VARS_4M.ms.fd), or none. With --boot direct, QEMU still loads the kernel
+      under that firmware (which starts it unverified: docs/policy.md).
+      An esp guest gets 512 MiB unless --memory says otherwise (GRUB could not
+      place the kernel in 256).
       --paging 5 gives the guest LA57 (<cpu mode='maximum'/> under TCG,
       'host-passthrough' under KVM); 4 (default) has no <cpu>.
       --kaslr off adds nokaslr. --xml-extra inserts FILE inside <devices>
@@ -94,6 +104,7 @@ probe_timeout=${HVP_KVM_PROBE_TIMEOUT:-60}
 accel_cache=$state_root/kvm-probe
 accel_log=${HVP_ACCEL_LOG:-$state_root/accel.log}
 patch_area=0                                 # create --patch-area
+boot_mode='' secure_boot=''                  # create --boot, --secure-boot
 
 check_accel_mode() {
     case "$accel_mode" in
@@ -200,7 +211,38 @@ prepare_assets() {
     [ -s "$initrd" ] && [ "$initrd" -nt "$here/build-initramfs.sh" ] \
         || "$here/build-initramfs.sh" -o "$initrd" >/dev/null
     loader=/usr/share/OVMF/OVMF_CODE_4M.fd vars=/usr/share/OVMF/OVMF_VARS_4M.fd
-    [ -r "$loader" ] && [ -r "$vars" ] || die "OVMF firmware missing ($loader; apt-get install ovmf)"
+    if secure_firmware; then
+        # the Secure Boot build (it needs SMM); its variables decide whether Secure Boot is on
+        loader=/usr/share/OVMF/OVMF_CODE_4M.ms.fd
+        if [ "$secure_boot" = on ]; then vars=/usr/share/OVMF/OVMF_VARS_4M.ms.fd; fi
+    fi
+    [ -r "$loader" ] && [ -r "$vars" ] || die "OVMF firmware missing ($loader, $vars; apt-get install ovmf)"
+}
+
+# OVMF's Secure Boot build: for the signed chain, or when --secure-boot was asked for.
+secure_firmware() { [ "$boot_mode" = esp ] || [ -n "$secure_boot" ]; }
+
+# The <os> boot lines, features, disk and loader mode for the boot mode: sets osboot, smm,
+# disk, secure. An esp guest gets its own copy of the partition (QEMU locks the file).
+boot_parts() {
+    local st=$1 cmdline=$2
+    if [ "$boot_mode" != esp ]; then
+        osboot="    <kernel>$kdir/vmlinuz</kernel>
+    <initrd>$initrd</initrd>
+    <cmdline>$cmdline</cmdline>"
+        smm='' disk='' secure=no
+        if secure_firmware; then smm="<smm state='on'/>" secure=yes; fi
+        return 0
+    fi
+    "$here/build-esp.sh" --kernel-dir "$kdir" --initrd "$initrd" --cmdline "$cmdline" -o "$st/esp.img" \
+        || return 1
+    chown "$qemu_user:" "$st/esp.img"
+    osboot="    <boot dev='hd'/>" smm="<smm state='on'/>" secure=yes
+    disk="    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$st/esp.img'/>
+      <target dev='sda' bus='sata'/>
+    </disk>"
 }
 
 # boot_guest NAME kvm|tcg PAGING KASLR MEMORY VCPUS EXTRA TIMEOUT [quiet]
@@ -210,7 +252,8 @@ prepare_assets() {
 boot_guest() {
     local name=$1 accel=$2 paging=$3 kaslr=$4 memory=$5 vcpus=$6 extra=$7 timeout=$8 quiet=${9:-}
     # QEMU runs as libvirt-qemu: it must be able to create the socket, log and nvram here.
-    local st=$state_root/guests/$name qemu_user=libvirt-qemu
+    local st=$state_root/guests/$name
+    qemu_user=libvirt-qemu
     id "$qemu_user" >/dev/null 2>&1 || qemu_user=root
     rm -rf "$st"
     (umask 022 && mkdir -p "$state_root/guests")   # new folders only: others' modes are theirs
@@ -228,6 +271,11 @@ boot_guest() {
     if [ "$paging" = 5 ]; then
         if [ "$type" = kvm ]; then cpu="  <cpu mode='host-passthrough'/>"; else cpu="  <cpu mode='maximum'/>"; fi
     fi
+    local osboot smm disk secure
+    if ! boot_parts "$st" "$cmdline"; then
+        boot_err="building the EFI system partition failed"
+        return 1
+    fi
     # The UUID is chosen here so that --xml-extra can name per-domain objects (@UUID@).
     local xml uuid
     uuid=$(</proc/sys/kernel/random/uuid)
@@ -236,9 +284,9 @@ boot_guest() {
     xml=${xml//@UUID@/$uuid}
     xml=${xml//@MEMORY@/$memory};   xml=${xml//@VCPUS@/$vcpus}
     xml=${xml//@LOADER@/$loader};   xml=${xml//@VARS_TEMPLATE@/$vars}
-    xml=${xml//@STATE@/$st};        xml=${xml//@KERNEL@/$kdir/vmlinuz}
-    xml=${xml//@INITRD@/$initrd};   xml=${xml//@CMDLINE@/$cmdline}
-    xml=${xml//@CPU@/$cpu}
+    xml=${xml//@STATE@/$st};        xml=${xml//@OSBOOT@/$osboot}
+    xml=${xml//@SMM@/$smm};         xml=${xml//@DISK@/$disk}
+    xml=${xml//@SECURE@/$secure};   xml=${xml//@CPU@/$cpu}
     if [ -n "$extra" ]; then
         local extra_xml
         extra_xml=$(<"$extra")
@@ -316,7 +364,7 @@ cmd_accel() {
 
 cmd_create() {
     local name=$1; shift
-    local paging=4 kaslr=on memory=256 vcpus=2 extra='' timeout=120
+    local paging=4 kaslr=on memory=256 vcpus=2 extra='' timeout=120 memory_set=0
     kdir=${HVP_KERNEL_DIR:-}
     patch_area=0
     while [ $# -gt 0 ]; do
@@ -327,17 +375,26 @@ cmd_create() {
         case "$1" in
             --paging) paging=$2 ;;
             --kaslr) kaslr=$2 ;;
-            --memory) memory=$2 ;;
+            --memory) memory=$2; memory_set=1 ;;
             --vcpus) vcpus=$2 ;;
             --xml-extra) extra=$2 ;;
             --kernel-dir) kdir=$2 ;;
             --timeout) timeout=$2 ;;
+            --boot) boot_mode=$2 ;;
+            --secure-boot) secure_boot=$2 ;;
             *) die "unknown option $1 (try --help)" ;;
         esac
         shift 2
     done
     [[ "$paging" =~ ^[45]$ ]] || die "--paging must be 4 or 5"
     [[ "$kaslr" =~ ^(on|off)$ ]] || die "--kaslr must be on or off"
+    if [ -z "$boot_mode" ]; then
+        boot_mode=direct
+        [ -z "$secure_boot" ] || boot_mode=esp
+    fi
+    [[ "$boot_mode" =~ ^(direct|esp)$ ]] || die "--boot must be direct or esp"
+    [[ "$secure_boot" =~ ^(on|off|)$ ]] || die "--secure-boot must be on or off"
+    [ "$boot_mode" = direct ] || [ "$memory_set" = 1 ] || memory=512
     [[ "$memory" =~ ^[0-9]+$ && "$vcpus" =~ ^[0-9]+$ && "$timeout" =~ ^[0-9]+$ ]] \
         || die "--memory, --vcpus and --timeout take integers"
     [ -z "$extra" ] || [ -r "$extra" ] || die "--xml-extra file '$extra' not readable"
@@ -369,7 +426,9 @@ cmd_create() {
     { mkdir -p "$(dirname "$accel_log")" && printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$accel" \
         "$paging" "$secs" "$accel_why" >>"$accel_log"; } 2>/dev/null \
         || log "warning: cannot append to $accel_log"
-    log "$name ready in ${secs}s (accelerator=$accel, paging=$paging, kaslr=$kaslr)"
+    local how="boot=$boot_mode"
+    [ -z "$secure_boot" ] || how+=", secure boot $secure_boot"
+    log "$name ready in ${secs}s (accelerator=$accel, paging=$paging, kaslr=$kaslr, $how)"
 }
 
 cmd_run() {

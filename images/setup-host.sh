@@ -36,6 +36,7 @@ PACKAGES=(
     libbpf-dev  # BTF parsing (vmi/btf.c: the guest kernel's own BTF from its memory)
     busybox-static cpio minisign xz-utils zstd python3
     lz4     # the cloud kernel flavour's payload is lz4 (fetch-kernel.sh cloud)
+    mtools dosfstools   # the EFI system partition of Secure Boot test guests (build-esp.sh)
 )
 
 # --- packages -------------------------------------------------------------

@@ -114,6 +114,10 @@ static void check_requirements(const struct group *g, const struct hvp_guest_fac
         if (g->need_secure_boot && !f->secure_boot)
                 add_reason(d, HVP_REASON_NO_SECURE_BOOT, "group \"%s\" requires Secure Boot; the guest has none",
                            g->name);
+        else if (g->need_secure_boot && f->direct_kernel)
+                add_reason(d, HVP_REASON_NO_SECURE_BOOT,
+                           "group \"%s\" requires Secure Boot; the guest's kernel is loaded by QEMU (<os><kernel>), "
+                           "which OVMF starts unverified when its signature fails", g->name);
         else if (g->need_secure_boot && f->kernel_secure_boot == HVP_KERNEL_SB_DISABLED)
                 add_reason(d, HVP_REASON_NO_SECURE_BOOT,
                            "group \"%s\" requires Secure Boot; the domain XML enables it, but the guest kernel "

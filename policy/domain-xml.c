@@ -184,6 +184,7 @@ static int extract(xmlXPathContext *ctx, struct hvp_guest_facts *f)
         f->secure_boot = f->firmware_uefi && !sb_off &&
                          xpath_true(ctx, "/domain/os/loader[@secure='yes'] or "
                                          "/domain/os/firmware/feature[@name='secure-boot' and @enabled='yes']");
+        f->direct_kernel = xpath_true(ctx, "/domain/os/kernel[normalize-space(.) != '']");
         r = collect_groups(ctx, f);
         if (r < 0)
                 return r;

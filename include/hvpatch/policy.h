@@ -219,6 +219,13 @@ struct hvp_guest_facts {
         size_t n_groups;
         bool firmware_uefi;
         bool secure_boot;
+        /*
+         * QEMU loads the kernel (<os><kernel>): OVMF starts it through its legacy
+         * loader when the image fails the firmware's signature check, so the kernel
+         * runs unverified while Secure Boot stays on. <require secure-boot="yes"/>
+         * refuses such a guest.
+         */
+        bool direct_kernel;
         enum hvp_os os;                 /* declared in the XML; overwrite with what the kernel shows */
 
         enum hvp_patchguard patchguard; /* Windows only */

@@ -145,7 +145,7 @@ struct row {
         const char *what;
         /* guest */
         const char *name, *uuid, *meta;
-        bool uefi, sb, pa;
+        bool uefi, sb, pa, direct;
         enum hvp_kernel_secure_boot ksb;        /* the guest kernel's own view */
         enum hvp_os os;
         enum hvp_patchguard pg;
@@ -174,6 +174,7 @@ static void check_row(const struct row *row)
         struct hvp_guest_facts f = {
                 .firmware_uefi = row->uefi,
                 .secure_boot = row->sb,
+                .direct_kernel = row->direct,
                 .kernel_secure_boot = row->ksb,
                 .os = row->os,
                 .patchguard = row->pg,
@@ -242,6 +243,9 @@ static void test_decisions(void **state)
           .verdict = HVP_VERDICT_ALLOW },
         { "the XML enables Secure Boot, the guest kernel booted without it", GOOD_WEB,
           .ksb = HVP_KERNEL_SB_DISABLED, .verdict = HVP_VERDICT_REFUSE, .reasons = { HVP_REASON_NO_SECURE_BOOT } },
+        { "Secure Boot firmware, but QEMU loads the kernel (OVMF's unverified fallback)", GOOD_WEB,
+          .direct = true, .ksb = HVP_KERNEL_SB_ENABLED, .verdict = HVP_VERDICT_REFUSE,
+          .reasons = { HVP_REASON_NO_SECURE_BOOT } },
         { "no patch area", GOOD_WEB, .pa = false, .verdict = HVP_VERDICT_REFUSE, .reasons = { HVP_REASON_NO_PATCH_AREA } },
         { "wrong os", GOOD_WEB, .os = HVP_OS_UNKNOWN, .verdict = HVP_VERDICT_REFUSE, .reasons = { HVP_REASON_WRONG_OS } },
         { "outside window (04:30 Berlin)", GOOD_WEB, .now = utc(2024, 6, 4, 2, 30), .verdict = HVP_VERDICT_REFUSE,
@@ -644,6 +648,7 @@ static void test_domain_xml(void **state)
                 bool uefi, sb;
                 enum hvp_os os;
                 const char *group;
+                bool direct;
         } cases[] = {
                 { "UEFI, Secure Boot (loader secure='yes')",
                   DOM_HEAD "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>"
@@ -652,31 +657,41 @@ static void test_domain_xml(void **state)
                            "<loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>"
                            "<nvram template='/usr/share/OVMF/OVMF_VARS_4M.ms.fd'>/var/lib/d_VARS.fd</nvram></os>"
                            "<features><acpi/><apic/><smm state='on'/></features></domain>",
-                  "<group>web</group>", true, true, HVP_OS_LINUX, "web" },
+                  "<group>web</group>", true, true, HVP_OS_LINUX, "web", false },
                 { "UEFI without Secure Boot (LAB.md's guest)",
                   DOM_HEAD "<os><type arch='x86_64' machine='q35'>hvm</type>"
                            "<loader readonly='yes' secure='no' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"
                            "<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/var/lib/d_VARS.fd</nvram>"
                            "<kernel>/boot/vmlinuz</kernel><cmdline>console=ttyS0</cmdline></os></domain>",
-                  NULL, true, false, HVP_OS_UNKNOWN, NULL },
+                  NULL, true, false, HVP_OS_UNKNOWN, NULL, true },
+                { "Secure Boot firmware with a kernel QEMU loads",
+                  DOM_HEAD "<os><type arch='x86_64' machine='q35'>hvm</type>"
+                           "<loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>"
+                           "<kernel> /boot/vmlinuz </kernel></os><features><smm state='on'/></features></domain>",
+                  NULL, true, true, HVP_OS_UNKNOWN, NULL, true },
+                { "an empty <kernel/> loads nothing",
+                  DOM_HEAD "<os><type arch='x86_64' machine='q35'>hvm</type>"
+                           "<loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>"
+                           "<kernel/></os><features><smm state='on'/></features></domain>",
+                  NULL, true, true, HVP_OS_UNKNOWN, NULL, false },
                 { "firmware autoselection, secure boot off",
                   DOM_HEAD "<os firmware='efi'><type arch='x86_64' machine='q35'>hvm</type><firmware>"
                            "<feature enabled='no' name='secure-boot'/></firmware></os></domain>",
-                  NULL, true, false, HVP_OS_UNKNOWN, NULL },
+                  NULL, true, false, HVP_OS_UNKNOWN, NULL, false },
                 { "firmware autoselection, secure boot on",
                   DOM_HEAD "<os firmware='efi'><type arch='x86_64' machine='q35'>hvm</type><firmware>"
                            "<feature enabled='yes' name='secure-boot'/><feature enabled='yes' name='enrolled-keys'/>"
                            "</firmware></os><features><smm state='on'/></features></domain>",
-                  "<group>db</group>", true, true, HVP_OS_UNKNOWN, "db" },
+                  "<group>db</group>", true, true, HVP_OS_UNKNOWN, "db", false },
                 { "BIOS",
                   DOM_HEAD "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>"
                            "<libosinfo:os id='http://microsoft.com/win/2k22'/></libosinfo:libosinfo></metadata>"
                            "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>",
-                  NULL, false, false, HVP_OS_WINDOWS, NULL },
+                  NULL, false, false, HVP_OS_WINDOWS, NULL, false },
                 { "BIOS with secure='yes' on a rom loader is not Secure Boot",
                   DOM_HEAD "<os><type arch='x86_64' machine='pc'>hvm</type>"
                            "<loader readonly='yes' secure='yes' type='rom'>/usr/share/seabios/bios.bin</loader></os></domain>",
-                  "<os>windows</os>", false, false, HVP_OS_WINDOWS, NULL },
+                  "<os>windows</os>", false, false, HVP_OS_WINDOWS, NULL, false },
         };
 
         for (size_t i = 0; i < N_ELEMS(cases); i++) {
@@ -688,9 +703,10 @@ static void test_domain_xml(void **state)
                         fail_msg("%s: %d %s\n%s", cases[i].what, r, hvp_last_error(), xml);
                 assert_string_equal(f.name, "d");
                 assert_string_equal(f.uuid, DB_UUID);
-                if (f.firmware_uefi != cases[i].uefi || f.secure_boot != cases[i].sb || f.os != cases[i].os)
-                        fail_msg("%s: uefi %d secure boot %d os %d\n%s", cases[i].what, f.firmware_uefi,
-                                 f.secure_boot, f.os, xml);
+                if (f.firmware_uefi != cases[i].uefi || f.secure_boot != cases[i].sb || f.os != cases[i].os ||
+                    f.direct_kernel != cases[i].direct)
+                        fail_msg("%s: uefi %d secure boot %d os %d direct kernel %d\n%s", cases[i].what,
+                                 f.firmware_uefi, f.secure_boot, f.os, f.direct_kernel, xml);
                 assert_int_equal(f.n_groups, cases[i].group ? 1 : 0);
                 if (cases[i].group)
                         assert_string_equal(f.groups[0], cases[i].group);
