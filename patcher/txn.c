@@ -17,6 +17,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "patcher/ops-internal.h"
 #include "patcher/record.h"
 #include "patcher/retire.h"
 
@@ -675,6 +676,7 @@ done:
         }
         if (r == 0) {
                 journal_remove(state_dir, uuid);
+                hvp_ops_publish(g, state_dir);  /* the domain's metadata copy follows the record */
                 if (adopted) {
                         size_t len = strlen(summary);
 

@@ -26,6 +26,7 @@ Needs root, libvirt, gcc. Environment: HVPATCH (the binary), HVP_KERNEL_DIR.
 """
 
 import glob
+import html
 import json
 import os
 import re
@@ -569,6 +570,14 @@ class PatchingBase:
 
         st = self.status()
         self.assertFalse(st["interrupted"])
+        # The copy in the domain's live metadata follows the recovered record (save/restore
+        # and migration carry that copy).
+        meta = subprocess.run(["virsh", "-q", "-c", "qemu:///system", "metadata", c.name, "--live", "--uri",
+                               "urn:hvpatch:libvirt-metadata:1"], capture_output=True, text=True).stdout
+        m = re.search(r"<(?:\w+:)?records[^>]*>(.*)</(?:\w+:)?records>", meta, re.S)
+        applied = [e["plan"]["patch_id"] for e in json.loads(html.unescape(m.group(1)))["applied"]] if m else []
+        self.assertEqual(applied, ["demo-version-1"] if outcome == "new" else [],
+                         f"{step}: the metadata copy says {meta[:300]!r}")
         seen = self.version()           # the guest answers, and behaves as memory says
         if outcome == "new":
             self.assertEqual([p["id"] for p in st["patches"]], ["demo-version-1"])
