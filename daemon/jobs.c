@@ -471,7 +471,8 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
                 hvpd_log(LOG_ERR, "%s: sync: %s", dom->name, hvp_last_error());
         } else {
                 record_sync(d, dom, res);
-                if (res->move && res->move->action == HVP_MOVE_NOW)
+                /* not after a report-only (dry-run) sync: tampering is looked at first */
+                if (res->move && res->move->action == HVP_MOVE_NOW && (d->opt.repair || !tampered))
                         move_baseline(d, dom, cfg, res->move, &a);
                 else if (res->move && res->move->action != HVP_MOVE_NONE)
                         hvpd_log(LOG_INFO, "%s: reboot-required: %s", dom->name, res->move->note);
