@@ -13,7 +13,9 @@ initramfs guest.sh builds (<baseline kernel= initrd=>). Cases, in order:
   * sync: the guest is moved: it comes back running B (its own /proc/version and
     `hvpatch inspect`), its persistent XML names B's image, a new QEMU process runs it,
     the move is audited (action=move-baseline), and the sync after it saw B compliant;
-  * sync again: nothing to move, the QEMU process is the same.
+  * sync again: nothing to move, the QEMU process is the same;
+  * hvpatchd, with a policy whose current baseline is A again: the daemon moves the guest
+    back by itself (the same library call), and it runs A.
 The disk-booted case (no <os><kernel>: reported only) is a unit test on domain XML
 (tests/unit/test-move.c).
 
@@ -23,15 +25,15 @@ namespace of test_policy.py).
 
     python3 tests/live/test_baseline_move.py     # last line: "N passed, M failed"
 
-Environment: HVPATCH (binary), HVP_KERNEL_DIR, HVP_KERNEL_DIR_TRIXIE, HVP_GUEST_DIR.
+Environment: HVPATCH, HVPATCHD (binaries), HVP_KERNEL_DIR, HVP_KERNEL_DIR_TRIXIE, HVP_GUEST_DIR.
 Must run as root with libvirt (it fails, not skips, otherwise).
 """
 
 import datetime
 import json
 import os
-import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -49,6 +51,18 @@ VIRSH = ["virsh", "-q", "-c", "qemu:///system"]
 
 def hvpatch_exe():
     exe = os.environ.get("HVPATCH", "build/cli/hvpatch")
+    if not os.path.isabs(exe):
+        exe = os.path.join(REPO, exe)
+    return exe
+
+
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def hvpatchd_exe():
+    exe = os.environ.get("HVPATCHD", "build/daemon/hvpatchd")
     if not os.path.isabs(exe):
         exe = os.path.join(REPO, exe)
     return exe
@@ -94,10 +108,12 @@ POLICY = """<policy version='1'>
     <select name='{name}'/>
     <window/>
 {reboot}
-    <baseline name='new' current='yes' kernel='{kernel}' initrd='{initrd}'>
+    <baseline name='new' current='{new_current}' kernel='{kernel}' initrd='{initrd}'>
       <kernel build-id='{bid_b}'/>
     </baseline>
-    <baseline name='old' kernel='{kernel_a}' initrd='{initrd}'><kernel build-id='{bid_a}'/></baseline>
+    <baseline name='old' current='{old_current}' kernel='{kernel_a}' initrd='{initrd}'>
+      <kernel build-id='{bid_a}'/>
+    </baseline>
   </group>
 </policy>
 """
@@ -145,11 +161,13 @@ class BaselineMove(unittest.TestCase):
         # reboots allowed in a window that is not open now (in three days, for one minute)
         cls.write_policy("later.xml", f"    <window days='{weekday_in(3)}' start='00:00' end='00:01' reboot='yes'/>")
         cls.write_policy("open.xml", "    <reboot allow='yes' shutdown-timeout='3'/>")
+        cls.write_policy("back.xml", "    <reboot allow='yes' shutdown-timeout='3'/>", back=True)
 
     @classmethod
-    def write_policy(cls, file, reboot):
+    def write_policy(cls, file, reboot, back=False):
         with open(os.path.join(cls.tmp, file), "w") as f:
             f.write(POLICY.format(name=cls.name, reboot=reboot, kernel=cls.kernel_b, initrd=cls.initrd,
+                                  new_current="no" if back else "yes", old_current="yes" if back else "no",
                                   bid_a=cls.bid_a, bid_b=cls.bid_b,
                                   kernel_a=os.path.join(cls.kdir_a, "vmlinuz")))
 
@@ -308,6 +326,43 @@ class BaselineMove(unittest.TestCase):
         self.assertIsNone(dom["move"])
         self.assertNotIn("move_result", dom)
         self.assertEqual((self.inactive_xml(), self.qemu_pid(), self.g.proc_version()), before)
+
+    def test_5_daemon_moves_back(self):
+        if not os.access(hvpatchd_exe(), os.X_OK):
+            self.fail(f"hvpatchd binary not found: {hvpatchd_exe()} (build it, or set HVPATCHD)")
+        pid = self.qemu_pid()
+        sock = os.path.join(self.tmp, "hvpatchd.sock")
+        log = os.path.join(self.tmp, "hvpatchd.log")
+        with open(log, "w") as logf:
+            p = subprocess.Popen([hvpatchd_exe(), "-v", "--domains", self.name, "--catalog", self.catalog,
+                                  "--policy", os.path.join(self.tmp, "back.xml"), "--state-dir", self.state,
+                                  "--socket", sock, "--verify-interval", "5"], stdout=logf, stderr=logf)
+            try:
+                t0 = time.monotonic()
+                # the daemon's start-up check finds the guest reboot-required (it runs B, the
+                # policy's current baseline is A) and moves it; the new kernel, seen inside
+                while True:
+                    self.assertIsNone(p.poll(), f"hvpatchd exited {p.returncode}")
+                    if os.path.exists(f"/run/libvirt/qemu/{self.name}.pid") and self.qemu_pid() != pid:
+                        break
+                    if time.monotonic() - t0 > 300:
+                        self.fail("hvpatchd did not restart the guest within 300 s")
+                    time.sleep(1)
+                version = self.wait_channel()
+                self.assertIn(self.release_a, version)
+                self.assertEqual(self.g.build_id(), self.bid_a)
+                while "moved to baseline old" not in read_text(log):
+                    if time.monotonic() - t0 > 600:
+                        self.fail("hvpatchd did not report the move")
+                    time.sleep(1)
+            finally:
+                p.send_signal(signal.SIGTERM)
+                rc = p.wait(120)
+        text = read_text(log)
+        self.assertEqual(rc, 0, text[-2000:])
+        self.assertIn("move-baseline: " + self.release_b + " -> " + self.release_a, text)
+        self.assertNotIn("baseline move failed", text)
+        self.assertIn(f"<kernel>{os.path.join(self.kdir_a, 'vmlinuz')}</kernel>", self.inactive_xml())
 
 
 if __name__ == "__main__":

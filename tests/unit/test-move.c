@@ -428,6 +428,32 @@ static void test_plan(void **state)
         assert_int_equal(hvp_move_plan_compute(NULL, NULL, NULL, NULL, NULL, 0, &m), -EINVAL);
 }
 
+/* The move's own refusals, before any libvirt call. */
+static void test_move_arguments(void **state)
+{
+        struct hvp_move_plan m = { .action = HVP_MOVE_WAITS };
+        struct hvp_move_outcome o;
+        struct hvp_policy *p = plan_policy("", "");
+        struct hvp_guest *g = NULL;
+        struct hvp_mmu *mmu = NULL;
+        struct hvp_kernel *k = NULL;
+
+        assert_int_equal(hvp_op_move_baseline(NULL, &o), -EINVAL);
+        assert_int_equal(hvp_op_move_baseline(&(struct hvp_move_request){ .domain = "d", .plan = &m }, &o), -EINVAL);
+        /* a plan that is not "move" moves nothing: an outcome, not a connection */
+        assert_int_equal(hvp_op_move_baseline(&(struct hvp_move_request){ .domain = "d", .plan = &m, .policy = p }, &o),
+                         0);
+        assert_int_equal(o.exit_class, HVP_EXIT_ERROR);
+        assert_non_null(strstr(o.error, "nothing to move (waits)"));
+        assert_false(o.redefined || o.restarted);
+        assert_null(o.sync);
+        hvp_move_outcome_clear(&o);
+        hvp_move_outcome_clear(NULL);
+        assert_int_equal(hvp_wait_kernel_up(NULL, NULL, 1, NULL, NULL, &g, &mmu, &k), -EINVAL);
+        assert_null(g);
+        hvp_policy_free(p);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -437,6 +463,7 @@ int main(void)
                 cmocka_unit_test(test_rewrite_refusals),
                 cmocka_unit_test(test_bzimage),
                 cmocka_unit_test(test_plan),
+                cmocka_unit_test(test_move_arguments),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
