@@ -16,6 +16,9 @@
 
 #include <cmocka.h>
 
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/move.h>
 #include <hvpatch/policy.h>
@@ -454,6 +457,156 @@ static void test_move_arguments(void **state)
         hvp_policy_free(p);
 }
 
+/* ---- the move's libvirt sequence, on libvirt's test driver (no daemon, no QEMU) ---- */
+
+static char audit_line[2048];
+static int audit_count;
+
+static void on_audit(int priority, const char *line, void *userdata)
+{
+        (void)priority;
+        (void)userdata;
+        audit_count++;
+        snprintf(audit_line, sizeof(audit_line), "%s", line);
+}
+
+static void quiet(void *userdata, virErrorPtr err)
+{
+        (void)userdata;
+        (void)err;
+}
+
+#define TD_XML "<domain type='test'><name>farm-1</name><uuid>6f1c2d3e-0000-4000-8000-0000000000f1</uuid>" \
+               "<memory>262144</memory><vcpu>1</vcpu><os><type>hvm</type>"                            \
+               "<kernel>/srv/k/6.1/vmlinuz</kernel><initrd>/srv/k/6.1/initrd</initrd>"               \
+               "<cmdline>console=ttyS0</cmdline></os></domain>"
+
+/* The plan for the test domain as it runs now, the image in the reboot window. */
+static void td_plan(virDomainPtr dom, const struct hvp_policy *p, struct hvp_move_plan *m)
+{
+        char *xml = virDomainGetXMLDesc(dom, 0);
+
+        assert_non_null(xml);
+        plan_of(p, OLD, xml, m);
+        free(xml);
+}
+
+static void test_move_test_driver(void **state)
+{
+        /*
+         * test:///default is one shared state per process while a connection holds it:
+         * the move's own connection sees the domain this one defines.
+         */
+        virConnectPtr conn;
+        virDomainPtr dom;
+        struct hvp_live_options live = { .uri = "test:///default" };
+        struct hvp_move_outcome o;
+        struct hvp_move_plan m;
+        struct hvp_policy *p;
+        char image[512], kattr[1200], sdir[600], *xml;
+        unsigned id_before;
+
+        snprintf(sdir, sizeof(sdir), "%s/state", tmpdir);
+        assert_int_equal(run("mkdir -p '%s' && chmod 700 '%s'", sdir, sdir), 0);
+        snprintf(image, sizeof(image), "%s/vmlinuz-td", tmpdir);
+        write_image(image, "HdrS", 0x3000, "6.12.57+deb13-amd64 (x) #1", 0x8000);
+        snprintf(kattr, sizeof(kattr), "kernel='%s' cmdline='console=ttyS0 quiet'", image);
+        virSetErrorFunc(NULL, quiet);
+        conn = virConnectOpen("test:///default");
+        assert_non_null(conn);
+        dom = virDomainDefineXML(conn, TD_XML);
+        assert_non_null(dom);
+        assert_int_equal(virDomainCreate(dom), 0);
+        hvp_audit_set_fn(on_audit, NULL);
+
+        /* refused under the lock: a paused domain (BUSY), the kernel changed since the plan */
+        p = plan_policy(kattr, "<reboot allow='yes' shutdown-timeout='1'/>");
+        td_plan(dom, p, &m);
+        assert_int_equal(m.action, HVP_MOVE_NOW);
+        assert_int_equal(virDomainSuspend(dom), 0);
+        assert_int_equal(hvp_op_move_baseline(&(struct hvp_move_request){ .domain = "farm-1", .live = &live,
+                                                                         .plan = &m, .policy = p,
+                                                                         .state_dir = sdir }, &o), 0);
+        assert_int_equal(o.exit_class, HVP_EXIT_BUSY);
+        assert_non_null(strstr(o.error, "paused"));
+        assert_false(o.redefined);
+        assert_int_equal(virDomainResume(dom), 0);
+        snprintf(m.from_kernel, sizeof(m.from_kernel), "/srv/k/other");
+        assert_int_equal(hvp_op_move_baseline(&(struct hvp_move_request){ .domain = "farm-1", .live = &live,
+                                                                         .plan = &m, .policy = p,
+                                                                         .state_dir = sdir }, &o), 0);
+        assert_int_equal(o.exit_class, HVP_EXIT_ERROR);
+        assert_non_null(strstr(o.error, "not /srv/k/other as planned"));
+        assert_int_equal(audit_count, 0);       /* nothing touched, nothing audited */
+
+        /* the move: redefined, shut off, started again, audited */
+        td_plan(dom, p, &m);
+        id_before = (unsigned)virDomainGetID(dom);
+        assert_int_equal(hvp_op_move_baseline(&(struct hvp_move_request){ .domain = "farm-1", .live = &live,
+                                                                         .plan = &m, .policy = p,
+                                                                         .state_dir = sdir, .boot_timeout_s = 1 },
+                                              &o), 0);
+        assert_true(o.redefined);
+        assert_true(o.restarted);
+        assert_false(o.rolled_back);
+        /* the test driver's domain is no QEMU guest: waiting for its kernel fails, said so */
+        assert_false(o.kernel_up);
+        assert_int_equal(o.exit_class, HVP_EXIT_ERROR);
+        assert_non_null(strstr(o.error, "restarted with"));
+        assert_int_equal(audit_count, 1);
+        assert_non_null(strstr(audit_line, "action=move-baseline domain=\"farm-1\" bundle=\"b2\""));
+        assert_non_null(strstr(audit_line, "result=ok"));
+        assert_non_null(strstr(audit_line, "6.1.0-57-amd64 -> 6.12.57+deb13-amd64"));
+        assert_int_equal(virDomainIsActive(dom), 1);
+        {
+                virDomainPtr again = virDomainLookupByName(conn, "farm-1");     /* handles cache the id */
+
+                assert_non_null(again);
+                assert_true((unsigned)virDomainGetID(again) != id_before);      /* a new instance */
+                virDomainFree(again);
+        }
+        xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+        assert_non_null(xml);
+        assert_non_null(strstr(xml, image));
+        assert_null(strstr(xml, "<initrd>"));           /* the baseline names none: removed */
+        assert_non_null(strstr(xml, "<cmdline>console=ttyS0 quiet</cmdline>"));
+        free(xml);
+        hvp_move_outcome_clear(&o);
+
+        /* now it boots the image: planning again finds no move to make (no loop) */
+        td_plan(dom, p, &m);
+        assert_int_equal(m.action, HVP_MOVE_BLOCKED);
+        hvp_policy_free(p);
+
+        /* a transient domain has no definition to change */
+        virDomainDestroy(dom);
+        virDomainUndefine(dom);
+        virDomainFree(dom);
+        dom = virDomainCreateXML(conn, TD_XML, 0);
+        assert_non_null(dom);
+        p = plan_policy(kattr, "<reboot allow='yes' shutdown-timeout='1'/>");
+        td_plan(dom, p, &m);
+        assert_int_equal(m.action, HVP_MOVE_NOW);
+        assert_int_equal(hvp_op_move_baseline(&(struct hvp_move_request){ .domain = "farm-1", .live = &live,
+                                                                         .plan = &m, .policy = p,
+                                                                         .state_dir = sdir }, &o), 0);
+        assert_int_equal(o.exit_class, HVP_EXIT_REFUSED);
+        assert_non_null(strstr(o.error, "transient"));
+        assert_int_equal(audit_count, 1);
+        hvp_policy_free(p);
+        /* no reboot window now: refused under the lock even with an old "move" plan */
+        p = plan_policy(kattr, "");
+        assert_int_equal(hvp_op_move_baseline(&(struct hvp_move_request){ .domain = "farm-1", .live = &live,
+                                                                         .plan = &m, .policy = p,
+                                                                         .state_dir = sdir }, &o), 0);
+        assert_int_equal(o.exit_class, HVP_EXIT_REFUSED);
+        hvp_policy_free(p);
+        hvp_audit_set_fn(NULL, NULL);
+        virDomainDestroy(dom);
+        virDomainFree(dom);
+        virConnectClose(conn);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -464,6 +617,7 @@ int main(void)
                 cmocka_unit_test(test_bzimage),
                 cmocka_unit_test(test_plan),
                 cmocka_unit_test(test_move_arguments),
+                cmocka_unit_test(test_move_test_driver),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
