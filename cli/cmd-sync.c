@@ -8,6 +8,7 @@
 
 #include <hvpatch/catalog.h>
 #include <hvpatch/kernel.h>
+#include <hvpatch/move.h>
 
 #include "cli/commands.h"
 #include "cli/compliance.h"
@@ -22,7 +23,12 @@ static const char plan_help[] =
         "(group, requirements, baseline, signer, series). Actions: apply, replace,\n"
         "nothing, reboot-required (the guest runs an older baseline), unmanaged (no group\n"
         "manages the guest, or a patch applied by hand whose series the catalog does not\n"
-        "hold: it is kept). Changes nothing in the guest; needs a policy.\n\n"
+        "hold: it is kept). Changes nothing in the guest; needs a policy.\n"
+        "A reboot-required guest that boots a kernel the host provides (<os><kernel>)\n"
+        "gets a baseline move when the current baseline names its image: shown as\n"
+        "'move-baseline: FROM -> TO, reboot' inside a window that allows reboots, else\n"
+        "'reboot-required (moves at the next reboot window: ...)'; a guest that boots its\n"
+        "own kernel from disk is only reported.\n\n"
         "Options:\n"
         "  --catalog DIR          the catalog folder\n";
 
@@ -31,7 +37,11 @@ static const char sync_help[] =
         "series to apply or replace goes through the whole apply pipeline (signature,\n"
         "policy, plan, one pause window, audit), one after another; a failure does not\n"
         "stop the other series or guests. Outside the maintenance window a series waits.\n"
-        "Nothing is ever reverted or removed: a patch the catalog does not hold is kept.\n\n"
+        "Nothing is ever reverted or removed: a patch the catalog does not hold is kept.\n"
+        "A baseline move (see 'hvpatch plan -h') is done inside a window that allows\n"
+        "reboots: the domain's definition gets the baseline's kernel image, the domain is\n"
+        "shut down (destroyed after the group's shutdown-timeout) and started again, and\n"
+        "once its new kernel is up it is synced. --dry-run moves nothing.\n\n"
         "Options:\n"
         "  --catalog DIR          the catalog folder (default " HVP_CATALOG_DEFAULT_DIR ")\n"
         "  --all                  every running domain of the connection\n"
@@ -118,6 +128,43 @@ static json_object *step_json(const struct hvp_sync_step *st)
         return o;
 }
 
+static json_object *str_or_null(const char *s)
+{
+        return s && s[0] ? json_object_new_string(s) : NULL;
+}
+
+static json_object *move_json(const struct hvp_move_plan *m)
+{
+        json_object *o = json_object_new_object(), *from = json_object_new_object(), *to = json_object_new_object();
+
+        json_object_object_add(o, "action", json_object_new_string(hvp_move_action_name(m->action)));
+        json_object_object_add(o, "note", json_object_new_string(m->note));
+        json_object_object_add(o, "group", json_object_new_string(m->group));
+        json_object_object_add(from, "baseline", json_object_new_string(m->from_baseline));
+        json_object_object_add(from, "release", str_or_null(m->from_release));
+        json_object_object_add(from, "kernel", str_or_null(m->from_kernel));
+        json_object_object_add(o, "from", from);
+        json_object_object_add(to, "baseline", json_object_new_string(m->to_baseline));
+        json_object_object_add(to, "release", str_or_null(m->to_release));
+        json_object_object_add(to, "kernel", str_or_null(m->to.kernel));
+        json_object_object_add(to, "initrd", str_or_null(m->to.initrd));
+        json_object_object_add(to, "cmdline", m->to.has_cmdline ? json_object_new_string(m->to.cmdline) : NULL);
+        json_object_object_add(o, "to", to);
+        json_object_object_add(o, "reboot_windows", json_object_new_string(m->to.reboot_when));
+        json_object_object_add(o, "reboot_now", json_object_new_boolean(m->to.reboot_now));
+        json_object_object_add(o, "shutdown_timeout_s", json_object_new_int64(m->to.shutdown_timeout_s));
+        return o;
+}
+
+static void move_print(const struct hvp_move_plan *m)
+{
+        if (m->action == HVP_MOVE_NOW)
+                printf("move:        %s\n             kernel %s -> %s\n", m->note,
+                       m->from_kernel, m->to.kernel);
+        else if (m->action != HVP_MOVE_NONE)
+                printf("move:        reboot-required (%s)\n", m->note);
+}
+
 /* One domain's plan (and steps) as JSON. */
 static json_object *domain_json(const char *name, const struct hvp_sync_result *res, bool steps)
 {
@@ -154,6 +201,7 @@ static json_object *domain_json(const char *name, const struct hvp_sync_result *
                 json_object_array_add(arr, so);
         }
         json_object_object_add(o, "series", arr);
+        json_object_object_add(o, "move", res->move ? move_json(res->move) : NULL);
         if (steps) {
                 arr = json_object_new_array();
                 for (size_t i = 0; i < res->n_steps; i++)
@@ -186,6 +234,8 @@ static void plan_print(const char *name, const struct hvp_sync_result *res)
                 if (s->note[0])
                         printf("             - %s\n", s->note);
         }
+        if (res->move)
+                move_print(res->move);
 }
 
 static void steps_print(const char *name, const struct hvp_sync_result *res)
@@ -212,6 +262,37 @@ static void steps_print(const char *name, const struct hvp_sync_result *res)
         }
 }
 
+static json_object *move_outcome_json(const struct hvp_move_outcome *o)
+{
+        json_object *j = json_object_new_object();
+
+        json_object_object_add(j, "result", json_object_new_string(o->exit_class ? "failed" : "moved"));
+        json_object_object_add(j, "code", json_object_new_int(o->exit_class));
+        json_object_object_add(j, "error", str_or_null(o->error));
+        json_object_object_add(j, "redefined", json_object_new_boolean(o->redefined));
+        json_object_object_add(j, "restarted", json_object_new_boolean(o->restarted));
+        json_object_object_add(j, "destroyed", json_object_new_boolean(o->destroyed));
+        json_object_object_add(j, "rolled_back", json_object_new_boolean(o->rolled_back));
+        json_object_object_add(j, "shutdown_seconds", json_object_new_double(o->shutdown_s));
+        json_object_object_add(j, "kernel_up", json_object_new_boolean(o->kernel_up));
+        json_object_object_add(j, "kernel_up_seconds", json_object_new_double(o->kernel_up_s));
+        json_object_object_add(j, "in_baseline", json_object_new_boolean(o->in_baseline));
+        json_object_object_add(j, "banner", str_or_null(o->banner));
+        json_object_object_add(j, "build_id", str_or_null(o->build_id));
+        return j;
+}
+
+static void move_outcome_print(const char *name, const struct hvp_move_plan *m, const struct hvp_move_outcome *o)
+{
+        if (o->exit_class)
+                printf("%s: move-baseline %s -> %s FAILED (exit %d): %s\n", name, m->from_baseline, m->to_baseline,
+                       o->exit_class, o->error);
+        else
+                printf("%s: moved to baseline %s (%s): %s after %.1f s, kernel up after %.1f s\n", name,
+                       m->to_baseline, m->to_release, o->destroyed ? "destroyed" : "shut down", o->shutdown_s,
+                       o->kernel_up_s);
+}
+
 /* Open and attach a domain; on failure the reason goes to why and an exit code is returned. */
 static int attach(struct cli *c, const char *domain, struct cli_target *t, char *why, size_t why_size)
 {
@@ -230,6 +311,53 @@ static int attach(struct cli *c, const char *domain, struct cli_target *t, char 
                 return cli_exit_code(r);
         }
         return EXIT_OK;
+}
+
+/*
+ * sync's baseline move of one domain (plan m): done (then the sync after it printed
+ * or added to jo as "after"), or said why not. Returns the exit code it adds.
+ */
+static int sync_move(struct cli *c, const char *name, const struct hvp_policy *policy, const struct hvp_catalog *cat,
+                     const struct hvp_move_plan *m, bool dry_run, json_object *jo)
+{
+        struct hvp_live_options live = { .uri = c->uri };
+        struct hvp_move_outcome out;
+        int rc;
+
+        if (m->action != HVP_MOVE_NOW || dry_run) {
+                if (jo) {
+                        json_object *r = json_object_new_object();
+
+                        json_object_object_add(r, "result", json_object_new_string(
+                                m->action == HVP_MOVE_NOW ? "dry-run" : m->action == HVP_MOVE_WAITS ? "waiting"
+                                                                                                 : "not-moved"));
+                        json_object_object_add(jo, "move_result", r);
+                } else if (m->action == HVP_MOVE_NOW)
+                        printf("%s: %s: dry run, not done\n", name, m->note);
+                else
+                        printf("%s: reboot-required (%s)\n", name, m->note);
+                return EXIT_OK;
+        }
+        cli_progress(c, "%s: moving to baseline %s (%s), restarting it", name, m->to_baseline, m->to.kernel);
+        hvp_op_move_baseline(&(struct hvp_move_request){ .domain = name, .live = &live, .plan = m, .policy = policy,
+                                                         .catalog = cat, .state_dir = cli_state_dir() },
+                             &out);
+        rc = out.exit_class;
+        if (out.sync && out.sync->exit_class && !rc)
+                rc = out.sync->exit_class;
+        if (jo) {
+                json_object_object_add(jo, "move_result", move_outcome_json(&out));
+                json_object_object_add(jo, "after", out.sync ? domain_json(name, out.sync, true) : NULL);
+        } else {
+                move_outcome_print(name, m, &out);
+                if (out.sync) {
+                        printf("after the move:\n");
+                        plan_print(name, out.sync);
+                        steps_print(name, out.sync);
+                }
+        }
+        hvp_move_outcome_clear(&out);
+        return rc;
 }
 
 static int run(struct cli *c, int argc, char **argv, bool sync)
@@ -315,6 +443,17 @@ static int run(struct cli *c, int argc, char **argv, bool sync)
                         plan_print(name, res);
                         if (sync)
                                 steps_print(name, res);
+                }
+                if (sync && res->move && res->move->action != HVP_MOVE_NONE) {
+                        char copy[HVP_DOMAIN_NAME_MAX + 1];
+
+                        snprintf(copy, sizeof(copy), "%s", name);
+                        cli_target_close(&t);   /* the move replaces its QEMU process */
+                        r = sync_move(c, copy, policy, cat, res->move, a.dry_run,
+                                      doms ? json_object_array_get_idx(doms, json_object_array_length(doms) - 1)
+                                           : NULL);
+                        if (r && !rc)
+                                rc = r;
                 }
                 hvp_sync_result_free(res);
                 cli_target_close(&t);

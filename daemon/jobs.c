@@ -13,6 +13,7 @@
 
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/kernel.h>
+#include <hvpatch/move.h>
 #include <hvpatch/ops.h>
 #include <hvpatch/paging.h>
 
@@ -361,6 +362,53 @@ static void record_sync(struct hvpd *d, struct hvpd_domain *dom, const struct hv
         pthread_mutex_unlock(&d->lock);
 }
 
+/* ---- baseline moves (include/hvpatch/move.h): a reboot-required host-booted guest ---- */
+
+static bool move_cancelled(void *userdata)
+{
+        struct hvpd *d = userdata;
+        bool stopping;
+
+        pthread_mutex_lock(&d->lock);
+        stopping = d->stopping;
+        pthread_mutex_unlock(&d->lock);
+        return stopping;
+}
+
+/*
+ * The sync found the guest reboot-required with a move due now: detach (its QEMU
+ * process is replaced), move, and record the sync that follows the move. The restart's
+ * own lifecycle events queue one more job, which finds the guest converged.
+ */
+static void move_baseline(struct hvpd *d, struct hvpd_domain *dom, struct hvpd_config *cfg,
+                          const struct hvp_move_plan *m, struct attached *a)
+{
+        struct hvp_live_options live = { .uri = d->opt.uri };
+        struct hvp_move_outcome out;
+
+        detach(a);
+        hvpd_log(LOG_NOTICE, "%s: %s", dom->name, m->note);
+        hvp_op_move_baseline(&(struct hvp_move_request){ .domain = dom->name, .live = &live, .plan = m,
+                                                         .policy = cfg->policy, .catalog = cfg->catalog,
+                                                         .state_dir = d->state_dir, .boot_timeout_s = d->opt.boot_timeout,
+                                                         .cancelled = move_cancelled, .userdata = d },
+                             &out);
+        if (out.exit_class) {
+                hvpd_log(LOG_ERR, "%s: baseline move failed: %s", dom->name, out.error);
+                pthread_mutex_lock(&d->lock);
+                dom->failures++;
+                dom->last_exit = out.exit_class;
+                snprintf(dom->last_result, sizeof(dom->last_result), "move-baseline: %.480s", out.error);
+                pthread_mutex_unlock(&d->lock);
+        } else {
+                hvpd_log(LOG_NOTICE, "%s: moved to baseline %s (%s), kernel up after %.1f s", dom->name,
+                         m->to_baseline, m->to_release, out.kernel_up_s);
+        }
+        if (out.sync && !out.exit_class)
+                record_sync(d, dom, out.sync);
+        hvp_move_outcome_clear(&out);
+}
+
 static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
 {
         struct hvpd_config *cfg;
@@ -423,6 +471,11 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
                 hvpd_log(LOG_ERR, "%s: sync: %s", dom->name, hvp_last_error());
         } else {
                 record_sync(d, dom, res);
+                /* not after a report-only (dry-run) sync: tampering is looked at first */
+                if (res->move && res->move->action == HVP_MOVE_NOW && (d->opt.repair || !tampered))
+                        move_baseline(d, dom, cfg, res->move, &a);
+                else if (res->move && res->move->action != HVP_MOVE_NONE)
+                        hvpd_log(LOG_INFO, "%s: reboot-required: %s", dom->name, res->move->note);
                 hvp_sync_result_free(res);
         }
         config_release(d, cfg);

@@ -16,6 +16,7 @@
 #include <hvpatch/catalog.h>
 #include <hvpatch/guest.h>
 #include <hvpatch/kernel.h>
+#include <hvpatch/move.h>
 #include <hvpatch/patch.h>
 
 #include "common/error.h"
@@ -380,9 +381,25 @@ void hvp_sync_result_free(struct hvp_sync_result *r)
                 free(r->steps[i].outcome);
         free(r->steps);
         hvp_desired_plan_free(r->plan);
+        free(r->move);
         free(r->actual);
         hvp_guest_state_free(r->state);
         free(r);
+}
+
+/* A reboot-required guest's baseline move (baseline-move.c), for the caller to run. */
+static int sync_move_plan(struct hvp_guest *g, const struct hvp_kernel *k, const struct hvp_policy *policy,
+                          const struct hvp_guest_facts *facts, struct hvp_sync_result *res)
+{
+        const char *xml = hvp_guest_domain_xml(g);
+
+        if (res->plan->compliance.verdict != HVP_VERDICT_REBOOT_REQUIRED)
+                return 0;
+        res->move = calloc(1, sizeof(*res->move));
+        if (!res->move)
+                return hvp_fail(-ENOMEM, "out of memory");
+        return hvp_move_plan_compute(policy, facts, &res->plan->compliance, k->banner, xml, xml ? strlen(xml) : 0,
+                                     res->move);
 }
 
 int hvp_op_sync(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kernel *k, const char *state_dir,
@@ -419,6 +436,9 @@ int hvp_op_sync(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kerne
                 goto fail;
         r = hvp_desired_compute(catalog, policy, &facts, res->actual, res->state->n_patches, &res->plan);
         free(applied);
+        if (r < 0)
+                goto fail;
+        r = sync_move_plan(g, k, policy, &facts, res);
         if (r < 0)
                 goto fail;
         res->steps = calloc(HVP_MAX(res->plan->n_series, 1), sizeof(*res->steps));

@@ -98,7 +98,7 @@ static bool group_selects(const struct group *g, const struct hvp_guest_facts *f
         return false;
 }
 
-static const struct group *find_group(const struct hvp_policy *p, const struct hvp_guest_facts *f)
+const struct group *hvp_policy_find_group(const struct hvp_policy *p, const struct hvp_guest_facts *f)
 {
         for (size_t i = 0; i < p->n_groups; i++)
                 if (group_selects(&p->groups[i], f))
@@ -226,7 +226,7 @@ static void check_sequence(const struct hvp_guest_facts *f, const struct hvp_bun
 static void assess_guest(const struct hvp_policy *p, const struct hvp_guest_facts *facts, struct hvp_decision *d,
                          bool with_windows)
 {
-        const struct group *g = find_group(p, facts);
+        const struct group *g = hvp_policy_find_group(p, facts);
 
         if (!g) {
                 add_reason(d, HVP_REASON_NO_GROUP, "no group of the policy selects guest \"%.64s\"", facts->name);

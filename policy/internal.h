@@ -51,12 +51,15 @@ struct window {
         uint8_t days;           /* bit d: tm_wday d (0 = Sunday) */
         uint16_t start, end;    /* minutes after local midnight; end < start crosses midnight */
         char *tz;
+        int8_t reboot;          /* reboot="yes" 1, "no" 0, absent -1: the group's <reboot allow> */
 };
 
 struct baseline {
         char name[HVP_NAME_MAX + 1];
         bool current;
         struct hvp_strv build_ids;      /* lower-case hex */
+        /* the kernel image the host boots for this baseline (baseline moves); NULL: none */
+        char *kernel, *initrd, *cmdline;
 };
 
 struct group {
@@ -71,6 +74,8 @@ struct group {
         uint32_t max_pause_ms;
         struct baseline *baselines;
         size_t n_baselines;
+        bool reboot_allow;              /* <reboot allow="yes"/>: windows allow baseline moves */
+        uint32_t shutdown_timeout_s;    /* <reboot shutdown-timeout> */
 };
 
 struct hvp_policy {
@@ -80,6 +85,9 @@ struct hvp_policy {
         struct group *groups;
         size_t n_groups;
 };
+
+/* The first group whose selectors match the guest (authorize.c); NULL: none. */
+const struct group *hvp_policy_find_group(const struct hvp_policy *p, const struct hvp_guest_facts *f);
 
 /* True if [t] falls inside window w (wall clock of w->tz). -errno on a tz failure. */
 int hvp_window_contains(const struct window *w, time_t t);

@@ -61,8 +61,12 @@ static void group_clear(struct group *g)
         for (size_t i = 0; i < g->n_windows; i++)
                 free(g->windows[i].tz);
         free(g->windows);
-        for (size_t i = 0; i < g->n_baselines; i++)
+        for (size_t i = 0; i < g->n_baselines; i++) {
                 strv_clear(&g->baselines[i].build_ids);
+                free(g->baselines[i].kernel);
+                free(g->baselines[i].initrd);
+                free(g->baselines[i].cmdline);
+        }
         free(g->baselines);
 }
 
@@ -327,7 +331,7 @@ static int parse_hhmm(const char *s, uint16_t *ret)
 
 static int parse_window(struct group *g, const xmlNode *n)
 {
-        struct window w = { .days = 0x7f, .start = 0, .end = 24 * 60 };
+        struct window w = { .days = 0x7f, .start = 0, .end = 24 * 60, .reboot = -1 };
         char buf[80];
         unsigned line = line_of(n);
         struct window *ws;
@@ -343,6 +347,11 @@ static int parse_window(struct group *g, const xmlNode *n)
                 return hvp_fail(-EINVAL, "line %u: bad end time \"%s\"", line, buf);
         if (w.start == w.end)
                 return hvp_fail(-EINVAL, "line %u: window starts when it ends", line);
+        if (attr(n, "reboot", buf, sizeof(buf))) {
+                if (strcmp(buf, "yes") != 0 && strcmp(buf, "no") != 0)
+                        return hvp_fail(-EINVAL, "line %u: window reboot=\"%.16s\" is neither yes nor no", line, buf);
+                w.reboot = strcmp(buf, "yes") == 0;
+        }
         if (!attr(n, "tz", buf, sizeof(buf)))
                 strcpy(buf, "UTC");
         r = hvp_tz_check(buf);
@@ -363,6 +372,54 @@ static void lower(char *s)
 {
         for (; *s; s++)
                 *s = (char)tolower((unsigned char)*s);
+}
+
+/*
+ * An optional attribute copied into *ret (NULL if absent): at most max bytes, no control
+ * characters; a path must be absolute. Trusted input (the operator's policy), but a
+ * bad value must stop the policy with a reason, not reach a domain's definition.
+ */
+static int boot_attr(const xmlNode *n, const char *name, size_t max, bool path, char **ret)
+{
+        xmlChar *v = xmlGetNoNsProp(n, (const xmlChar *)name);
+        const char *s = (const char *)v;
+        size_t len;
+        int r = 0;
+
+        *ret = NULL;
+        if (!v)
+                return 0;
+        len = strlen(s);
+        if (len > max)
+                r = hvp_fail(-E2BIG, "line %u: baseline %s longer than %zu bytes", line_of(n), name, max);
+        else if (path && s[0] != '/')
+                r = hvp_fail(-EINVAL, "line %u: baseline %s \"%.64s\" is not an absolute path", line_of(n), name, s);
+        else if (path && len == 1)
+                r = hvp_fail(-EINVAL, "line %u: baseline %s is \"/\", not a file", line_of(n), name);
+        for (size_t i = 0; r == 0 && i < len; i++)
+                if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+                        r = hvp_fail(-EINVAL, "line %u: baseline %s holds a control character", line_of(n), name);
+        if (r == 0 && !(*ret = strdup(s)))
+                r = hvp_fail(-ENOMEM, "out of memory");
+        xmlFree(v);
+        return r;
+}
+
+static int parse_baseline_boot(struct baseline *b, const xmlNode *n)
+{
+        int r;
+
+        r = boot_attr(n, "kernel", HVP_BOOT_PATH_MAX, true, &b->kernel);
+        if (r == 0)
+                r = boot_attr(n, "initrd", HVP_BOOT_PATH_MAX, true, &b->initrd);
+        if (r == 0)
+                r = boot_attr(n, "cmdline", HVP_BOOT_CMDLINE_MAX, false, &b->cmdline);
+        if (r < 0)
+                return r;
+        if (!b->kernel && (b->initrd || b->cmdline))
+                return hvp_fail(-EINVAL, "line %u: baseline \"%s\" names %s but no kernel image", line_of(n),
+                                b->name, b->initrd ? "an initrd" : "a cmdline");
+        return 0;
 }
 
 static int parse_baseline(struct group *g, const xmlNode *n)
@@ -386,6 +443,9 @@ static int parse_baseline(struct group *g, const xmlNode *n)
                         return hvp_fail(-EINVAL, "line %u: a second baseline named \"%s\" in group \"%s\"", line,
                                         b->name, g->name);
         b->current = attr_yes(n, "current");
+        r = parse_baseline_boot(b, n);
+        if (r < 0)
+                return r;
         for (const xmlNode *c = n->children; c; c = c->next) {
                 char id[129];
 
@@ -469,6 +529,21 @@ static int parse_group_child(struct group *g, const xmlNode *c)
         }
         if (is_element(c, "baseline"))
                 return parse_baseline(g, c);
+        if (is_element(c, "reboot")) {
+                unsigned long s;
+                char *end;
+
+                g->reboot_allow = attr_yes(c, "allow");
+                if (!attr(c, "shutdown-timeout", v, sizeof(v)))
+                        return 0;
+                errno = 0;
+                s = strtoul(v, &end, 10);
+                if (errno || *end || !v[0] || s > HVP_POLICY_MAX_SHUTDOWN_TIMEOUT_S)
+                        return hvp_fail(-EINVAL, "line %u: bad shutdown-timeout \"%s\" (0 to %u seconds)", line_of(c),
+                                        v, HVP_POLICY_MAX_SHUTDOWN_TIMEOUT_S);
+                g->shutdown_timeout_s = (uint32_t)s;
+                return 0;
+        }
         return 0;
 }
 
@@ -486,7 +561,8 @@ static int parse_group(struct hvp_policy *p, const xmlNode *n)
                 return hvp_fail(-ENOMEM, "out of memory");
         p->groups = gs;
         g = &p->groups[p->n_groups++];
-        *g = (struct group){ .line = line, .max_pause_ms = DEFAULT_MAX_PAUSE_MS };
+        *g = (struct group){ .line = line, .max_pause_ms = DEFAULT_MAX_PAUSE_MS,
+                             .shutdown_timeout_s = HVP_POLICY_DEFAULT_SHUTDOWN_TIMEOUT_S };
         if (!attr(n, "name", g->name, sizeof(g->name)))
                 return hvp_fail(-EINVAL, "line %u: group without a valid name", line);
         for (size_t i = 0; i + 1 < p->n_groups; i++)

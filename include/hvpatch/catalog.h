@@ -128,6 +128,7 @@ void hvp_desired_plan_free(struct hvp_desired_plan *p);
  * one after another; a failed step does not stop the others. Nothing is ever
  * reverted or removed.
  */
+struct hvp_move_plan;
 struct hvp_sync_step {
         const struct hvp_series_plan *plan;     /* in result->plan */
         bool attempted;                         /* false: dry run, or waiting for the window */
@@ -140,6 +141,9 @@ struct hvp_sync_result {
         struct hvp_sync_step *steps;            /* one per series with apply or replace */
         size_t n_steps;
         int exit_class;                         /* the first failed step's, else HVP_EXIT_OK */
+        /* a reboot-required guest: its baseline move (include/hvpatch/move.h); NULL
+           otherwise. sync never moves: the caller runs hvp_op_move_baseline (owned) */
+        struct hvp_move_plan *move;
 };
 int hvp_op_sync(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kernel *k, const char *state_dir,
                 const struct hvp_policy *policy, const struct hvp_catalog *catalog, bool dry_run,

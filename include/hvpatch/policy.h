@@ -334,6 +334,41 @@ const char *hvp_reason_name(enum hvp_reason_code c);
  */
 int hvp_guest_facts_from_domain_xml(const char *xml, size_t len, struct hvp_guest_facts *facts);
 
+/* ------------------------------------------------------ baseline moves -- */
+
+/*
+ * A baseline may name the kernel image the host boots for it (<baseline kernel=
+ * initrd= cmdline=>, docs/policy.md "Baseline moves"): a guest that boots a kernel the
+ * host provides (<os><kernel> in its domain XML) and runs an older baseline is moved to
+ * the current baseline's image with a restart, only in a window that allows reboots
+ * (<reboot allow="yes"/> in the group, or reboot="yes" on the window).
+ */
+#define HVP_BOOT_PATH_MAX 1024                  /* kernel and initrd paths (bytes) */
+#define HVP_BOOT_CMDLINE_MAX 2047               /* x86 COMMAND_LINE_SIZE - 1 */
+#define HVP_POLICY_DEFAULT_SHUTDOWN_TIMEOUT_S 60
+#define HVP_POLICY_MAX_SHUTDOWN_TIMEOUT_S 3600
+
+struct hvp_baseline_boot {
+        char group[HVP_NAME_MAX + 1];           /* "" if no group selects the guest */
+        char baseline[HVP_NAME_MAX + 1];        /* the group's current baseline */
+        char kernel[HVP_BOOT_PATH_MAX + 1];     /* "": the baseline names no image */
+        char initrd[HVP_BOOT_PATH_MAX + 1];     /* "": none (a move removes the domain's) */
+        bool has_cmdline;                       /* else a move keeps the domain's */
+        char cmdline[HVP_BOOT_CMDLINE_MAX + 1];
+        bool reboot_windows;                    /* some window of the group allows reboots */
+        bool reboot_now;                        /* facts->now lies inside one */
+        char reboot_when[256];                  /* those windows in words, "none" if none */
+        uint32_t shutdown_timeout_s;            /* graceful shutdown before a destroy */
+};
+
+/*
+ * The current baseline's boot image for the guest's group, and whether a reboot is
+ * allowed at facts->now. Pure (reads the time zone database). Always fills *ret and
+ * returns 0 (group "" when no group selects the guest); -EINVAL for NULL arguments.
+ */
+int hvp_policy_baseline_boot(const struct hvp_policy *p, const struct hvp_guest_facts *facts,
+                             struct hvp_baseline_boot *ret);
+
 /* ---------------------------------------------------------------- audit -- */
 
 enum hvp_audit_action {
@@ -342,6 +377,7 @@ enum hvp_audit_action {
         HVP_AUDIT_REFUSE,
         HVP_AUDIT_RECOVER,
         HVP_AUDIT_TAMPER,       /* a recorded patch memory no longer holds (hvpatchd) */
+        HVP_AUDIT_MOVE_BASELINE, /* a host-booted guest restarted into the current baseline's kernel */
 };
 
 struct hvp_audit_event {

@@ -24,9 +24,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         };
         struct hvp_bundle_facts b = { "cve-1-p2", "cve-1", 2, "aaaaaaaa00000000000000000000000000000001", "release" };
         struct hvp_decision d;
+        struct hvp_baseline_boot boot;
 
         if (hvp_policy_parse(data, size, NULL, &p) == 0) {
                 hvp_policy_authorize(p, &f, &b, &d);
+                hvp_policy_baseline_boot(p, &f, &boot);
                 hvp_policy_free(p);
         }
         return 0;

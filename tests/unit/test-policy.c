@@ -603,6 +603,137 @@ static void test_documented_example(void **state)
         hvp_policy_free(p);
 }
 
+
+/* ---- baseline moves: boot images and reboot windows ---- */
+
+static const char move_policy[] =
+        "<policy version='1'>\n"
+        "  <group name='farm'>\n"
+        "    <select name='farm-*'/>\n"
+        "    <window days='mon-fri' start='08:00' end='18:00' tz='UTC'/>\n"
+        "    <window days='sun' start='02:00' end='04:00' tz='Europe/Berlin' reboot='yes'/>\n"
+        "    <baseline name='b2' current='yes' kernel='/srv/k/6.12/vmlinuz' initrd='/srv/k/initrd &amp; co'\n"
+        "              cmdline='console=ttyS0 quiet'>\n"
+        "      <kernel build-id='" CUR "'/>\n"
+        "    </baseline>\n"
+        "    <baseline name='b1' kernel='/srv/k/6.1/vmlinuz'><kernel build-id='" OLD "'/></baseline>\n"
+        "  </group>\n"
+        "  <group name='lab'>\n"
+        "    <select name='lab-*'/>\n"
+        "    <window start='00:00' end='12:00'/>\n"
+        "    <window start='12:00' end='24:00' reboot='no'/>\n"
+        "    <reboot allow='yes' shutdown-timeout='0'/>\n"
+        "    <baseline name='l2' current='yes' kernel='/srv/k/l2'><kernel build-id='" CUR2 "'/></baseline>\n"
+        "  </group>\n"
+        "  <group name='plain'>\n"
+        "    <select name='plain-*'/>\n"
+        "    <window/>\n"
+        "    <baseline name='p' current='yes'><kernel build-id='" DBK "'/></baseline>\n"
+        "  </group>\n"
+        "</policy>\n";
+
+static void boot_of(const struct hvp_policy *p, const char *name, time_t now, struct hvp_baseline_boot *b)
+{
+        struct hvp_guest_facts f = { .now = now };
+
+        snprintf(f.name, sizeof(f.name), "%s", name);
+        assert_int_equal(hvp_policy_baseline_boot(p, &f, b), 0);
+}
+
+static void test_baseline_boot(void **state)
+{
+        struct hvp_policy *p = NULL;
+        struct hvp_baseline_boot b;
+
+        if (hvp_policy_parse(move_policy, strlen(move_policy), NULL, &p) != 0)
+                fail_msg("move policy: %s", hvp_last_error());
+        /* Sunday 2024-06-09 01:30 UTC is 03:30 in Berlin: the reboot window is open */
+        boot_of(p, "farm-1", utc(2024, 6, 9, 1, 30), &b);
+        assert_string_equal(b.group, "farm");
+        assert_string_equal(b.baseline, "b2");
+        assert_string_equal(b.kernel, "/srv/k/6.12/vmlinuz");
+        assert_string_equal(b.initrd, "/srv/k/initrd & co");
+        assert_true(b.has_cmdline);
+        assert_string_equal(b.cmdline, "console=ttyS0 quiet");
+        assert_true(b.reboot_windows);
+        assert_true(b.reboot_now);
+        assert_string_equal(b.reboot_when, "sun 02:00-04:00 Europe/Berlin");
+        assert_int_equal(b.shutdown_timeout_s, HVP_POLICY_DEFAULT_SHUTDOWN_TIMEOUT_S);
+        /* Monday 10:00 UTC: a hotpatch window, but not one for reboots */
+        boot_of(p, "farm-1", utc(2024, 6, 10, 10, 0), &b);
+        assert_true(b.reboot_windows);
+        assert_false(b.reboot_now);
+        /* the group's <reboot allow>, and a window that says no */
+        boot_of(p, "lab-1", utc(2024, 6, 10, 10, 0), &b);
+        assert_true(b.reboot_now);
+        assert_int_equal(b.shutdown_timeout_s, 0);
+        assert_false(b.has_cmdline);
+        assert_string_equal(b.initrd, "");
+        assert_string_equal(b.reboot_when, "daily 00:00-12:00 UTC");
+        boot_of(p, "lab-1", utc(2024, 6, 10, 13, 0), &b);
+        assert_false(b.reboot_now);
+        /* no reboot anywhere, no image */
+        boot_of(p, "plain-1", utc(2024, 6, 10, 13, 0), &b);
+        assert_string_equal(b.group, "plain");
+        assert_false(b.reboot_windows);
+        assert_false(b.reboot_now);
+        assert_string_equal(b.kernel, "");
+        assert_string_equal(b.reboot_when, "none");
+        /* no group */
+        boot_of(p, "other", utc(2024, 6, 10, 13, 0), &b);
+        assert_string_equal(b.group, "");
+        assert_false(b.reboot_now);
+        assert_int_equal(hvp_policy_baseline_boot(p, NULL, &b), -EINVAL);
+        hvp_policy_free(p);
+}
+
+static char *move_policy_with(const char *from, const char *to)
+{
+        static char out[16384];
+        const char *p = strstr(move_policy, from);
+        size_t n;
+
+        assert_non_null(p);
+        n = (size_t)(p - move_policy);
+        memcpy(out, move_policy, n);
+        snprintf(out + n, sizeof(out) - n, "%s%s", to, p + strlen(from));
+        return out;
+}
+
+static void test_baseline_boot_bad(void **state)
+{
+        static char big[4096];
+
+        expect_refused("relative kernel", move_policy_with("kernel='/srv/k/l2'", "kernel='vmlinuz'"),
+                       "not an absolute path");
+        expect_refused("kernel /", move_policy_with("kernel='/srv/k/l2'", "kernel='/'"), "schema");
+        expect_refused("relative initrd", move_policy_with("initrd='/srv/k/initrd &amp; co'", "initrd='./i'"),
+                       "not an absolute path");
+        expect_refused("control character", move_policy_with("kernel='/srv/k/l2'", "kernel='/srv/k&#10;l2'"),
+                       "control character");
+        expect_refused("cmdline control character",
+                       move_policy_with("cmdline='console=ttyS0 quiet'", "cmdline='a&#9;b'"), "control character");
+        expect_refused("initrd without kernel",
+                       move_policy_with("kernel='/srv/k/l2'", "initrd='/srv/k/i'"), "no kernel image");
+        expect_refused("cmdline without kernel",
+                       move_policy_with("kernel='/srv/k/l2'", "cmdline='quiet'"), "no kernel image");
+        memset(big, 'a', sizeof(big) - 1);
+        big[0] = '/';
+        expect_refused("kernel path too long", move_policy_with("/srv/k/l2", big), "schema");
+        expect_refused("reboot twice in a group",
+                       move_policy_with("<reboot allow='yes' shutdown-timeout='0'/>",
+                                        "<reboot allow='yes'/><reboot allow='no'/>"), "schema");
+        expect_refused("shutdown-timeout too long",
+                       move_policy_with("shutdown-timeout='0'", "shutdown-timeout='3601'"), "schema");
+        expect_refused("shutdown-timeout not a number",
+                       move_policy_with("shutdown-timeout='0'", "shutdown-timeout='-1'"), "schema");
+        expect_refused("reboot allow maybe", move_policy_with("allow='yes'", "allow='maybe'"), "schema");
+        expect_refused("window reboot maybe", move_policy_with("reboot='no'", "reboot='maybe'"), "schema");
+        expect_refused("reboot before the windows",
+                       move_policy_with("<window start='00:00' end='12:00'/>",
+                                        "<reboot allow='yes'/><window start='00:00' end='12:00'/>"), "schema");
+}
+
 /* ---- domain XML, as libvirt writes it ---- */
 
 /* Define a domain in virsh's test driver, optionally set hvpatch metadata, dump its XML. */
@@ -789,6 +920,8 @@ int main(void)
                 cmocka_unit_test(test_minimal_and_empty_policies),
                 cmocka_unit_test(test_policy_file_and_verify),
                 cmocka_unit_test(test_documented_example),
+                cmocka_unit_test(test_baseline_boot),
+                cmocka_unit_test(test_baseline_boot_bad),
                 cmocka_unit_test(test_domain_xml),
                 cmocka_unit_test(test_domain_xml_bad),
                 cmocka_unit_test(test_audit),
