@@ -347,7 +347,7 @@ static void on_accept(int watch, int fd, int events, void *opaque)
                         close(s);
                         continue;
                 }
-                c->watch = virEventAddHandle(s, VIR_EVENT_HANDLE_READABLE, on_conn, NULL, close_fd);
+                c->watch = virEventAddHandle(s, VIR_EVENT_HANDLE_READABLE, on_conn, (void *)(intptr_t)s, close_fd);
                 if (c->watch < 0) {
                         close(s);
                         continue;
