@@ -80,6 +80,7 @@ struct hvpd_domain {
         char tamper_seen[512];          /* the lost patches last reported, "id:state;..." */
         double kernel_up_s;             /* seconds from the boot event to "kernel up", last boot */
         struct timespec boot_event;     /* when the last boot/reboot was seen */
+        double up_to_patched_s;         /* from "kernel up" to the end of the sync that applied, last boot */
 };
 
 struct hvpd {
@@ -117,7 +118,8 @@ extern const double hvpd_apply_le[HVPD_APPLY_BUCKETS - 1];
 char *hvpd_status_json(struct hvpd *d);
 char *hvpd_metrics_text(struct hvpd *d);
 int hvpd_metrics_write(struct hvpd *d);
-void hvpd_apply_observe(struct hvpd *d, const struct hvp_sync_result *res, double seconds);
+void hvpd_apply_observe(struct hvpd *d, struct hvpd_domain *dom, bool boot, const struct hvp_sync_result *res,
+                        double seconds);
 
 /* http.c: the metrics endpoint (--metrics-listen), on the main thread's event loop */
 #define HVPD_HTTP_MAX_REQUEST 4096      /* bytes of a request head; more: 431 */

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -231,11 +232,17 @@ static void enqueue_running(unsigned why)
         free(doms);
 }
 
+/* Is the domain one the daemon looks after (--domains)? The others are not even logged. */
+static bool in_scope(virDomainPtr dom)
+{
+        return !D.opt.domains || fnmatch(D.opt.domains, virDomainGetName(dom), 0) == 0;
+}
+
 static int on_lifecycle(virConnectPtr c, virDomainPtr dom, int event, int detail, void *opaque)
 {
         (void)c;
         (void)opaque;
-        if (event != VIR_DOMAIN_EVENT_STARTED)
+        if (event != VIR_DOMAIN_EVENT_STARTED || !in_scope(dom))
                 return 0;
         switch (detail) {
         case VIR_DOMAIN_EVENT_STARTED_BOOTED:
@@ -255,6 +262,8 @@ static void on_reboot(virConnectPtr c, virDomainPtr dom, void *opaque)
 {
         (void)c;
         (void)opaque;
+        if (!in_scope(dom))
+                return;
         hvpd_log(LOG_INFO, "%s: rebooted", virDomainGetName(dom));
         hvpd_enqueue(&D, virDomainGetName(dom), HVPD_WHY_BOOT);
 }

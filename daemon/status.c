@@ -21,9 +21,15 @@
 const double hvpd_apply_le[HVPD_APPLY_BUCKETS - 1] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                        1, 2.5, 5, 10, 30, 60 };
 
-/* A sync that attempted a step (changed something, or tried to): its duration, counted. */
-void hvpd_apply_observe(struct hvpd *d, const struct hvp_sync_result *res, double seconds)
+/*
+ * A sync that attempted a step (changed something, or tried to): its duration, counted.
+ * After a boot, also how long from "kernel up" (the boot event plus kernel_up_s) to its end:
+ * how long a rebooted guest ran without its patches once its kernel was up.
+ */
+void hvpd_apply_observe(struct hvpd *d, struct hvpd_domain *dom, bool boot, const struct hvp_sync_result *res,
+                        double seconds)
 {
+        struct timespec now;
         size_t i = 0;
         bool attempted = false;
 
@@ -33,7 +39,11 @@ void hvpd_apply_observe(struct hvpd *d, const struct hvp_sync_result *res, doubl
                 return;
         while (i < HVPD_APPLY_BUCKETS - 1 && seconds > hvpd_apply_le[i])
                 i++;
+        clock_gettime(CLOCK_MONOTONIC, &now);
         pthread_mutex_lock(&d->lock);
+        if (boot && dom->kernel_up_s > 0)
+                dom->up_to_patched_s = (double)(now.tv_sec - dom->boot_event.tv_sec) +
+                                       (double)(now.tv_nsec - dom->boot_event.tv_nsec) / 1e9 - dom->kernel_up_s;
         d->apply_buckets[i]++;
         d->apply_count++;
         d->apply_sum += seconds;
@@ -95,6 +105,7 @@ char *hvpd_status_json(struct hvpd *d)
                 json_object_object_add(x, "health_failures", json_object_new_int64(m->health_failures));
                 json_object_object_add(x, "last_pause_ms", json_object_new_double(m->last_pause_ms));
                 json_object_object_add(x, "kernel_up_seconds", json_object_new_double(m->kernel_up_s));
+                json_object_object_add(x, "kernel_up_to_patched_seconds", json_object_new_double(m->up_to_patched_s));
                 json_object_array_add(doms, x);
         }
         pthread_mutex_unlock(&d->lock);
@@ -224,6 +235,9 @@ char *hvpd_metrics_text(struct hvpd *d)
         PER_DOMAIN("hvpatch_domain_kernel_up_seconds", "gauge",
                    "From the last boot event to the guest kernel's SYSTEM_RUNNING (boots the daemon saw).",
                    m->kernel_up_s > 0, m->kernel_up_s);
+        PER_DOMAIN("hvpatch_domain_kernel_up_to_patched_seconds", "gauge",
+                   "From the guest kernel's SYSTEM_RUNNING to the end of the sync that applied its patches, last boot.",
+                   m->up_to_patched_s > 0, m->up_to_patched_s);
 #undef PER_DOMAIN
         fprintf(f, "# HELP hvpatch_apply_duration_seconds Syncs that applied or replaced a patch (or tried to), "
                    "timed around the whole sync.\n# TYPE hvpatch_apply_duration_seconds histogram\n");

@@ -48,12 +48,12 @@ static void domain(const char *name, const char *verdict, unsigned applied, unsi
         m->kernel_up_s = 11.25;
 }
 
-static void observe(double seconds, bool attempted)
+static void observe(double seconds, bool attempted, size_t dom, bool boot)
 {
         struct hvp_sync_step step = { .attempted = attempted };
         struct hvp_sync_result res = { .steps = &step, .n_steps = 1 };
 
-        hvpd_apply_observe(&D, &res, seconds);
+        hvpd_apply_observe(&D, &D.domains[dom], boot, &res, seconds);
 }
 
 static int setup_daemon(void **state)
@@ -123,10 +123,14 @@ static void test_exposition(void **state)
         int r;
 
         (void)state;
-        observe(0.003, true);
-        observe(0.2, true);
-        observe(100, true);
-        observe(0.05, false);           /* a sync that changed nothing: not an apply */
+        observe(0.003, true, 0, false);
+        observe(0.2, true, 0, false);
+        observe(100, true, 0, false);
+        observe(0.05, false, 0, true);  /* a sync that changed nothing: not an apply */
+        /* after a boot 20 s ago whose kernel was up 11.25 s after it: 8.75 s without the patch */
+        clock_gettime(CLOCK_MONOTONIC, &D.domains[1].boot_event);
+        D.domains[1].boot_event.tv_sec -= 20;
+        observe(0.3, true, 1, true);
         text = hvpd_metrics_text(&D);
         assert_non_null(text);
 
@@ -137,6 +141,15 @@ static void test_exposition(void **state)
         assert_true(have(text, "hvpatch_health_failures_total{domain=\"plain\"} 3"));
         assert_true(have(text, "hvpatch_domain_last_pause_seconds{domain=\"plain\"} 0.0025"));
         assert_true(have(text, "hvpatch_domain_kernel_up_seconds{domain=\"plain\"} 11.25"));
+        assert_null(strstr(text, "hvpatch_domain_kernel_up_to_patched_seconds{domain=\"plain\""));
+        {
+                const char *p = strstr(text, "\nhvpatch_domain_kernel_up_to_patched_seconds{domain=\"q");
+                double v;
+
+                assert_non_null(p);
+                assert_int_equal(sscanf(strchr(p, '}') + 1, "%lf", &v), 1);
+                assert_true(v >= 8.75 && v < 9.75);
+        }
         /* quote, backslash and newline escaped */
         assert_true(have(text, "hvpatch_domain_compliance{domain=\"q\\\"uo\\\\te\\nnl\",verdict=\"reboot-required\"} 1"));
         /* invalid UTF-8 (a stray byte, an overlong '/', a cut sequence) replaced, valid kept */
@@ -154,10 +167,11 @@ static void test_exposition(void **state)
         assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.1\"} 1"));
         assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.25\"} 2"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"60\"} 2"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"+Inf\"} 3"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_count 3"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_sum 100.203"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.5\"} 3"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"60\"} 3"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"+Inf\"} 4"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_count 4"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_sum 100.503"));
         assert_true(have(text, "hvpatch_daemon_start_time_seconds 1700000000"));
         /* every line a comment or NAME{...} VALUE: nothing else leaks in */
         for (const char *l = text; *l; l = strchr(l, '\n') + 1) {
