@@ -36,6 +36,7 @@ PACKAGES=(
     libbpf-dev  # BTF parsing (vmi/btf.c: the guest kernel's own BTF from its memory)
     busybox-static cpio minisign xz-utils zstd python3
     lz4     # the cloud kernel flavour's payload is lz4 (fetch-kernel.sh cloud)
+    prometheus  # promtool only (hvpatchd's metrics in the tests); its server is disabled below
 )
 
 # --- packages -------------------------------------------------------------
@@ -60,6 +61,13 @@ else
         apt-get update || die "apt-get update failed"
         apt-get install -y "${missing[@]}" || die "apt-get install failed"
     fi
+fi
+
+# Debian's prometheus package is installed for promtool: the server it enables would
+# listen on :9090 for nothing. Stopped and disabled (idempotent; no systemd: nothing started it).
+if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && command -v systemctl >/dev/null &&
+    systemctl is-enabled --quiet prometheus 2>/dev/null; then
+    systemctl disable --now prometheus || log "could not disable prometheus.service"
 fi
 
 # --- libvirt daemons -------------------------------------------------------
