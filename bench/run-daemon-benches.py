@@ -144,17 +144,30 @@ def bench_reboot(a, env, name, d, g):
         s.close()
         dom = wait_for("the patch back", lambda: (lambda x: x if x and x["applies"] > before else None)(
             d.domain(name)), 600, step=0.05)
-        t_applied = time.monotonic() - t_sent
+        t_applied_host = time.monotonic()
+        t_applied = t_applied_host - t_sent
         wait_for("HVP-READY", lambda: g.ready_count() >= i + 2, 600)
         seen = patched(g)
+        # The guest's own clock: its kernel logs "Run /init as init process" right after it set
+        # SYSTEM_RUNNING; the apply's moment in guest uptime is its uptime now less the host
+        # seconds since the daemon's count moved (TCG's guest clock runs at the host's rate).
+        out = g.check("cat /proc/uptime; dmesg | grep -m1 'Run /init as init process'")
+        t_now = time.monotonic()
+        uptime = float(out.split()[0])
+        m = re.search(r"\[\s*([0-9.]+)\]\s*Run /init as init process", out)
+        guest_up_to_patched = uptime - (t_now - t_applied_host) - float(m.group(1)) if m else None
         r = {"kernel_up_s": dom["kernel_up_seconds"], "up_to_patched_s": dom["kernel_up_to_patched_seconds"],
-             "host_reboot_to_applied_s": t_applied, "pause_ms": dom["last_pause_ms"], "seen_in_guest": seen,
-             "applies": dom["applies"] - before}
+             "guest_init_to_patched_s": guest_up_to_patched, "host_reboot_to_applied_s": t_applied,
+             "pause_ms": dom["last_pause_ms"], "seen_in_guest": seen, "applies": dom["applies"] - before}
         results.append(r)
         log(f"reboot {i + 1}/{a.reboots}: kernel up {r['kernel_up_s']:.2f}s after the reboot event, patched "
-            f"{r['up_to_patched_s']:.3f}s later (pause {r['pause_ms']:.2f} ms); host: reboot sent -> applied "
-            f"{t_applied:.2f}s; in the guest: {'patched' if seen else 'NOT PATCHED'}; applies {r['applies']}")
+            f"{r['up_to_patched_s']:.3f}s later (pause {r['pause_ms']:.2f} ms); guest clock: /init ran "
+            f"{guest_up_to_patched if guest_up_to_patched is not None else float('nan'):.2f}s before the apply "
+            f"(+-0.1); host: reboot sent -> applied {t_applied:.2f}s; in the guest: "
+            f"{'patched' if seen else 'NOT PATCHED'}; applies {r['applies']}")
+    gi = [r["guest_init_to_patched_s"] for r in results if r["guest_init_to_patched_s"] is not None]
     return {"rounds": results, "up_to_patched_s": summary([r["up_to_patched_s"] for r in results]),
+            "guest_init_to_patched_s": summary(gi),
             "kernel_up_s": summary([r["kernel_up_s"] for r in results]),
             "host_reboot_to_applied_s": summary([r["host_reboot_to_applied_s"] for r in results]),
             "all_seen_in_guest": all(r["seen_in_guest"] for r in results),
@@ -203,6 +216,17 @@ def bench_stall(a, env, name, g, work, policy, bundle):
         t = threading.Thread(target=lambda: box.update(loop()))
         t.start()
         time.sleep(a.stall_ms / 3000)           # a third into the loop (the channel's own start-up)
+        if cmd == "suspend":                    # the calibration: a pause of known length by libvirt
+            virsh = guestlib.VIRSH
+            t0 = time.monotonic()
+            subprocess.run(virsh + ["suspend", name], check=True, capture_output=True)
+            try:
+                time.sleep(0.5)
+            finally:
+                subprocess.run(virsh + ["resume", name], check=True, capture_output=True)
+            box["pause_ms"] = (time.monotonic() - t0) * 1000
+            t.join()
+            return box
         p = subprocess.run(hv + cmd, capture_output=True, text=True, timeout=300, env=env)
         t.join()
         if p.returncode != 0:
@@ -212,6 +236,12 @@ def bench_stall(a, env, name, g, work, policy, bundle):
 
     if patched(g):
         subprocess.run(hv + ["revert", name, "demo-version-1"], check=True, capture_output=True, env=env)
+    clocksource = g.check("cat /sys/devices/system/clocksource/clocksource0/current_clocksource").strip()
+    log(f"stall: the guest's clocksource is {clocksource}")
+    # Does the guest's clock run on while its vCPUs are stopped? A 0.5 s suspend shows it.
+    calib = with_op("suspend")
+    log(f"stall calibration: a {calib['pause_ms']:.0f} ms virsh suspend/resume shows in the guest as a max gap of "
+        f"{calib['max_gap_us'] / 1000:.2f} ms (at {calib['at_ms']} ms)")
     rounds = []
     for i in range(a.stall_rounds):
         r = {"idle": loop(), "apply": with_op(["apply", name, bundle])}
@@ -223,7 +253,7 @@ def bench_stall(a, env, name, g, work, policy, bundle):
             f"with apply {r['apply']['max_gap_us'] / 1000:.2f} ms at {r['apply']['at_ms']} ms "
             f"(pause_ms {r['apply']['pause_ms']:.2f}); with revert {r['revert']['max_gap_us'] / 1000:.2f} ms "
             f"(pause_ms {r['revert']['pause_ms']:.2f}); reads {r['idle']['reads']}/{r['apply']['reads']}")
-    return {"rounds": rounds,
+    return {"rounds": rounds, "clocksource": clocksource, "calibration_suspend": calib,
             **{f"{k}_max_gap_ms": summary([r[k]["max_gap_us"] / 1000 for r in rounds])
                for k in ("idle", "apply", "revert")},
             **{f"{k}_pause_ms": summary([r[k]["pause_ms"] for r in rounds]) for k in ("apply", "revert")}}
