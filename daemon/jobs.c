@@ -426,7 +426,8 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
                 hvpd_log(LOG_ERR, "%s: sync: %s", dom->name, hvp_last_error());
         } else {
                 record_sync(d, dom, res);
-                hvpd_apply_observe(d, dom, why & HVPD_WHY_BOOT, res, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+                hvpd_apply_observe(d, dom, why & HVPD_WHY_BOOT, res,
+                                   (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
                 hvp_sync_result_free(res);
         }
         config_release(d, cfg);

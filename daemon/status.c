@@ -23,8 +23,9 @@ const double hvpd_apply_le[HVPD_APPLY_BUCKETS - 1] = { 0.005, 0.01, 0.025, 0.05,
 
 /*
  * A sync that attempted a step (changed something, or tried to): its duration, counted.
- * After a boot, also how long from "kernel up" (the boot event plus kernel_up_s) to its end:
- * how long a rebooted guest ran without its patches once its kernel was up.
+ * After a boot, if every step succeeded, also how long from "kernel up" (the boot event plus
+ * kernel_up_s) to its end: how long a rebooted guest ran without its patches once its kernel
+ * was seen up.
  */
 void hvpd_apply_observe(struct hvpd *d, struct hvpd_domain *dom, bool boot, const struct hvp_sync_result *res,
                         double seconds)
@@ -41,7 +42,7 @@ void hvpd_apply_observe(struct hvpd *d, struct hvpd_domain *dom, bool boot, cons
                 i++;
         clock_gettime(CLOCK_MONOTONIC, &now);
         pthread_mutex_lock(&d->lock);
-        if (boot && dom->kernel_up_s > 0)
+        if (boot && dom->kernel_up_s > 0 && res->exit_class == 0)      /* patched, not only tried */
                 dom->up_to_patched_s = (double)(now.tv_sec - dom->boot_event.tv_sec) +
                                        (double)(now.tv_nsec - dom->boot_event.tv_nsec) / 1e9 - dom->kernel_up_s;
         d->apply_buckets[i]++;

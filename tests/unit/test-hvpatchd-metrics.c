@@ -48,10 +48,10 @@ static void domain(const char *name, const char *verdict, unsigned applied, unsi
         m->kernel_up_s = 11.25;
 }
 
-static void observe(double seconds, bool attempted, size_t dom, bool boot)
+static void observe(double seconds, bool attempted, size_t dom, bool boot, int exit_class)
 {
         struct hvp_sync_step step = { .attempted = attempted };
-        struct hvp_sync_result res = { .steps = &step, .n_steps = 1 };
+        struct hvp_sync_result res = { .steps = &step, .n_steps = 1, .exit_class = exit_class };
 
         hvpd_apply_observe(&D, &D.domains[dom], boot, &res, seconds);
 }
@@ -123,14 +123,17 @@ static void test_exposition(void **state)
         int r;
 
         (void)state;
-        observe(0.003, true, 0, false);
-        observe(0.2, true, 0, false);
-        observe(100, true, 0, false);
-        observe(0.05, false, 0, true);  /* a sync that changed nothing: not an apply */
+        observe(0.003, true, 0, false, 0);
+        observe(0.2, true, 0, false, 0);
+        observe(100, true, 0, false, 4);        /* a failed apply is an apply's latency too */
+        observe(0.05, false, 0, true, 0);       /* a sync that changed nothing: not an apply */
         /* after a boot 20 s ago whose kernel was up 11.25 s after it: 8.75 s without the patch */
         clock_gettime(CLOCK_MONOTONIC, &D.domains[1].boot_event);
         D.domains[1].boot_event.tv_sec -= 20;
-        observe(0.3, true, 1, true);
+        observe(0.3, true, 1, true, 0);
+        /* a boot whose apply failed: not patched, no figure */
+        clock_gettime(CLOCK_MONOTONIC, &D.domains[2].boot_event);
+        observe(0.0, true, 2, true, 4);
         text = hvpd_metrics_text(&D);
         assert_non_null(text);
 
@@ -142,6 +145,7 @@ static void test_exposition(void **state)
         assert_true(have(text, "hvpatch_domain_last_pause_seconds{domain=\"plain\"} 0.0025"));
         assert_true(have(text, "hvpatch_domain_kernel_up_seconds{domain=\"plain\"} 11.25"));
         assert_null(strstr(text, "hvpatch_domain_kernel_up_to_patched_seconds{domain=\"plain\""));
+        assert_null(strstr(text, "hvpatch_domain_kernel_up_to_patched_seconds{domain=\"bad"));
         {
                 const char *p = strstr(text, "\nhvpatch_domain_kernel_up_to_patched_seconds{domain=\"q");
                 double v;
@@ -164,13 +168,13 @@ static void test_exposition(void **state)
         assert_null(strstr(text, "hvpatch_domain_kernel_up_seconds{domain=\"booting\""));
         /* the histogram: cumulative buckets, +Inf = count, the sum */
         assert_true(have(text, "# TYPE hvpatch_apply_duration_seconds histogram"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.005\"} 1"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.1\"} 1"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.25\"} 2"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.5\"} 3"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"60\"} 3"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"+Inf\"} 4"));
-        assert_true(have(text, "hvpatch_apply_duration_seconds_count 4"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.005\"} 2"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.1\"} 2"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.25\"} 3"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"0.5\"} 4"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"60\"} 4"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_bucket{le=\"+Inf\"} 5"));
+        assert_true(have(text, "hvpatch_apply_duration_seconds_count 5"));
         assert_true(have(text, "hvpatch_apply_duration_seconds_sum 100.503"));
         assert_true(have(text, "hvpatch_daemon_start_time_seconds 1700000000"));
         /* every line a comment or NAME{...} VALUE: nothing else leaks in */
