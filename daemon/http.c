@@ -43,6 +43,7 @@ static struct {
         struct hvpd *d;
         int fd, watch, timer;
         size_t n_open;
+        bool accept_paused;             /* out of descriptors: the listener waits for the sweep */
         struct conn c[HVPD_HTTP_MAX_CONNS];
 } H = { .fd = -1, .watch = -1, .timer = -1 };
 
@@ -222,7 +223,7 @@ static void close_fd(void *opaque)
 
 static void sweep_arm(void)
 {
-        virEventUpdateTimeout(H.timer, H.n_open ? SWEEP_MS : -1);
+        virEventUpdateTimeout(H.timer, H.n_open || H.accept_paused ? SWEEP_MS : -1);
 }
 
 static void conn_close(struct conn *c)
@@ -334,6 +335,12 @@ static void on_accept(int watch, int fd, int events, void *opaque)
                 struct conn *c = NULL;
                 int s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
+                if (s < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+                        /* the connection stays queued and the listener readable: not a busy loop */
+                        H.accept_paused = true;
+                        virEventUpdateHandle(H.watch, 0);
+                        sweep_arm();
+                }
                 if (s < 0)
                         return;
                 for (size_t i = 0; i < HVPD_HTTP_MAX_CONNS && !c; i++)
@@ -368,6 +375,11 @@ static void on_sweep(int timer, void *opaque)
 
         (void)timer;
         (void)opaque;
+        if (H.accept_paused) {
+                H.accept_paused = false;
+                virEventUpdateHandle(H.watch, VIR_EVENT_HANDLE_READABLE);
+                sweep_arm();
+        }
         for (size_t i = 0; i < HVPD_HTTP_MAX_CONNS; i++) {
                 struct conn *c = &H.c[i];
 

@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -334,9 +336,12 @@ static int count_fds(void)
         return n;
 }
 
+static pid_t loop_tid;
+
 static void *loop_thread(void *arg)
 {
         (void)arg;
+        loop_tid = gettid();
         for (;;)
                 virEventRunDefaultImpl();
         return NULL;
@@ -526,6 +531,53 @@ static void test_server_hostile(void **state)
         assert_int_equal(count_fds(), fds_at_start);     /* no connection's descriptor is left open */
 }
 
+/* CPU seconds the event loop's thread has used, from its stat file open as fd. */
+static double loop_cpu(int fd)
+{
+        char buf[1024], *p;
+        unsigned long ut, st;
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+        assert_true(n > 0);
+        buf[n] = '\0';
+        p = strrchr(buf, ')');
+        assert_non_null(p);
+        assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st), 2);
+        return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Out of descriptors: the server cannot accept, and must not spin on a listener that stays readable. */
+static void test_server_emfile(void **state)
+{
+        static char buf[65536];
+        struct rlimit old, low;
+        char path[64];
+        double cpu0;
+        int s, fd, stat_fd;
+
+        (void)state;
+        snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)loop_tid);
+        stat_fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(stat_fd >= 0);
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+        fd = dup(0);                            /* the lowest free descriptor: how many are open */
+        assert_true(fd >= 0);
+        close(fd);
+        s = dial();                             /* takes fd */
+        low = old;
+        low.rlim_cur = (rlim_t)fd + 1;          /* nothing above s: the server's accept fails */
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        send_all(s, "GET /metrics HTTP/1.1\r\n\r\n");
+        cpu0 = loop_cpu(stat_fd);
+        usleep(1500 * 1000);
+        assert_true(loop_cpu(stat_fd) - cpu0 < 0.5);   /* a busy loop would take most of 1.5 s */
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        close(stat_fd);
+        read_all(s, buf, sizeof(buf));          /* accepted once descriptors are back */
+        close(s);
+        assert_true(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -536,6 +588,7 @@ int main(void)
         const struct CMUnitTest server[] = {
                 cmocka_unit_test(test_server_scrape),
                 cmocka_unit_test(test_server_hostile),
+                cmocka_unit_test(test_server_emfile),
         };
         int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
