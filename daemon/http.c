@@ -94,17 +94,24 @@ static size_t head_end(const char *buf, size_t len)
 int hvpd_http_parse(const char *buf, size_t len, bool *ret_head_only)
 {
         const char *eol, *sp1, *sp2, *path, *ver;
-        size_t line_len, path_len;
+        size_t line_len, path_len, end;
 
         *ret_head_only = false;
         if (len > HVPD_HTTP_MAX_REQUEST)
                 len = HVPD_HTTP_MAX_REQUEST;
-        if (memchr(buf, '\0', len))
-                return 400;
+        /*
+         * A verdict, once due, is final whatever bytes follow: the request line is judged
+         * on itself as soon as it ends, the rest of the head when the head ends.
+         */
         eol = memchr(buf, '\n', len);
-        if (!eol)
+        if (!eol) {
+                if (memchr(buf, '\0', len))
+                        return 400;
                 return len >= HVPD_HTTP_MAX_REQUEST ? 431 : 0;
+        }
         line_len = (size_t)(eol - buf);
+        if (memchr(buf, '\0', line_len))
+                return 400;
         if (line_len && buf[line_len - 1] == '\r')
                 line_len--;
         /* METHOD SP TARGET SP HTTP/1.x: exactly two spaces, a token, an origin-form target */
@@ -129,8 +136,11 @@ int hvpd_http_parse(const char *buf, size_t len, bool *ret_head_only)
                 return 400;
         if (ver[5] != '1' || (ver[7] != '0' && ver[7] != '1'))
                 return 505;
-        if (!head_end(buf, len))
+        end = head_end(buf, len);
+        if (!end)
                 return len >= HVPD_HTTP_MAX_REQUEST ? 431 : 0;
+        if (memchr(buf, '\0', end))
+                return 400;
         if (!((sp1 - buf == 3 && memcmp(buf, "GET", 3) == 0) || (sp1 - buf == 4 && memcmp(buf, "HEAD", 4) == 0)))
                 return 405;
         *ret_head_only = sp1 - buf == 4;

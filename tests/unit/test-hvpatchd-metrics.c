@@ -242,7 +242,10 @@ static void test_parse(void **state)
         P("GET /met\x01rics HTTP/1.1\r\n", 400);
         P("\r\n\r\n", 400);
         P(" GET /metrics HTTP/1.1\r\n\r\n", 400);
-        P("GET /metrics HTTP/1.1\r\nHost: a\0b\r\n\r\n", 400);  /* a NUL anywhere */
+        P("GET /metrics HTTP/1.1\r\nHost: a\0b\r\n\r\n", 400);  /* a NUL anywhere in the head */
+        P("GET /metrics HTTP/1.1\r\nHost: a\0b\r\n", 0);        /* ...judged when the head ends */
+        P("GET /metrics HTTP/2.1\r\nHost: a\0b\r\n\r\n", 505); /* a verdict due is final (fuzz-http) */
+        P("GET /metrics HTTP/1.1\r\n\r\n\0\0", 200);           /* bytes after the head do not count */
         /* every proper prefix of a good request: incomplete, never a verdict */
         for (size_t n = 0; n < sizeof(good) - 1; n++)
                 expect_parse(good, n, 0, false);
