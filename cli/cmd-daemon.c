@@ -129,6 +129,8 @@ int cmd_daemon_status(struct cli *c, int argc, char **argv)
                (long long)num(o, "catalog_usable"));
         printf("policy:      %s; tampering: %s; check every %llds\n", str(o, "policy"), str(o, "tamper"),
                (long long)num(o, "verify_interval"));
+        if (*str(o, "metrics_listen"))
+                printf("metrics:     http://%s/metrics\n", str(o, "metrics_listen"));
         if (json_object_object_get_ex(o, "domains", &doms) && json_object_is_type(doms, json_type_array)) {
                 size_t n = json_object_array_length(doms);
 

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <hvpatch/catalog.h>
@@ -23,6 +24,7 @@
 #define HVPD_MAX_DOMAINS 1024
 #define HVPD_NAME_MAX 256
 #define HVPD_RESULT_MAX 512
+#define HVPD_APPLY_BUCKETS 14           /* hvpd_apply_le[] and +Inf */
 
 /* Why a domain is queued (bits: several reasons coalesce into one job). */
 enum {
@@ -44,6 +46,8 @@ struct hvpd_options {
         const char *state_dir;          /* NULL: HVPATCH_STATE_DIR or HVP_STATE_DIR */
         const char *socket_path;
         const char *metrics_file;       /* NULL: none */
+        const char *metrics_listen;     /* ADDR:PORT of the HTTP metrics endpoint; NULL: none */
+        bool metrics_remote;            /* a non-loopback metrics_listen is allowed */
         const char *domains;            /* fnmatch pattern of the domains looked after; NULL: all */
         unsigned verify_interval;       /* seconds; 0: no periodic check */
         unsigned boot_timeout;          /* seconds from a (re)start to "kernel up" */
@@ -71,10 +75,12 @@ struct hvpd_domain {
         char verdict[32];
         unsigned n_applied;             /* patches memory holds, after the last job */
         unsigned jobs, applies, failures, tampered;
+        unsigned health_failures;
         double last_pause_ms;
         char tamper_seen[512];          /* the lost patches last reported, "id:state;..." */
         double kernel_up_s;             /* seconds from the boot event to "kernel up", last boot */
         struct timespec boot_event;     /* when the last boot/reboot was seen */
+        double up_to_patched_s;         /* from "kernel up" to the end of the sync that applied, last boot */
 };
 
 struct hvpd {
@@ -93,6 +99,11 @@ struct hvpd {
         unsigned busy_workers;
         time_t started;
         uint64_t checks;                /* periodic checks run */
+        /* the apply latency histogram: syncs that attempted a step, timed around hvp_op_sync */
+        uint64_t apply_buckets[HVPD_APPLY_BUCKETS];     /* not cumulative: [i] counts le[i-1] < x <= le[i] */
+        uint64_t apply_count;
+        double apply_sum;
+        char metrics_addr[64];          /* the metrics endpoint as bound ("127.0.0.1:9477"), or "" */
 };
 
 /* jobs.c */
@@ -101,10 +112,25 @@ void hvpd_config_put(struct hvpd *d, struct hvpd_config *c);
 void hvpd_enqueue(struct hvpd *d, const char *name, unsigned why);
 void *hvpd_worker(void *arg);
 
-/* status.c: the daemon's state as JSON (control socket) and Prometheus text (metrics file) */
+/* status.c: the daemon's state as JSON (control socket) and Prometheus text (metrics file and endpoint) */
+struct hvp_sync_result;
+extern const double hvpd_apply_le[HVPD_APPLY_BUCKETS - 1];
 char *hvpd_status_json(struct hvpd *d);
 char *hvpd_metrics_text(struct hvpd *d);
 int hvpd_metrics_write(struct hvpd *d);
+void hvpd_apply_observe(struct hvpd *d, struct hvpd_domain *dom, bool boot, const struct hvp_sync_result *res,
+                        double seconds);
+
+/* http.c: the metrics endpoint (--metrics-listen), on the main thread's event loop */
+#define HVPD_HTTP_MAX_REQUEST 4096      /* bytes of a request head; more: 431 */
+#define HVPD_HTTP_MAX_CONNS 8           /* connections at once; more are closed at once */
+#define HVPD_HTTP_TIMEOUT_MS 5000       /* from accept to the last byte of the answer */
+extern unsigned hvpd_http_timeout_ms;   /* HVPD_HTTP_TIMEOUT_MS; tests shorten it */
+int hvpd_http_parse(const char *buf, size_t len, bool *ret_head_only);
+int hvpd_http_listen_parse(const char *spec, bool allow_remote, struct sockaddr_storage *ret, socklen_t *ret_len,
+                           char *why, size_t why_size);
+int hvpd_http_start(struct hvpd *d, char *why, size_t why_size);
+void hvpd_http_stop(void);
 
 /* log.c */
 void hvpd_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -414,6 +414,7 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
         struct hvpd_config *cfg;
         struct hvp_sync_result *res = NULL;
         struct attached a;
+        struct timespec t0, t1;
         char reason[HVPD_RESULT_MAX] = "";
         unsigned tampered = 0;
         int r;
@@ -458,8 +459,10 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
                         tampered = tamper_check(d, dom, s);
                 hvp_guest_state_free(s);
         }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         r = hvp_op_sync(a.g, a.mmu, a.k, d->state_dir, cfg->policy, cfg->catalog, !d->opt.repair && tampered,
                         &res);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         if (r == 0 && !(why & HVPD_WHY_BOOT) && d->opt.repair)
                 tamper_check(d, dom, res->state);
         if (r < 0) {
@@ -471,6 +474,8 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
                 hvpd_log(LOG_ERR, "%s: sync: %s", dom->name, hvp_last_error());
         } else {
                 record_sync(d, dom, res);
+                hvpd_apply_observe(d, dom, why & HVPD_WHY_BOOT, res,
+                                   (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
                 /* not after a report-only (dry-run) sync: tampering is looked at first */
                 if (res->move && res->move->action == HVP_MOVE_NOW && (d->opt.repair || !tampered))
                         move_baseline(d, dom, cfg, res->move, &a);

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -60,6 +61,10 @@ static void usage(FILE *f)
                 "  --tamper repair|report   re-apply a patch memory lost (default), or only report it\n"
                 "  --socket PATH            the status socket (default %s; 'hvpatch daemon-status')\n"
                 "  --metrics-file FILE      Prometheus text, rewritten after every job\n"
+                "  --metrics-listen ADDR:PORT  the same text over HTTP (GET /metrics); ADDR is numeric,\n"
+                "                           IPv6 in brackets; PORT alone or :PORT: 127.0.0.1; 0: any free port\n"
+                "  --metrics-remote         allow a non-loopback --metrics-listen address (no TLS, no\n"
+                "                           authentication: firewall it)\n"
                 "  --state-dir DIR          hvpatch's state (default $HVPATCH_STATE_DIR or %s)\n"
                 "  --domains GLOB           only the domains whose name matches (fnmatch; default all)\n"
                 "  -c, --connect URI        libvirt connection (default qemu:///system)\n"
@@ -93,6 +98,8 @@ static int parse_args(int argc, char **argv)
                 { "tamper", required_argument, NULL, 'T' },
                 { "socket", required_argument, NULL, 'S' },
                 { "metrics-file", required_argument, NULL, 'M' },
+                { "metrics-listen", required_argument, NULL, 'L' },
+                { "metrics-remote", no_argument, NULL, 'R' },
                 { "state-dir", required_argument, NULL, 'D' },
                 { "domains", required_argument, NULL, 'G' },
                 { "connect", required_argument, NULL, 'c' },
@@ -115,6 +122,8 @@ static int parse_args(int argc, char **argv)
                 case 'P': o->policy_path = optarg; break;
                 case 'S': o->socket_path = optarg; break;
                 case 'M': o->metrics_file = optarg; break;
+                case 'L': o->metrics_listen = optarg; break;
+                case 'R': o->metrics_remote = true; break;
                 case 'D': o->state_dir = optarg; break;
                 case 'c': o->uri = optarg; break;
                 case 'G': o->domains = optarg; break;
@@ -151,6 +160,16 @@ static int parse_args(int argc, char **argv)
         if (strlen(o->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
                 fprintf(stderr, "hvpatchd: --socket path too long\n");
                 return 2;
+        }
+        if (o->metrics_listen) {       /* refused here, before anything starts */
+                struct sockaddr_storage ss;
+                socklen_t len;
+                char why[512];
+
+                if (hvpd_http_listen_parse(o->metrics_listen, o->metrics_remote, &ss, &len, why, sizeof(why)) < 0) {
+                        fprintf(stderr, "hvpatchd: --metrics-listen %s\n", why);
+                        return 2;
+                }
         }
         hvpd_log_init(verbose);
         return 0;
@@ -213,11 +232,17 @@ static void enqueue_running(unsigned why)
         free(doms);
 }
 
+/* Is the domain one the daemon looks after (--domains)? The others are not even logged. */
+static bool in_scope(virDomainPtr dom)
+{
+        return !D.opt.domains || fnmatch(D.opt.domains, virDomainGetName(dom), 0) == 0;
+}
+
 static int on_lifecycle(virConnectPtr c, virDomainPtr dom, int event, int detail, void *opaque)
 {
         (void)c;
         (void)opaque;
-        if (event != VIR_DOMAIN_EVENT_STARTED)
+        if (event != VIR_DOMAIN_EVENT_STARTED || !in_scope(dom))
                 return 0;
         switch (detail) {
         case VIR_DOMAIN_EVENT_STARTED_BOOTED:
@@ -237,6 +262,8 @@ static void on_reboot(virConnectPtr c, virDomainPtr dom, void *opaque)
 {
         (void)c;
         (void)opaque;
+        if (!in_scope(dom))
+                return;
         hvpd_log(LOG_INFO, "%s: rebooted", virDomainGetName(dom));
         hvpd_enqueue(&D, virDomainGetName(dom), HVPD_WHY_BOOT);
 }
@@ -465,6 +492,17 @@ int main(int argc, char **argv)
         }
         virEventAddHandle(sfd, VIR_EVENT_HANDLE_READABLE, on_signal, NULL, NULL);
         virEventAddHandle(cfd, VIR_EVENT_HANDLE_READABLE, on_control, NULL, NULL);
+        if (D.opt.metrics_listen) {
+                if (hvpd_http_start(&D, why, sizeof(why)) < 0) {
+                        hvpd_log(LOG_ERR, "%s", why);
+                        if (!hvpd_log_stderr())
+                                fprintf(stderr, "hvpatchd: %s\n", why);
+                        return 1;
+                }
+                hvpd_log(LOG_NOTICE, "metrics on http://%s/metrics", D.metrics_addr);
+        }
+        if (D.opt.metrics_file && hvpd_metrics_write(&D) < 0)      /* the file exists from the start */
+                hvpd_log(LOG_WARNING, "metrics file %s: %s", D.opt.metrics_file, strerror(errno));
         for (unsigned i = 0; i < D.opt.workers; i++)
                 if (pthread_create(&workers[i], NULL, hvpd_worker, &D) != 0) {
                         hvpd_log(LOG_ERR, "cannot start worker %u", i);
@@ -496,6 +534,7 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < D.opt.workers; i++)
                 pthread_join(workers[i], NULL);
         disconnect();
+        hvpd_http_stop();
         unlink(D.opt.socket_path);
         pthread_mutex_lock(&D.lock);
         hvpd_config_put(&D, D.config);

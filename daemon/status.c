@@ -1,9 +1,11 @@
 /*
  * What the daemon is doing: JSON for `hvpatch daemon-status` (the control socket) and
- * Prometheus text for node_exporter's textfile collector (--metrics-file).
+ * Prometheus text (exposition format 0.0.4) for node_exporter's textfile collector
+ * (--metrics-file) and the HTTP endpoint (--metrics-listen, http.c): one generator.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +13,43 @@
 
 #include <json-c/json.h>
 
+#include <hvpatch/catalog.h>
+
 #include "daemon/hvpatchd.h"
+
+/* Upper bounds of the apply latency buckets, seconds: a pause of ms to a sync of a minute under TCG. */
+const double hvpd_apply_le[HVPD_APPLY_BUCKETS - 1] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                       1, 2.5, 5, 10, 30, 60 };
+
+/*
+ * A sync that attempted a step (changed something, or tried to): its duration, counted.
+ * After a boot, if every step succeeded, also how long from "kernel up" (the boot event plus
+ * kernel_up_s) to its end: how long a rebooted guest ran without its patches once its kernel
+ * was seen up.
+ */
+void hvpd_apply_observe(struct hvpd *d, struct hvpd_domain *dom, bool boot, const struct hvp_sync_result *res,
+                        double seconds)
+{
+        struct timespec now;
+        size_t i = 0;
+        bool attempted = false;
+
+        for (size_t k = 0; k < res->n_steps; k++)
+                attempted |= res->steps[k].attempted;
+        if (!attempted || !(seconds >= 0))
+                return;
+        while (i < HVPD_APPLY_BUCKETS - 1 && seconds > hvpd_apply_le[i])
+                i++;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        pthread_mutex_lock(&d->lock);
+        if (boot && dom->kernel_up_s > 0 && res->exit_class == 0)      /* patched, not only tried */
+                dom->up_to_patched_s = (double)(now.tv_sec - dom->boot_event.tv_sec) +
+                                       (double)(now.tv_nsec - dom->boot_event.tv_nsec) / 1e9 - dom->kernel_up_s;
+        d->apply_buckets[i]++;
+        d->apply_count++;
+        d->apply_sum += seconds;
+        pthread_mutex_unlock(&d->lock);
+}
 
 static const char *phase_name(enum hvpd_phase p)
 {
@@ -48,6 +86,7 @@ char *hvpd_status_json(struct hvpd *d)
         json_object_object_add(o, "busy_workers", json_object_new_int((int)d->busy_workers));
         json_object_object_add(o, "queued", json_object_new_int((int)d->q_len));
         json_object_object_add(o, "checks", json_object_new_int64((int64_t)d->checks));
+        json_object_object_add(o, "metrics_listen", d->metrics_addr[0] ? json_object_new_string(d->metrics_addr) : NULL);
         for (size_t i = 0; i < d->n_domains; i++) {
                 const struct hvpd_domain *m = &d->domains[i];
                 json_object *x = json_object_new_object();
@@ -64,8 +103,10 @@ char *hvpd_status_json(struct hvpd *d)
                 json_object_object_add(x, "applies", json_object_new_int64(m->applies));
                 json_object_object_add(x, "failures", json_object_new_int64(m->failures));
                 json_object_object_add(x, "tampered", json_object_new_int64(m->tampered));
+                json_object_object_add(x, "health_failures", json_object_new_int64(m->health_failures));
                 json_object_object_add(x, "last_pause_ms", json_object_new_double(m->last_pause_ms));
                 json_object_object_add(x, "kernel_up_seconds", json_object_new_double(m->kernel_up_s));
+                json_object_object_add(x, "kernel_up_to_patched_seconds", json_object_new_double(m->up_to_patched_s));
                 json_object_array_add(doms, x);
         }
         pthread_mutex_unlock(&d->lock);
@@ -75,17 +116,72 @@ char *hvpd_status_json(struct hvpd *d)
         return out;
 }
 
-/* A label value as the text format wants it: backslash, quote and newline escaped. */
+/*
+ * A label value as the exposition format wants it: backslash, double quote and line feed
+ * escaped, the rest UTF-8 as is. A byte that does not start a valid UTF-8 sequence (a
+ * domain name is the host's, but promtool and Prometheus reject invalid UTF-8) becomes
+ * U+FFFD.
+ */
 static void label(FILE *f, const char *v)
 {
-        for (; *v; v++) {
-                if (*v == '\\' || *v == '"')
-                        fprintf(f, "\\%c", *v);
-                else if (*v == '\n')
+        const unsigned char *p = (const unsigned char *)v;
+
+        while (*p) {
+                size_t n = 0;
+                uint32_t cp;
+
+                if (*p == '\\' || *p == '"') {
+                        fputc('\\', f);
+                        fputc(*p++, f);
+                        continue;
+                }
+                if (*p == '\n') {
                         fputs("\\n", f);
+                        p++;
+                        continue;
+                }
+                if (*p < 0x80) {
+                        fputc(*p++, f);
+                        continue;
+                }
+                if (*p >= 0xc2 && *p <= 0xdf)
+                        n = 1, cp = *p & 0x1f;
+                else if (*p >= 0xe0 && *p <= 0xef)
+                        n = 2, cp = *p & 0x0f;
+                else if (*p >= 0xf0 && *p <= 0xf4)
+                        n = 3, cp = *p & 0x07;
                 else
-                        fputc(*v, f);
+                        cp = 0;
+                for (size_t k = 1; k <= n; k++) {
+                        if ((p[k] & 0xc0) != 0x80) {
+                                n = 0;
+                                break;
+                        }
+                        cp = cp << 6 | (p[k] & 0x3f);
+                }
+                /* overlong forms, surrogates and beyond U+10FFFF are not UTF-8 either */
+                if (n == 0 || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+                    (cp >= 0xd800 && cp <= 0xdfff)) {
+                        fputs("\xef\xbf\xbd", f);
+                        p++;
+                        continue;
+                }
+                fwrite(p, 1, n + 1, f);
+                p += n + 1;
         }
+}
+
+/* A float sample value as Go's strconv parses it (%g may print "inf"; the format wants +Inf). */
+static void value(FILE *f, double v)
+{
+        if (isnan(v))
+                fputs("NaN", f);
+        else if (isinf(v))
+                fputs(v > 0 ? "+Inf" : "-Inf", f);
+        else if (fabs(v) < 9e15 && v == (double)(long long)v)
+                fprintf(f, "%lld", (long long)v);       /* counters stay exact */
+        else
+                fprintf(f, "%.9g", v);
 }
 
 char *hvpd_metrics_text(struct hvpd *d)
@@ -93,12 +189,14 @@ char *hvpd_metrics_text(struct hvpd *d)
         static const char *const verdicts[] = { "allow", "refuse", "reboot-required", "unmanaged" };
         char *buf = NULL;
         size_t len = 0;
+        uint64_t cum = 0;
         FILE *f = open_memstream(&buf, &len);
 
         if (!f)
                 return NULL;
         pthread_mutex_lock(&d->lock);
-        fprintf(f, "# HELP hvpatch_domain_compliance The policy's verdict on the domain (1 for its verdict).\n"
+        fprintf(f, "# HELP hvpatch_domain_compliance The policy's verdict on the domain (1 for its verdict, "
+                   "0 for the others).\n"
                    "# TYPE hvpatch_domain_compliance gauge\n");
         for (size_t i = 0; i < d->n_domains; i++)
                 for (size_t v = 0; v < sizeof(verdicts) / sizeof(verdicts[0]); v++) {
@@ -109,29 +207,55 @@ char *hvpd_metrics_text(struct hvpd *d)
                         fprintf(f, "\",verdict=\"%s\"} %d\n", verdicts[v],
                                 strcmp(d->domains[i].verdict, verdicts[v]) == 0);
                 }
-#define PER_DOMAIN(metric, type, help, fmt, expr)                                     \
+        /* metric names are literals: only label values come from outside */
+#define PER_DOMAIN(metric, type, help, cond, val)                                     \
         do {                                                                          \
                 fprintf(f, "# HELP " metric " " help "\n# TYPE " metric " " type "\n"); \
                 for (size_t i = 0; i < d->n_domains; i++) {                           \
                         const struct hvpd_domain *m = &d->domains[i];                 \
+                        if (!(cond))                                                  \
+                                continue;                                             \
                         fputs(metric "{domain=\"", f);                                \
                         label(f, m->name);                                            \
-                        fprintf(f, "\"} " fmt "\n", expr);                            \
+                        fputs("\"} ", f);                                             \
+                        value(f, (double)(val));                                      \
+                        fputc('\n', f);                                               \
                 }                                                                     \
         } while (0)
-        PER_DOMAIN("hvpatch_domain_applied_patches", "gauge", "Patches memory holds after the last job.", "%u",
-                   m->n_applied);
-        PER_DOMAIN("hvpatch_domain_applies_total", "counter", "Patches the daemon applied.", "%u", m->applies);
-        PER_DOMAIN("hvpatch_domain_failures_total", "counter", "Jobs or steps that failed.", "%u", m->failures);
+        PER_DOMAIN("hvpatch_domain_applied_patches", "gauge", "Patches memory holds after the last job.",
+                   m->verdict[0], m->n_applied);
+        PER_DOMAIN("hvpatch_domain_applies_total", "counter", "Patches the daemon applied.", true, m->applies);
+        PER_DOMAIN("hvpatch_domain_failures_total", "counter", "Jobs or steps that failed.", true, m->failures);
         PER_DOMAIN("hvpatch_domain_tamper_events_total", "counter",
-                   "Recorded patches found lost from memory (tampering).", "%u", m->tampered);
-        PER_DOMAIN("hvpatch_domain_last_pause_seconds", "gauge", "The last apply's pause window.", "%.6f",
-                   m->last_pause_ms / 1000.0);
+                   "Recorded patches found lost from memory (tampering).", true, m->tampered);
+        PER_DOMAIN("hvpatch_health_failures_total", "counter",
+                   "Applies the health gate judged to have hurt the guest (reverted).", true, m->health_failures);
+        PER_DOMAIN("hvpatch_domain_last_pause_seconds", "gauge",
+                   "The last apply's pause window (domains with an apply since the daemon started).",
+                   m->last_pause_ms > 0, m->last_pause_ms / 1000.0);
         PER_DOMAIN("hvpatch_domain_kernel_up_seconds", "gauge",
-                   "From the last boot event to the guest kernel's SYSTEM_RUNNING.", "%.3f", m->kernel_up_s);
+                   "From the last boot event to the guest kernel's SYSTEM_RUNNING (boots the daemon saw).",
+                   m->kernel_up_s > 0, m->kernel_up_s);
+        PER_DOMAIN("hvpatch_domain_kernel_up_to_patched_seconds", "gauge",
+                   "From the guest kernel's SYSTEM_RUNNING to the end of the sync that applied its patches, last boot.",
+                   m->up_to_patched_s > 0, m->up_to_patched_s);
 #undef PER_DOMAIN
+        fprintf(f, "# HELP hvpatch_apply_duration_seconds Syncs that applied or replaced a patch (or tried to), "
+                   "timed around the whole sync.\n# TYPE hvpatch_apply_duration_seconds histogram\n");
+        for (size_t i = 0; i < HVPD_APPLY_BUCKETS; i++) {
+                cum += d->apply_buckets[i];
+                fputs("hvpatch_apply_duration_seconds_bucket{le=\"", f);
+                value(f, i < HVPD_APPLY_BUCKETS - 1 ? hvpd_apply_le[i] : INFINITY);
+                fprintf(f, "\"} %llu\n", (unsigned long long)cum);
+        }
+        fputs("hvpatch_apply_duration_seconds_sum ", f);
+        value(f, d->apply_sum);
+        fprintf(f, "\nhvpatch_apply_duration_seconds_count %llu\n", (unsigned long long)d->apply_count);
         fprintf(f, "# HELP hvpatch_daemon_checks_total Periodic checks run.\n# TYPE hvpatch_daemon_checks_total counter\n"
                    "hvpatch_daemon_checks_total %llu\n", (unsigned long long)d->checks);
+        fprintf(f, "# HELP hvpatch_daemon_start_time_seconds When the daemon started, seconds since the epoch.\n"
+                   "# TYPE hvpatch_daemon_start_time_seconds gauge\nhvpatch_daemon_start_time_seconds %lld\n",
+                (long long)d->started);
         pthread_mutex_unlock(&d->lock);
         if (fclose(f) != 0) {
                 free(buf);
