@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "common/escape.h"
 #include "daemon/hvpatchd.h"
 
 static const char *phase_name(enum hvpd_phase p)
@@ -75,17 +76,10 @@ char *hvpd_status_json(struct hvpd *d)
         return out;
 }
 
-/* A label value as the text format wants it: backslash, quote and newline escaped. */
+/* A label value as the text format wants it (common/escape.h). */
 static void label(FILE *f, const char *v)
 {
-        for (; *v; v++) {
-                if (*v == '\\' || *v == '"')
-                        fprintf(f, "\\%c", *v);
-                else if (*v == '\n')
-                        fputs("\\n", f);
-                else
-                        fputc(*v, f);
-        }
+        hvp_prom_label_escape(f, v);
 }
 
 char *hvpd_metrics_text(struct hvpd *d)
