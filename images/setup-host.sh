@@ -37,6 +37,8 @@ PACKAGES=(
     busybox-static cpio minisign xz-utils zstd python3
     lz4     # the cloud kernel flavour's payload is lz4 (fetch-kernel.sh cloud)
     mtools dosfstools   # the EFI system partition of Secure Boot test guests (build-esp.sh)
+    prometheus  # promtool only (hvpatchd's metrics in the tests); its server is disabled below
+    chromium    # hvpatch report --html is checked in a real headless browser (test_report.py)
 )
 
 # --- packages -------------------------------------------------------------
@@ -61,6 +63,13 @@ else
         apt-get update || die "apt-get update failed"
         apt-get install -y "${missing[@]}" || die "apt-get install failed"
     fi
+fi
+
+# Debian's prometheus package is installed for promtool: the server it enables would
+# listen on :9090 for nothing. Stopped and disabled (idempotent; no systemd: nothing started it).
+if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && command -v systemctl >/dev/null &&
+    systemctl is-enabled --quiet prometheus 2>/dev/null; then
+    systemctl disable --now prometheus || log "could not disable prometheus.service"
 fi
 
 # --- libvirt daemons -------------------------------------------------------
