@@ -80,7 +80,10 @@ def need(tool, why):
 
 
 def virsh(*args, check=True):
-    return subprocess.run(guestlib.VIRSH + list(args), capture_output=True, text=True, timeout=120, check=check)
+    p = subprocess.run(guestlib.VIRSH + list(args), capture_output=True, text=True, timeout=120)
+    if check and p.returncode != 0:
+        raise guestlib.GuestError(f"virsh {' '.join(args)}: {p.stderr.strip()}")
+    return p
 
 
 def gdb_packet(payload):
@@ -141,7 +144,7 @@ def setUpModule():
 BARE_XML = """<domain type='qemu'>
   <name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
   <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices><graphics type='none'/></devices>
+  <devices/>
 </domain>
 """
 
@@ -211,7 +214,7 @@ class ReportLive(unittest.TestCase):
     <baseline name="2026-12" current="yes"><kernel build-id="{fake}"/></baseline>
     <baseline name="2026-06"><kernel build-id="{cls.build_id}"/></baseline></group>'''
         refuse = f'''
-  <group name="rep-sb"><select name="{cls.C}"/><window/><require secure-boot="yes"/>
+  <group name="rep-sb"><select name="{cls.C}"/><require secure-boot="yes"/><window/>
     <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline></group>'''
         cls.policy = cls.write_policy("policy.xml", groups)
         cls.policy_sb = cls.write_policy("policy-sb.xml", groups + refuse)
@@ -396,7 +399,9 @@ class ReportLive(unittest.TestCase):
             need("chromium", "the HTML report is checked in a real browser (Debian's chromium package)")
         profile = tempfile.mkdtemp(prefix="chromium.", dir=self.tmp)
         argv = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-                f"--user-data-dir={profile}", "--window-size=1400,900"]
+                f"--user-data-dir={profile}", "--window-size=1400,1100",
+                # paint everything before the capture (else rows below the first screen came out half drawn)
+                "--run-all-compositor-stages-before-draw", "--virtual-time-budget=3000"]
         argv += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
         p = subprocess.run(argv + ["file://" + page + fragment], capture_output=True, text=True, timeout=180)
         self.assertEqual(p.returncode, 0, p.stderr[-2000:])
