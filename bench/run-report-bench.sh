@@ -48,7 +48,7 @@ trap 'exit 130' INT TERM
 t0=$(date +%s)
 pids=()
 for n in "${names[@]}"; do
-    "$repo/images/guest.sh" create "$n" --paging 4 --kaslr on >"$work/$n.log" 2>&1 &
+    "$repo/images/guest.sh" create "$n" --paging 4 --kaslr on --timeout 600 >"$work/$n.log" 2>&1 &
     pids+=($!)
 done
 for i in "${!pids[@]}"; do
