@@ -11,7 +11,6 @@
 
 #include <json-c/json.h>
 
-#include "common/escape.h"
 #include "daemon/hvpatchd.h"
 
 static const char *phase_name(enum hvpd_phase p)
@@ -76,10 +75,17 @@ char *hvpd_status_json(struct hvpd *d)
         return out;
 }
 
-/* A label value as the text format wants it (common/escape.h). */
+/* A label value as the text format wants it: backslash, quote and newline escaped. */
 static void label(FILE *f, const char *v)
 {
-        hvp_prom_label_escape(f, v);
+        for (; *v; v++) {
+                if (*v == '\\' || *v == '"')
+                        fprintf(f, "\\%c", *v);
+                else if (*v == '\n')
+                        fputs("\\n", f);
+                else
+                        fputc(*v, f);
+        }
 }
 
 char *hvpd_metrics_text(struct hvpd *d)
