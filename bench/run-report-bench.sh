@@ -8,8 +8,11 @@
 # interleaved: `hvpatch report --json` over one of them, and over all of them with
 # --parallel 1, 4 and GUESTS. Prints every sample, the medians and the ratios
 # (N guests / 1 guest); docs/benchmarks.md ("Compliance report") holds the figures of
-# a run. Every guest is read in full (open, attach: kallsyms, hvp_op_state), as status
-# reads it; no policy, so every guest is "unmanaged". Needs root.
+# a run. Then the HTML page of all of them goes through a real headless Chromium: the
+# counts it shows are checked and a screenshot is kept in $HVP_ARTIFACT_DIR (default
+# BUILD_DIR/test-artifacts/report-GUESTS.png). Every guest is read in full (open,
+# attach: kallsyms, hvp_op_state), as status reads it; no policy, so every guest is
+# "unmanaged". Needs root.
 # Env: HVP_KERNEL_DIR, HVPATCH (default BUILD_DIR/cli/hvpatch).
 set -euo pipefail
 
@@ -21,7 +24,7 @@ while [ $# -gt 0 ]; do
         -n) guests=$2; shift 2 ;;
         -r) rounds=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         -*) echo "run-report-bench.sh: unknown option $1" >&2; exit 2 ;;
         *) build=$(cd "$1" && pwd); shift ;;
     esac
@@ -82,6 +85,31 @@ for r in $(seq "$rounds"); do
     sample all-p4 "$guests" --domains "$prefix-*" --parallel 4
     sample "all-p$guests" "$guests" --domains "$prefix-*" --parallel "$guests"
 done
+
+# The page of the N guests in a real headless Chromium: the counts as the page shows them
+# after its script ran, and a screenshot kept beside the live test's.
+artifacts=${HVP_ARTIFACT_DIR:-$build/test-artifacts}
+mkdir -p "$artifacts"
+"$HVPATCH" report --domains "$prefix-*" --html "$artifacts/report-$guests.html" >/dev/null || true
+if command -v chromium >/dev/null; then
+    chrome=(chromium --headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars
+            --user-data-dir="$work/chromium" --run-all-compositor-stages-before-draw --virtual-time-budget=3000)
+    "${chrome[@]}" --dump-dom "file://$artifacts/report-$guests.html" 2>/dev/null >"$work/dom.html"
+    python3 - "$work/dom.html" "$guests" <<'PY' || exit 1
+import re, sys
+dom = open(sys.argv[1]).read()
+shown = re.search(r'id="count-unmanaged">(\d+)<', dom)
+recount = re.search(r'class="rc" data-verdict="unmanaged">unmanaged=(\d+)<', dom)
+if not shown or not recount or int(shown.group(1)) != int(sys.argv[2]) or int(recount.group(1)) != int(sys.argv[2]):
+    sys.exit(f"the page does not show {sys.argv[2]} unmanaged guests")
+print(f"chromium: the page shows {shown.group(1)} unmanaged guests (its script recounted {recount.group(1)})")
+PY
+    "${chrome[@]}" --window-size=1400,$((420 + 90 * guests)) --screenshot="$artifacts/report-$guests.png" \
+        "file://$artifacts/report-$guests.html" >/dev/null 2>&1
+    echo "screenshot: $artifacts/report-$guests.png"
+else
+    echo "chromium not found: no screenshot (images/setup-host.sh installs it)"
+fi
 
 python3 - "$work/samples" "$guests" <<'PY'
 import statistics, sys
