@@ -35,6 +35,8 @@ static const char help[] =
         "is not running a row 'shut-off'. Without a policy every guest is 'unmanaged'.\n"
         "Nothing in the guests is changed, and no guest is paused.\n\n"
         "Options:\n"
+        "  --policy FILE          the policy (as hvpatch --policy; default\n"
+        "                         " HVP_POLICY_DEFAULT_PATH " if it exists)\n"
         "  --domains GLOB[,GLOB]  only domains whose name (or UUID) matches\n"
         "  --parallel N           guests read at once (default 4, at most 64)\n"
         "  --json                 one JSON document: {\"domains\": [...], \"counts\": {...}}\n"
@@ -75,6 +77,8 @@ static int parse_args(struct cli *c, int argc, char **argv, struct args *a)
 
                 if (strcmp(argv[i], "--domains") == 0 && i + 1 < argc)
                         a->domains = argv[++i];
+                else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
+                        c->policy = argv[++i];
                 else if (strcmp(argv[i], "--html") == 0 && i + 1 < argc)
                         a->html = argv[++i];
                 else if (strcmp(argv[i], "--parallel") == 0 && i + 1 < argc) {

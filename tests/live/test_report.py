@@ -363,6 +363,11 @@ class ReportLive(unittest.TestCase):
         self.assertEqual(rc, 0, "unmanaged does not change the exit code: " + err)
         rc, out, _ = self.hv("report", "--parallel", "0")
         self.assertEqual((rc, out.get("code")), (2, 2), out)
+        rc, out, _ = self.hv("report", "--prometheus")      # with --json
+        self.assertEqual((rc, out.get("code")), (2, 2), out)
+        # --policy after the command: the same as before it (C is refused under policy_sb)
+        rc, out, err = self.hv("report", "--domains", self.C, "--policy", self.policy_sb)
+        self.assertEqual((rc, self.rows(out)[self.C]["verdict"]), (3, "refused"), err)
 
     def test_3_refused_by_policy(self):
         rc, doc = self.report(policy=self.policy_sb, domains=f"{self.A},{self.C}")
