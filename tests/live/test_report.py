@@ -8,7 +8,8 @@ read sit beside them:
   * B  in a group that knows its kernel only as an older baseline: reboot-required;
   * C  in no group: unmanaged; with a second policy, in a group that requires Secure
        Boot (the test guests boot without it): refused;
-  * OFF   defined, never started: a row "shut-off";
+  * OFF   defined, never started: a row "shut-off"; its name is markup (<i>, <b>, &, quotes)
+          that must stay text in the page and be escaped in the Prometheus labels;
   * FW    started paused at the reset vector (no kernel, paging off): a row "error"
           with the reason, not an abort. (The test pauses it; hvpatch only reads it.)
 Oracles: `hvpatch status` per guest (build id, patches, compliance), what the test did
@@ -41,6 +42,7 @@ import tempfile
 import threading
 import time
 import unittest
+import xml.sax.saxutils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
@@ -169,7 +171,8 @@ class ReportLive(unittest.TestCase):
         os.mkdir(cls.work)
         os.mkdir(cls.state, 0o700)
         cls.A, cls.B, cls.C = (f"{TAG}-a", f"{TAG}-b", f"{TAG}-c")
-        cls.OFF, cls.FW = f"{TAG}-off", f"{TAG}-fw"
+        # OFF's name is hostile markup (libvirt takes any name without '/')
+        cls.OFF, cls.FW = f"{TAG}-off<i>x<b>&\"'", f"{TAG}-fw"
         cls.guests = []
         booted, errors = {}, []
 
@@ -195,9 +198,9 @@ class ReportLive(unittest.TestCase):
 
         cls.extra = [cls.OFF, cls.FW]
         for name in cls.extra:
-            path = os.path.join(cls.work, f"{name}.xml")
+            path = os.path.join(cls.work, f"bare-{len(os.listdir(cls.work))}.xml")
             with open(path, "w") as f:
-                f.write(BARE_XML.format(name=name))
+                f.write(BARE_XML.format(name=xml.sax.saxutils.escape(name, {'"': "&quot;"})))
             virsh("define", path)
         virsh("start", "--paused", cls.FW)
 
@@ -388,6 +391,8 @@ class ReportLive(unittest.TestCase):
         self.assertIn(f'hvpatch_report_domain_verdict{{domain="{self.A}",verdict="compliant"}} 1\n', text)
         self.assertIn(f'hvpatch_report_domain_verdict{{domain="{self.B}",verdict="reboot-required"}} 1\n', text)
         self.assertIn(f'hvpatch_report_domain_verdict{{domain="{self.FW}",verdict="error"}} 1\n', text)
+        off = self.OFF.replace('"', '\\"')
+        self.assertIn(f'hvpatch_report_domain_verdict{{domain="{off}",verdict="shut-off"}} 1\n', text)
         self.assertIn(f'hvpatch_report_domain_applied_patches{{domain="{self.A}"}} 1\n', text)
         self.assertIn(f'hvpatch_report_domain_tampered{{domain="{self.A}"}} 0\n', text)
         self.assertRegex(text, r'hvpatch_report_domain_patch_info\{domain="%s",patch_id="demo-version-1",'
@@ -420,9 +425,13 @@ class ReportLive(unittest.TestCase):
         with open(page) as f:
             src = f.read()
         self.assertNotRegex(src, r"(?i)\b(src|href)\s*=\s*[\"']?(https?:)?//", "the page loads nothing")
+        self.assertIn(html.escape(self.OFF, quote=True).replace("&#x27;", "&#39;"), src)
 
         dom = self.chromium(page, "#sort=0-desc")
         self.assertIn('data-ready="1"', dom, "the page's script did not run")
+        # the hostile name stayed text: no element came of it
+        self.assertNotRegex(dom, r"<(i|b)>", "a domain name injected markup")
+        self.assertIn("off&lt;i&gt;x&lt;b&gt;&amp;", dom)
         for v in VERDICTS:      # the counts as written, and as the script recounted them from the rows
             m = re.search(r'id="count-%s">(\d+)<' % v, dom)
             self.assertIsNotNone(m, v)
