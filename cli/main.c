@@ -38,6 +38,8 @@ static const struct cli_command commands[] = {
         { "plan", "[--catalog DIR] DOMAIN", "desired patch state from the catalog vs memory", cmd_plan },
         { "sync", "[--catalog DIR] [--dry-run] DOMAIN|--all", "converge guests to the catalog's desired state",
           cmd_sync },
+        { "report", "[--policy FILE] [--domains GLOB] [--parallel N] [--json|--prometheus] [--html FILE]",
+          "every domain of the host: compliance, patches, tamper, health", cmd_report },
         { "daemon-status", "[--socket PATH]", "what hvpatchd is doing", cmd_daemon_status },
         { "pack", "MANIFEST -o BUNDLE [--kernel-config FILE] [--strict]", "build a bundle from a manifest and ELF objects", cmd_pack },
         { "verify", "[--key PUB|--policy FILE] BUNDLE", "check a bundle's signature and manifest", cmd_verify },

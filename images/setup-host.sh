@@ -38,6 +38,7 @@ PACKAGES=(
     lz4     # the cloud kernel flavour's payload is lz4 (fetch-kernel.sh cloud)
     mtools dosfstools   # the EFI system partition of Secure Boot test guests (build-esp.sh)
     prometheus  # promtool only (hvpatchd's metrics in the tests); its server is disabled below
+    chromium    # hvpatch report --html is checked in a real headless browser (test_report.py)
 )
 
 # --- packages -------------------------------------------------------------

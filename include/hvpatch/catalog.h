@@ -156,6 +156,20 @@ void hvp_sync_result_free(struct hvp_sync_result *r);
  */
 int hvp_list_running_domains(const char *uri, size_t max, char ***ret_names, size_t *ret_n);
 
+/*
+ * Every domain of the connection uri (NULL: qemu:///system), running or not, sorted by
+ * name, at most max (-E2BIG if more). state is libvirt's, as a word: "running",
+ * "blocked", "paused", "shutting-down", "shut-off", "crashed", "pmsuspended" or
+ * "unknown". Free the array with free(). -EIO no connection or no listing.
+ */
+struct hvp_domain_info {
+        char name[HVP_DOMAIN_NAME_MAX + 1];
+        char uuid[HVP_UUID_STRING_LEN + 1];
+        bool active;                    /* a QEMU process runs it (running, paused, ...) */
+        char state[16];
+};
+int hvp_list_domains(const char *uri, size_t max, struct hvp_domain_info **ret, size_t *ret_n);
+
 #ifdef __cplusplus
 }
 #endif
