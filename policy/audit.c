@@ -36,6 +36,8 @@ static const char *action_name(enum hvp_audit_action a)
                 return "recover";
         case HVP_AUDIT_TAMPER:
                 return "tamper";
+        case HVP_AUDIT_HEALTH:
+                return "health-fail";
         }
         return "unknown";
 }
