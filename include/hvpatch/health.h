@@ -54,8 +54,7 @@ struct hvp_mmu;
 #define HVP_TAINT_SOFTLOCKUP 14
 #define HVP_TAINT_MACHINE_CHECK 4
 /* The flags a bad patch can raise: a new one fails the gate. */
-#define HVP_TAINT_FAILING ((1ull << HVP_TAINT_DIE) | (1ull << HVP_TAINT_WARN) | (1ull << HVP_TAINT_BAD_PAGE) | \
-                           (1ull << HVP_TAINT_SOFTLOCKUP) | (1ull << HVP_TAINT_MACHINE_CHECK))
+#define HVP_TAINT_FAILING 0x42b0ull         /* bits 4 M, 5 B, 7 D, 9 W, 14 L */
 
 /*
  * The kernel's tainted_mask (an unsigned long) read from guest memory through mmu.
