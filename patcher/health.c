@@ -258,6 +258,61 @@ static void quote_log(struct hvp_health_watch *w, struct hvp_health_report *rep)
         hvp_klog_free(log);
 }
 
+/*
+ * The first line of a WARN or oops report (lib/bug.c, kernel/panic.c, arch/x86/kernel/dumpstack.c,
+ * mm/): what the kernel logs even when the taint flag was set before (a second WARN adds no flag).
+ */
+static const char *const report_starts[] = {
+        "WARNING: CPU:", "Oops:", "BUG: ", "general protection fault", "kernel BUG at", "Kernel panic",
+};
+
+static bool report_line(const char *p, size_t len)
+{
+        for (size_t i = 0; i < HVP_ARRAY_SIZE(report_starts); i++) {
+                size_t n = strlen(report_starts[i]);
+
+                if (len >= n && memcmp(p, report_starts[i], n) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* A report line in the kernel log since begin: failure (kind "log"). The log is read whole, bounded. */
+static bool log_check(struct hvp_health_watch *w, struct hvp_health_report *rep)
+{
+        struct hvp_klog *log = NULL;
+        struct hvp_kmem km;
+        bool found = false;
+
+        if (!w->btf || !w->have_seq)
+                return false;
+        hvp_kmem_from_mmu(w->mmu, &km);
+        if (hvp_linux_klog(&km, w->btf, w->prb, &log) < 0)
+                return false;   /* torn by a writer: the next look reads it again */
+        for (size_t i = 0; i < log->count && !found; i++) {
+                const struct hvp_klog_record *rec = &log->records[i];
+                const char *p = rec->text, *end = rec->text + rec->text_len;
+
+                if (rec->seq < w->next_seq)
+                        continue;
+                while (p < end && !found) {
+                        const char *nl = memchr(p, '\n', (size_t)(end - p));
+                        const char *e = nl ? nl : end;
+
+                        if (report_line(p, (size_t)(e - p))) {
+                                char line[HVP_HEALTH_LINE_MAX];
+
+                                quote_line(line, sizeof(line), p, (size_t)(e - p));
+                                fail(rep, "log", "the guest kernel logged \"%.200s\"", line);
+                                found = true;
+                        }
+                        p = nl ? nl + 1 : end;
+                }
+        }
+        hvp_klog_free(log);
+        return found;
+}
+
 /* One look at the guest; fills rep and returns true on a failure. */
 static bool poll_once(struct hvp_health_watch *w, const struct hvp_plan *p, struct hvp_health_report *rep)
 {
@@ -298,6 +353,8 @@ static bool poll_once(struct hvp_health_watch *w, const struct hvp_plan *p, stru
                         return true;
                 }
         }
+        if (log_check(w, rep))
+                return true;
         if (p && hvp_patch_state(w->g, w->mmu, w->k, p) == HVP_PATCH_DROPPED) {
                 fail(rep, "rebooted", "the guest runs another kernel instance: it rebooted during the watch");
                 return true;
@@ -331,6 +388,16 @@ int hvp_health_run(struct hvp_health_watch *w, const struct hvp_plan *p, unsigne
                 sleep_ms((unsigned)HVP_MIN(left * 1000.0 + 1, (double)HVP_HEALTH_POLL_MS));
         }
         ret->seconds = now_s() - t0;
+        if (ret->result == HVP_HEALTH_FAIL && w->have_taint) {
+                uint64_t taint;
+
+                /* the report may be caught half-way (its lines before add_taint): one more look */
+                sleep_ms(HVP_HEALTH_POLL_MS);
+                if (hvp_linux_taint(w->mmu, w->k, &taint) == 0) {
+                        ret->taint_after = taint;
+                        ret->taint_new = taint & ~w->taint;
+                }
+        }
         if (ret->result == HVP_HEALTH_FAIL) {
                 hvp_warn("%s: health gate failed after %.1f s: %s", hvp_guest_name(w->g), ret->seconds, ret->reason);
                 quote_log(w, ret);

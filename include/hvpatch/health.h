@@ -8,6 +8,9 @@
  *   - the guest kernel's own taint flags, tainted_mask read from its memory, against
  *     their value before the apply: a WARN sets TAINT_WARN, an oops TAINT_DIE (the
  *     flags in HVP_TAINT_FAILING fail the gate; others are reported);
+ *   - the guest kernel's log (its printk ring, read with its BTF): a new WARN or oops
+ *     report ("WARNING: CPU:", "Oops:", "BUG: ", ...) fails, also in a guest whose taint
+ *     flags were already set (a second WARN adds no flag);
  *   - the patch itself, when given: a patch memory no longer holds because the guest
  *     runs another kernel instance (it rebooted, e.g. after a panic) fails.
  * A failure quotes the guest kernel's new warning-level lines (its printk ring, read
@@ -89,7 +92,7 @@ const char *hvp_health_result_name(enum hvp_health_result r);
 
 struct hvp_health_report {
         enum hvp_health_result result;
-        char kind[24];                  /* fail: "taint", "crashed", "paused", "shutoff", "rebooted", "unreadable" */
+        char kind[24];                  /* fail: "taint", "log", "crashed", "paused", "shutoff", "rebooted", "unreadable" */
         char reason[HVP_HEALTH_REASON_MAX];     /* fail: in words; pass: "" */
         double seconds;                 /* how long the guest was watched */
         unsigned polls;

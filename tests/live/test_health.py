@@ -15,20 +15,23 @@ The bundles:
            and the patch area is outside it, so a ud2 there would be an invalid-opcode oops.
            Then it prints a loadavg-like line ending in "hvp-warn".
 The WARN is triggered from inside the guest by a loop reading /proc/loadavg while
-`hvpatch apply --health` watches.
+`hvpatch apply --health` watches, and again while hvpatchd's gate watches (the last case:
+the guest then has TAINT_WARN already, so the gate sees the WARN in the kernel log).
 
 Oracles hvpatch does not control: the guest's own /proc/loadavg, /proc/version,
 /proc/sys/kernel/tainted and dmesg (through the test command channel).
 
     python3 tests/live/test_health.py     # last line: "N passed, M failed"
 
-Environment: HVPATCH (binary, default build/cli/hvpatch), HVP_KERNEL_DIR, HVP_GUEST_DIR, CC.
+Environment: HVPATCH, HVPATCHD (binaries, default build/cli/hvpatch, build/daemon/hvpatchd),
+HVP_KERNEL_DIR, HVP_GUEST_DIR, CC.
 Must run as root with libvirt (it fails, not skips, otherwise).
 """
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,14 +84,20 @@ def hvpatch_exe():
     return exe if os.path.isabs(exe) else os.path.join(REPO, exe)
 
 
+def hvpatchd_exe():
+    exe = os.environ.get("HVPATCHD", "build/daemon/hvpatchd")
+    return exe if os.path.isabs(exe) else os.path.join(REPO, exe)
+
+
 def setUpModule():
     if os.geteuid() != 0:
         raise RuntimeError("live health test needs root (libvirt qemu:///system)")
     for tool in ("minisign", "virsh", os.environ.get("CC", "gcc")):
         if not shutil.which(tool):
             raise RuntimeError(f"{tool} not found (images/setup-host.sh installs it)")
-    if not os.access(hvpatch_exe(), os.X_OK):
-        raise RuntimeError(f"hvpatch binary not found: {hvpatch_exe()} (build it, or set HVPATCH)")
+    for exe in (hvpatch_exe(), hvpatchd_exe()):
+        if not os.access(exe, os.X_OK):
+            raise RuntimeError(f"{exe} not found (build it, or set HVPATCH / HVPATCHD)")
     subprocess.run([os.path.join(REPO, "images", "setup-host.sh")], check=True, stdout=subprocess.DEVNULL)
 
 
@@ -249,8 +258,9 @@ class HealthLive(unittest.TestCase):
         self.assertIn("health gate failed", out["error"])
         h = out["health"]
         self.assertEqual(h["result"], "fail", h)
-        self.assertEqual(h["kind"], "taint", h)
-        self.assertIn("W (warn)", h["reason"])
+        # the taint flag, or the report's first line if a look fell between the two
+        self.assertIn(h["kind"], ("taint", "log"), h)
+        self.assertIn("W (warn)" if h["kind"] == "taint" else "WARNING: CPU:", h["reason"])
         self.assertIn("W:warn", h["taint"]["new_flags"], h)
         self.assertEqual(int(h["taint"]["before"], 16), before, h)
         self.assertLess(h["seconds"], WATCH, h)             # it stopped at the failure
@@ -316,6 +326,73 @@ class HealthLive(unittest.TestCase):
         rc, out, err = self.hv("revert", self.name, "hg-loadavg-1")
         self.assertEqual(rc, 0, f"{out} {err}")
         self.assertNotIn("hvp-warn", self.loadavg())
+
+    def test_5_daemon_reverts_marks_and_does_not_apply_again(self):
+        """hvpatchd's sync runs the gate: the guest already has TAINT_WARN, so the gate sees the
+        new WARN in the kernel log; reverted, marked, counted, and the periodic checks after it
+        apply nothing."""
+        self.assertTrue(self.tainted() & TAINT_WARN)    # from the cases before: no new flag possible
+        sock = os.path.join(self.work, "hvpatchd.sock")
+        log = os.path.join(self.work, "hvpatchd.log")
+        args = [hvpatchd_exe(), "-v", "--domains", self.name, "--catalog", self.catalog, "--policy", self.policy,
+                "--state-dir", self.state, "--socket", sock, "--verify-interval", "3", "--health", "8"]
+
+        def status():
+            p = subprocess.run([hvpatch_exe(), "--json", "daemon-status", "--socket", sock], capture_output=True,
+                               text=True, timeout=30)
+            if p.returncode != 0:
+                return None
+            doms = [d for d in json.loads(p.stdout)["domains"] if d["domain"] == self.name]
+            return doms[0] if doms else None
+
+        def tail():
+            with open(log) as f:
+                return "".join(f.readlines()[-30:])
+
+        self.g.check(LOOP_START)
+        logf = open(log, "a")
+        d = subprocess.Popen(args, stdout=logf, stderr=logf)
+        try:
+            t0 = time.monotonic()
+            dom = None
+            while time.monotonic() - t0 < 300:
+                self.assertIsNone(d.poll(), tail())
+                dom = status()
+                if dom and dom["health_failures"] >= 1:
+                    break
+                time.sleep(0.5)
+            self.assertIsNotNone(dom, tail())
+            print(f"\n  hvpatchd: health gate failed {time.monotonic() - t0:.1f} s after its start", file=sys.stderr)
+            self.assertEqual(dom["health_failures"], 1, f"{dom}\n{tail()}")
+            self.assertEqual(dom["health"]["result"], "fail", dom)
+            self.assertEqual(dom["health"]["patch_id"], "hg-loadavg-1", dom)
+            self.assertIn("WARNING: CPU:", dom["health"]["reason"], dom)
+            self.assertEqual(dom["applies"], 0, dom)
+            self.assertNotIn("hvp-warn", self.loadavg())
+            self.assertEqual(self.patches(), set())
+            rc, marks, err = self.hv("bad", "list", self.build_id)
+            self.assertEqual([(m["patch_id"], m["kind"]) for m in marks], [("hg-loadavg-1", "log")], marks)
+            # periodic checks go on and leave it out
+            jobs = dom["jobs"]
+            t1 = time.monotonic()
+            while time.monotonic() - t1 < 120 and dom["jobs"] < jobs + 2:
+                time.sleep(0.5)
+                dom = status()
+            self.assertGreaterEqual(dom["jobs"], jobs + 2, tail())
+            print(f"  hvpatchd: 2 more jobs in {time.monotonic() - t1:.1f} s, nothing applied", file=sys.stderr)
+            self.assertEqual((dom["applies"], dom["health_failures"]), (0, 1), dom)
+            self.assertNotIn("hvp-warn", self.loadavg())
+            self.assertEqual(self.patches(), set())
+            with open(log) as f:
+                self.assertIn("health gate failed for hg-loadavg-1", f.read())
+        finally:
+            d.send_signal(signal.SIGTERM)
+            try:
+                rc = d.wait(60)
+            finally:
+                logf.close()
+                self.g.check(LOOP_STOP)
+        self.assertEqual(rc, 0, tail())
 
 
 def main():
