@@ -234,6 +234,7 @@ class HealthLive(unittest.TestCase):
         self.assertTrue(h["pvpanic"], h)
         self.assertEqual(h["state"], "running", h)
         self.assertEqual(h["taint"]["new"], "0x0", h)
+        print(f"\n  pass: {h['polls']} looks in {h['seconds']:.2f} s", file=sys.stderr)
         self.assertIn(VERSION_MARKER, self.g.check("cat /proc/version"))
         self.assertEqual(self.patches(), {"demo-version-1"})
         rc, out, err = self.hv("revert", self.name, "demo-version-1")

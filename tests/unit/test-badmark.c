@@ -1,8 +1,8 @@
 /*
  * Bad marks (include/hvpatch/health.h): the store under a scratch state folder, with the
  * files a hostile or broken folder can hold (oversized, not JSON, naming another patch,
- * symlinks, a folder others can write, too many entries, stray names), and the taint
- * flags' names.
+ * symlinks, a folder others can write, too many entries, stray names), the taint
+ * flags' names and the audit action of a failed gate.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -315,6 +315,21 @@ static void test_taint_names(void **st)
         assert_string_equal(hvp_health_result_name(HVP_HEALTH_FAIL), "fail");
 }
 
+/* A failed gate is audited under its own action name. */
+static void test_audit_action(void **st)
+{
+        struct hvp_audit_event ev = { .action = HVP_AUDIT_HEALTH, .domain = "web1", .bundle_id = "cve-4", .seq = 4,
+                                      .result = -EIO, .reason = "the guest kernel set the taint flag W (warn)",
+                                      .pause_ms = -1 };
+        char line[512];
+
+        (void)st;
+        hvp_audit_format(&ev, line, sizeof(line));
+        assert_non_null(strstr(line, "action=health-fail "));
+        assert_non_null(strstr(line, "bundle=\"cve-4\""));
+        assert_non_null(strstr(line, "reason=\"the guest kernel set the taint flag W (warn)\""));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -324,6 +339,7 @@ int main(void)
                 cmocka_unit_test_setup(test_unsafe_folders, fresh),
                 cmocka_unit_test_setup(test_count_bound, fresh),
                 cmocka_unit_test(test_taint_names),
+                cmocka_unit_test(test_audit_action),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
