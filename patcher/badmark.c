@@ -27,6 +27,7 @@
 #include "common/error.h"
 #include "common/file.h"
 #include "common/util.h"
+#include "patcher/badmark.h"
 
 #define SUFFIX ".json"
 
@@ -128,6 +129,42 @@ static void copy_str(json_object *o, const char *key, char *out, size_t size)
                 snprintf(out, size, "%s", json_object_get_string(v));
 }
 
+int hvp_bad_mark_parse(const char *text, size_t len, const char *build_id, const char *patch_id, const char *path,
+                       struct hvp_bad_mark *m)
+{
+        char b[2 * 64 + 3], p[HVP_ID_MAX + 2];
+        json_object *o, *v;
+        int r = 0;
+
+        memset(m, 0, sizeof(*m));
+        snprintf(m->build_id, sizeof(m->build_id), "%s", build_id);
+        snprintf(m->patch_id, sizeof(m->patch_id), "%s", patch_id);
+        if (len > HVP_BAD_FILE_MAX)
+                return hvp_fail(-EINVAL, "%s is over %u bytes", path, HVP_BAD_FILE_MAX);
+        if (strnlen(text, len) != len)
+                return hvp_fail(-EINVAL, "%s holds a NUL byte", path);
+        o = json_tokener_parse(text);
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                return hvp_fail(-EINVAL, "%s is not a JSON object", path);
+        }
+        copy_str(o, "build_id", b, sizeof(b));
+        copy_str(o, "patch_id", p, sizeof(p));
+        if (strcmp(b, build_id) != 0 || strcmp(p, patch_id) != 0)
+                r = hvp_fail(-EINVAL, "%s names build '%.40s' and patch '%.40s', not its own", path, b, p);
+        copy_str(o, "series", m->series, sizeof(m->series));
+        copy_str(o, "domain", m->domain, sizeof(m->domain));
+        copy_str(o, "kind", m->kind, sizeof(m->kind));
+        copy_str(o, "reason", m->reason, sizeof(m->reason));
+        if (json_object_object_get_ex(o, "seq", &v) && json_object_is_type(v, json_type_int) &&
+            json_object_get_int64(v) >= 0)
+                m->seq = (uint64_t)json_object_get_int64(v);
+        if (json_object_object_get_ex(o, "at", &v) && json_object_is_type(v, json_type_int))
+                m->at = (time_t)json_object_get_int64(v);
+        json_object_put(o);
+        return r;
+}
+
 /*
  * Read the mark file name (in build folder dfd) into m. -EINVAL with the reason when it
  * is not a mark of this build and patch; -ENOENT when it is missing.
@@ -137,7 +174,6 @@ static int read_mark(int dfd, const char *path, const char *build_id, const char
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *text = NULL;
         char name[HVP_ID_MAX + sizeof(SUFFIX)];
-        json_object *o, *v;
         struct stat st;
         size_t len;
         int r;
@@ -161,33 +197,7 @@ static int read_mark(int dfd, const char *path, const char *build_id, const char
         r = hvp_read_fd_bounded(fd, path, HVP_BAD_FILE_MAX, (void **)&text, &len);
         if (r < 0)
                 return hvp_fail(-EINVAL, "%s", hvp_last_error());
-        if (strlen(text) != len)
-                return hvp_fail(-EINVAL, "%s holds a NUL byte", path);
-        o = json_tokener_parse(text);
-        if (!o || !json_object_is_type(o, json_type_object)) {
-                json_object_put(o);
-                return hvp_fail(-EINVAL, "%s is not a JSON object", path);
-        }
-        r = 0;
-        {
-                char b[sizeof(m->build_id) + 2], p[HVP_ID_MAX + 2];
-
-                copy_str(o, "build_id", b, sizeof(b));
-                copy_str(o, "patch_id", p, sizeof(p));
-                if (strcmp(b, build_id) != 0 || strcmp(p, patch_id) != 0)
-                        r = hvp_fail(-EINVAL, "%s names build '%.40s' and patch '%.40s', not its own", path, b, p);
-        }
-        copy_str(o, "series", m->series, sizeof(m->series));
-        copy_str(o, "domain", m->domain, sizeof(m->domain));
-        copy_str(o, "kind", m->kind, sizeof(m->kind));
-        copy_str(o, "reason", m->reason, sizeof(m->reason));
-        if (json_object_object_get_ex(o, "seq", &v) && json_object_is_type(v, json_type_int) &&
-            json_object_get_int64(v) >= 0)
-                m->seq = (uint64_t)json_object_get_int64(v);
-        if (json_object_object_get_ex(o, "at", &v) && json_object_is_type(v, json_type_int))
-                m->at = (time_t)json_object_get_int64(v);
-        json_object_put(o);
-        return r;
+        return hvp_bad_mark_parse(text, len, build_id, patch_id, path, m);
 }
 
 static int write_all(int fd, const char *buf, size_t len)
