@@ -82,6 +82,11 @@ void cli_health_print(const struct hvp_health_report *h, const char *prefix)
                        h->taint_known ? hvp_taint_names(h->taint_after, names, sizeof(names)) : "unknown");
                 return;
         }
+        if (h->result == HVP_HEALTH_INTERRUPTED) {
+                printf("%shealth gate: interrupted after %.1f s: %s (nothing seen, nothing done)\n", prefix,
+                       h->seconds, h->reason);
+                return;
+        }
         if (h->result != HVP_HEALTH_FAIL)
                 return;
         printf("%shealth gate: FAIL after %.1f s: %s\n", prefix, h->seconds, h->reason);

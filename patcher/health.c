@@ -101,6 +101,8 @@ const char *hvp_health_result_name(enum hvp_health_result r)
                 return "pass";
         case HVP_HEALTH_FAIL:
                 return "fail";
+        case HVP_HEALTH_INTERRUPTED:
+                return "interrupted";
         }
         return "?";
 }
@@ -325,11 +327,18 @@ static bool poll_once(struct hvp_health_watch *w, const struct hvp_plan *p, stru
                 snprintf(rep->state, sizeof(rep->state), "%s", rs.state);
                 snprintf(rep->state_reason, sizeof(rep->state_reason), "%s", rs.reason);
                 if (rs.failure) {
-                        const char *kind = rs.kind == HVP_RUN_CRASHED ? "crashed"
-                                           : rs.kind == HVP_RUN_SHUTOFF ? "shutoff" : "paused";
+                        bool crashed = rs.kind == HVP_RUN_CRASHED ||
+                                       (rs.kind == HVP_RUN_SHUTOFF && strcmp(rs.reason, "crashed") == 0);
+                        const char *kind = crashed ? "crashed" : rs.kind == HVP_RUN_SHUTOFF ? "shutoff" : "paused";
 
                         fail(rep, kind, "the domain is %s (%s)%s", rs.state, rs.reason,
-                             rs.kind == HVP_RUN_CRASHED && w->pvpanic ? ": the guest kernel panicked (pvpanic)" : "");
+                             crashed && w->pvpanic ? ": the guest reported a panic (pvpanic)" : "");
+                        return true;
+                }
+                if (rs.kind == HVP_RUN_SHUTOFF) {
+                        rep->result = HVP_HEALTH_INTERRUPTED;
+                        snprintf(rep->reason, sizeof(rep->reason), "the domain was shut off (%s) during the watch",
+                                 rs.reason);
                         return true;
                 }
         } else if (r != -ENOTSUP) {
@@ -383,8 +392,13 @@ int hvp_health_run(struct hvp_health_watch *w, const struct hvp_plan *p, unsigne
                 if (poll_once(w, p, ret))
                         break;
                 left = end - now_s();
-                if (left <= 0 || (stop && stop(userdata)))
+                if (left <= 0)
                         break;
+                if (stop && stop(userdata)) {
+                        ret->result = HVP_HEALTH_INTERRUPTED;
+                        snprintf(ret->reason, sizeof(ret->reason), "stopped after %.1f s", now_s() - t0);
+                        break;
+                }
                 sleep_ms((unsigned)HVP_MIN(left * 1000.0 + 1, (double)HVP_HEALTH_POLL_MS));
         }
         ret->seconds = now_s() - t0;
@@ -401,6 +415,9 @@ int hvp_health_run(struct hvp_health_watch *w, const struct hvp_plan *p, unsigne
         if (ret->result == HVP_HEALTH_FAIL) {
                 hvp_warn("%s: health gate failed after %.1f s: %s", hvp_guest_name(w->g), ret->seconds, ret->reason);
                 quote_log(w, ret);
+        } else if (ret->result == HVP_HEALTH_INTERRUPTED) {
+                hvp_warn("%s: health gate interrupted after %.1f s: %s", hvp_guest_name(w->g), ret->seconds,
+                         ret->reason);
         } else {
                 hvp_info("%s: health gate passed (%.1f s, %u looks)", hvp_guest_name(w->g), ret->seconds, ret->polls);
         }

@@ -116,7 +116,9 @@ void live_describe_state(int state, int reason, struct hvp_run_state *ret)
         case VIR_DOMAIN_SHUTOFF:
                 ret->kind = HVP_RUN_SHUTOFF;
                 why = shutoff_reason(reason);
-                ret->failure = true;
+                /* what an operator or a job did (destroy, save, migration, snapshot) says nothing of the guest */
+                ret->failure = reason != VIR_DOMAIN_SHUTOFF_DESTROYED && reason != VIR_DOMAIN_SHUTOFF_SAVED &&
+                               reason != VIR_DOMAIN_SHUTOFF_MIGRATED && reason != VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT;
                 break;
         case VIR_DOMAIN_CRASHED:
                 ret->kind = HVP_RUN_CRASHED;

@@ -202,7 +202,8 @@ bool hvp_guest_append_only(const struct hvp_guest *g, uint64_t gpa, size_t len, 
 /*
  * The live domain's run state as libvirt reports it now (virDomainGetState): kind,
  * libvirt's words for state and reason, and whether it is a failure the health gate
- * counts (crashed, paused on an I/O error, a panic or a watchdog, shut off).
+ * counts (crashed, paused on an I/O error, a panic or a watchdog, shut off for any
+ * reason but an operator's or a job's: destroyed, saved, migrated, from a snapshot).
  * -ENOTSUP other backends, -EIO libvirt (the domain may be gone: a transient domain
  * that was destroyed).
  */

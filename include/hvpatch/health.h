@@ -86,14 +86,16 @@ enum hvp_health_result {
         HVP_HEALTH_NOT_RUN = 0,
         HVP_HEALTH_PASS,
         HVP_HEALTH_FAIL,
+        HVP_HEALTH_INTERRUPTED, /* the watch ended early, nothing seen: stop(), or the domain was
+                                   destroyed, saved or migrated away (reason says which) */
 };
-/* "not-run", "pass", "fail". */
+/* "not-run", "pass", "fail", "interrupted". */
 const char *hvp_health_result_name(enum hvp_health_result r);
 
 struct hvp_health_report {
         enum hvp_health_result result;
         char kind[24];                  /* fail: "taint", "log", "crashed", "paused", "shutoff", "rebooted", "unreadable" */
-        char reason[HVP_HEALTH_REASON_MAX];     /* fail: in words; pass: "" */
+        char reason[HVP_HEALTH_REASON_MAX];     /* fail, interrupted: in words; pass: "" */
         double seconds;                 /* how long the guest was watched */
         unsigned polls;
         /* taint, when readable (taint_known) */
@@ -126,9 +128,9 @@ int hvp_health_begin(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_
                      struct hvp_health_watch **ret);
 /*
  * Watch for seconds (1..HVP_HEALTH_MAX_SECONDS) after the apply of plan p (may be
- * NULL: the patch is not checked). Returns 0 with ret filled (PASS or FAIL); it
- * returns early on a failure. stop (may be NULL) is polled: when it returns true the
- * watch ends early as a pass over the time watched so far (a daemon shutting down).
+ * NULL: the patch is not checked). Returns 0 with ret filled (PASS, FAIL or
+ * INTERRUPTED); it returns early on a failure. stop (may be NULL) is polled: when it
+ * returns true the watch ends early, INTERRUPTED (a daemon shutting down).
  */
 int hvp_health_run(struct hvp_health_watch *w, const struct hvp_plan *p, unsigned seconds,
                    bool (*stop)(void *userdata), void *userdata, struct hvp_health_report *ret);

@@ -2,7 +2,8 @@
 """The health gate on a live guest: a bundle whose new code WARNs is reverted, marked bad
 for the kernel build and not applied again until the mark is cleared; a good bundle passes.
 
-One guest (4-level paging, KASLR, a pvpanic device), shared by every case, in order.
+One guest (4-level paging, KASLR, a pvpanic device), shared by every case, in order; the
+last one crashes it through its pvpanic device.
 Keys and signatures come from the real minisign, the policy trusts the key for the guest.
 The bundles:
   * good:  images/demo/build-demo.sh's demo-version (/proc/version gets a marker);
@@ -32,6 +33,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -394,6 +396,45 @@ class HealthLive(unittest.TestCase):
                 logf.close()
                 self.g.check(LOOP_STOP)
         self.assertEqual(rc, 0, tail())
+
+    def test_6_pvpanic_crash_marked_not_reverted(self):
+        """Last: the guest is lost. It signals a panic through its pvpanic device (a write of 1 to
+        I/O port 0x505, what the kernel's pvpanic driver writes when it panics; the test guests'
+        initramfs loads no modules, so the guest writes it itself): QEMU reports the panic and
+        libvirt destroys the domain (<on_crash>destroy</on_crash>): shut off (crashed). The gate
+        fails, writes nothing to a guest that is gone, marks the bundle bad."""
+        p = subprocess.Popen(self.argv("apply", "--health", 120, self.name, self.good), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=self.env())
+        try:
+            t0 = time.monotonic()
+            while VERSION_MARKER not in self.g.check("cat /proc/version"):
+                self.assertIsNone(p.poll(), "apply ended before the patch was seen in the guest")
+                self.assertLess(time.monotonic() - t0, 300, "the patch never showed in /proc/version")
+                time.sleep(0.2)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.g.sock)
+            s.sendall(b"\nprintf '\\001' | dd of=/dev/port bs=1 seek=1285 count=1\n")
+            s.close()
+            out, err = p.communicate(timeout=300)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 6, f"{out} {err}")
+        h = json.loads(out)["health"]
+        self.assertEqual(h["result"], "fail", h)
+        self.assertEqual(h["kind"], "crashed", h)
+        self.assertIn("shut off (crashed)", h["reason"])
+        self.assertIn("pvpanic", h["reason"])
+        self.assertLess(h["seconds"], 120, h)
+        self.assertFalse(h["reverted"], h)
+        self.assertIn("does not run", h["revert_error"])
+        self.assertTrue(h["marked_bad"], h)
+        state = subprocess.run(guestlib.VIRSH + ["domstate", "--reason", self.name], capture_output=True,
+                               text=True, timeout=60).stdout.strip()
+        self.assertEqual(state, "shut off (crashed)")
+        rc, marks, err = self.hv("bad", "list", self.build_id)
+        self.assertIn(("demo-version-1", "crashed"), [(m["patch_id"], m["kind"]) for m in marks], marks)
 
 
 def main():
