@@ -2,7 +2,7 @@
  * Bad marks (include/hvpatch/health.h): the store under a scratch state folder, with the
  * files a hostile or broken folder can hold (oversized, not JSON, naming another patch,
  * symlinks, a folder others can write, too many entries, stray names), the taint
- * flags' names and the audit action of a failed gate.
+ * flags' names, the audit action of a failed gate and the `hvpatch bad` command.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "tests/unit/shell.h"
 
@@ -330,6 +331,72 @@ static void test_audit_action(void **st)
         assert_non_null(strstr(line, "reason=\"the guest kernel set the taint flag W (warn)\""));
 }
 
+/* Read a whole small file (the CLI's stdout) into buf. */
+static void slurp(const char *path, char *buf, size_t size)
+{
+        FILE *f = fopen(path, "r");
+        size_t n;
+
+        assert_non_null(f);
+        n = fread(buf, 1, size - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+}
+
+/* hvpatch bad: list and clear with --json, usage and errors (exit codes per README). */
+static void test_cli(void **st)
+{
+        const char *hv = getenv("HVPATCH");
+        struct hvp_bad_mark m = mark(BID, "cve-4");
+        char out[sizeof(state) + 16], text[8192];
+        json_object *o, *e;
+
+        (void)st;
+        if (!hv || access(hv, X_OK) != 0) {
+                /* ctest sets HVPATCH; the binary is built with the tests */
+                fail_msg("hvpatch not built or HVPATCH unset (%s)", hv ? hv : "unset");
+        }
+        snprintf(out, sizeof(out), "%s/cli.out", state);
+        assert_int_equal(hvp_bad_mark_add(state, &m), 0);
+        write_file("bad/" BID "/broken-1.json", "{", 1);
+#define HV(args) run("HVPATCH_STATE_DIR='%s' '%s' " args " >'%s' 2>/dev/null", state, hv, out)
+        assert_int_equal(HV("--json bad list"), 0);
+        slurp(out, text, sizeof(text));
+        o = json_tokener_parse(text);
+        assert_non_null(o);
+        assert_true(json_object_is_type(o, json_type_array));
+        assert_int_equal(json_object_array_length(o), 2);
+        e = json_object_array_get_idx(o, 0);
+        assert_string_equal(json_object_get_string(json_object_object_get(e, "patch_id")), "broken-1");
+        assert_string_equal(json_object_get_string(json_object_object_get(e, "kind")), "unreadable");
+        e = json_object_array_get_idx(o, 1);
+        assert_string_equal(json_object_get_string(json_object_object_get(e, "patch_id")), "cve-4");
+        assert_string_equal(json_object_get_string(json_object_object_get(e, "at")), "2023-11-14T22:13:20Z");
+        json_object_put(o);
+        /* text: one line per mark */
+        assert_int_equal(HV("bad list " BID), 0);
+        slurp(out, text, sizeof(text));
+        assert_non_null(strstr(text, BID " cve-4 (series cve, seq 4): taint on web1 at 2023-11-14T22:13:20Z"));
+        /* errors: no such mark (1), a bad build id (1), usage (2) */
+        assert_int_equal(HV("--json bad clear " BID " cve-9"), 1);
+        slurp(out, text, sizeof(text));
+        assert_non_null(strstr(text, "no mark of cve-9"));
+        assert_non_null(strstr(text, "\"code\":1"));
+        assert_int_equal(HV("--json bad list not-hex"), 1);
+        assert_int_equal(HV("--json bad frob"), 2);
+        assert_int_equal(HV("--json bad clear"), 2);
+        assert_int_equal(HV("--json bad clear " BID), 0);
+        slurp(out, text, sizeof(text));
+        o = json_tokener_parse(text);
+        assert_non_null(o);
+        assert_int_equal(json_object_get_int(json_object_object_get(o, "cleared")), 2);
+        json_object_put(o);
+        assert_int_equal(HV("bad list"), 0);
+        slurp(out, text, sizeof(text));
+        assert_string_equal(text, "no bundle is marked bad\n");
+#undef HV
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -340,6 +407,7 @@ int main(void)
                 cmocka_unit_test_setup(test_count_bound, fresh),
                 cmocka_unit_test(test_taint_names),
                 cmocka_unit_test(test_audit_action),
+                cmocka_unit_test_setup(test_cli, fresh),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
