@@ -374,6 +374,9 @@ class HealthLive(unittest.TestCase):
             self.assertEqual(self.patches(), set())
             rc, marks, err = self.hv("bad", "list", self.build_id)
             self.assertEqual([(m["patch_id"], m["kind"]) for m in marks], [("hg-loadavg-1", "log")], marks)
+            text = subprocess.run([hvpatch_exe(), "daemon-status", "--socket", sock], capture_output=True,
+                                  text=True, timeout=30).stdout
+            self.assertIn("health gate: 1 failed; last: fail for hg-loadavg-1: the guest kernel logged", text)
             # periodic checks go on and leave it out
             jobs = dom["jobs"]
             t1 = time.monotonic()
