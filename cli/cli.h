@@ -17,6 +17,7 @@ enum {
         EXIT_REFUSED = 3,       /* refused by policy or signature */
         EXIT_BUSY = 4,          /* guest busy: retry */
         EXIT_MISMATCH = 5,      /* patch site does not match */
+        EXIT_HEALTH = 6,        /* applied, then the health gate failed: reverted, marked bad */
 };
 
 struct cli {

@@ -9,6 +9,7 @@
 #include <hvpatch/ops.h>
 
 #include "cli/commands.h"
+#include "cli/health.h"
 #include "cli/patching.h"
 
 static const char apply_help[] =
@@ -24,9 +25,15 @@ static const char apply_help[] =
         "                         else the device), slack, device: the domain's own read-only\n"
         "                         area ('hvpatch area add DOMAIN', next boot; docs/operations.md)\n"
         "  --insecure-unsigned    FOR TESTS: no signature and no policy check\n"
+        "  --health SECONDS       the health gate: watch the guest SECONDS after the apply\n"
+        "                         (libvirt state, pvpanic, the kernel's taint flags and\n"
+        "                         its log: WARN, oops); on a\n"
+        "                         failure revert if it still runs, audit, and mark the\n"
+        "                         bundle bad for this kernel build ('hvpatch bad')\n"
         "Exit codes: 3 refused (unsigned, bad or untrusted signature; no usable policy;\n"
-        "the policy's verdict; sequence), 4 guest busy, 5 a site does not match (bytes,\n"
-        "instruction boundaries, a symbol missing from the kernel). Every apply and\n"
+        "the policy's verdict; sequence; marked bad by the health gate), 4 guest busy,\n"
+        "5 a site does not match (bytes, instruction boundaries, a symbol missing from\n"
+        "the kernel), 6 the health gate failed (reverted, marked bad). Every apply and\n"
         "every refusal is audited to syslog (docs/policy.md).\n";
 
 static const char check_help[] =
@@ -65,6 +72,11 @@ static int parse_args(struct args *a, int argc, char **argv)
                                 a->req.area = HVP_AREA_DEVICE;
                         else
                                 return cli_error(a->c, EXIT_USAGE, "--area: auto, slack or device");
+                } else if (!a->dry_run && strcmp(argv[i], "--health") == 0 && i + 1 < argc) {
+                        int r = cli_parse_health(a->c, argv[++i], &a->req.health_seconds);
+
+                        if (r)
+                                return r;
                 } else if (strcmp(argv[i], "--sig") == 0 && i + 1 < argc) {
                         a->req.sig_path = argv[++i];
                 } else if (strcmp(argv[i], "--write-path") == 0 && i + 1 < argc) {
@@ -113,6 +125,7 @@ static void print_applied(struct cli *c, const struct hvp_apply_outcome *o)
                 json_object_object_add(j, "attempts", json_object_new_int((int)rep->attempts));
                 json_object_object_add(j, "max_pause_ms", json_object_new_int((int)o->max_pause_ms));
                 json_object_object_add(j, "pause_exceeded", json_object_new_boolean(o->pause_exceeded));
+                json_object_object_add(j, "health", o->health.result ? cli_health_json(&o->health) : NULL);
                 cli_json_print(j);
         } else {
                 printf("applied %s (series %s, seq %llu%s%s) to %s: %zu sites, %zu bytes\n", o->patch_id, o->series,
@@ -120,10 +133,30 @@ static void print_applied(struct cli *c, const struct hvp_apply_outcome *o)
                        o->nr_sites, rep->bytes_written);
                 printf("pause window: %.3f ms (command start to resume: %.1f ms, %u attempt%s)\n", rep->pause_ms,
                        rep->total_ms, rep->attempts, rep->attempts == 1 ? "" : "s");
+                cli_health_print(&o->health, "");
         }
         if (o->pause_exceeded)
                 fprintf(stderr, "hvpatch: WARNING: the pause window (%.3f ms) exceeded the policy's %u ms\n",
                         rep->pause_ms, o->max_pause_ms);
+}
+
+/* Applied, then the health gate failed: the error, with the gate's report. */
+static void print_health_failed(struct cli *c, const struct hvp_apply_outcome *o)
+{
+        if (c->json) {
+                json_object *j = json_object_new_object();
+
+                json_object_object_add(j, "error", json_object_new_string(o->first_error));
+                json_object_object_add(j, "code", json_object_new_int(EXIT_HEALTH));
+                json_object_object_add(j, "domain", json_object_new_string(o->domain));
+                json_object_object_add(j, "patch_id", json_object_new_string(o->patch_id));
+                json_object_object_add(j, "pause_ms", json_object_new_double(o->report.pause_ms));
+                json_object_object_add(j, "health", cli_health_json(&o->health));
+                cli_json_print(j);
+                return;
+        }
+        fprintf(stderr, "hvpatch: %s\n", o->first_error);
+        cli_health_print(&o->health, "");
 }
 
 /* check's report: would it apply, and every reason why not. */
@@ -191,6 +224,17 @@ static int run(struct cli *c, int argc, char **argv, bool dry_run)
         r = o->exit_class;
         if (dry_run)
                 print_check(c, &a.req, o);
+        else if (r == EXIT_HEALTH)
+                print_health_failed(c, o);
+        else if (o->marked_bad && c->json) {
+                json_object *j = json_object_new_object();
+
+                json_object_object_add(j, "error", json_object_new_string(o->first_error));
+                json_object_object_add(j, "code", json_object_new_int(r));
+                json_object_object_add(j, "reason_code", json_object_new_string("marked-bad"));
+                json_object_object_add(j, "bad_mark", cli_bad_mark_json(&o->bad_mark));
+                cli_json_print(j);
+        }
         else if (r)
                 cli_error(c, r, "%s", o->first_error);
         else

@@ -97,6 +97,17 @@ static int64_t num(json_object *o, const char *key)
         return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
 }
 
+/* The domain's health gate: its failures and the last gate (hvpatchd's "health"). */
+static void print_health(json_object *d)
+{
+        json_object *h;
+
+        if (!json_object_object_get_ex(d, "health", &h) || !json_object_is_type(h, json_type_object))
+                return;
+        printf("             health gate: %lld failed; last: %s for %s%s%s\n", (long long)num(d, "health_failures"),
+               str(h, "result"), str(h, "patch_id"), str(h, "reason")[0] ? ": " : "", str(h, "reason"));
+}
+
 int cmd_daemon_status(struct cli *c, int argc, char **argv)
 {
         const char *path = DEFAULT_SOCKET;
@@ -127,8 +138,8 @@ int cmd_daemon_status(struct cli *c, int argc, char **argv)
                (long long)num(o, "workers"), (long long)num(o, "queued"), (long long)num(o, "checks"));
         printf("catalog:     %s: %lld bundles, %lld usable\n", str(o, "catalog"), (long long)num(o, "catalog_bundles"),
                (long long)num(o, "catalog_usable"));
-        printf("policy:      %s; tampering: %s; check every %llds\n", str(o, "policy"), str(o, "tamper"),
-               (long long)num(o, "verify_interval"));
+        printf("policy:      %s; tampering: %s; check every %llds; health gate %llds\n", str(o, "policy"),
+               str(o, "tamper"), (long long)num(o, "verify_interval"), (long long)num(o, "health_seconds"));
         if (*str(o, "metrics_listen"))
                 printf("metrics:     http://%s/metrics\n", str(o, "metrics_listen"));
         if (json_object_object_get_ex(o, "domains", &doms) && json_object_is_type(doms, json_type_array)) {
@@ -144,6 +155,7 @@ int cmd_daemon_status(struct cli *c, int argc, char **argv)
                                str(d, "domain"), str(d, "phase"), str(d, "verdict")[0] ? str(d, "verdict") : "-",
                                (long long)num(d, "applied"), (long long)num(d, "jobs"), (long long)num(d, "applies"),
                                (long long)num(d, "failures"), (long long)num(d, "tampered"), str(d, "last_result"));
+                        print_health(d);
                 }
         }
         json_object_put(o);

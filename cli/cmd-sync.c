@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "cli/compliance.h"
+#include "cli/health.h"
 #include "cli/patching.h"
 
 static const char plan_help[] =
@@ -20,10 +21,12 @@ static const char plan_help[] =
         "NAME.hvp.minisig (default " HVP_CATALOG_DEFAULT_DIR "); a file that is unsigned,\n"
         "badly signed or corrupt is listed and skipped. The desired bundle of a series is\n"
         "its highest sequence built for the guest's running kernel that the policy allows\n"
-        "(group, requirements, baseline, signer, series). Actions: apply, replace,\n"
-        "nothing, reboot-required (the guest runs an older baseline), unmanaged (no group\n"
+        "(group, requirements, baseline, signer, series) and the health gate has not\n"
+        "marked bad for that build ('hvpatch bad'). Actions: apply, replace, nothing,\n"
+        "reboot-required (the guest runs an older baseline), unmanaged (no group\n"
         "manages the guest, or a patch applied by hand whose series the catalog does not\n"
-        "hold: it is kept). Changes nothing in the guest; needs a policy.\n"
+        "hold: it is kept), marked-bad (the newest bundle is marked bad, nothing else to\n"
+        "do). Changes nothing in the guest; needs a policy.\n"
         "A reboot-required guest that boots a kernel the host provides (<os><kernel>)\n"
         "gets a baseline move when the current baseline names its image: shown as\n"
         "'move-baseline: FROM -> TO, reboot' inside a window that allows reboots, else\n"
@@ -37,7 +40,8 @@ static const char sync_help[] =
         "series to apply or replace goes through the whole apply pipeline (signature,\n"
         "policy, plan, one pause window, audit), one after another; a failure does not\n"
         "stop the other series or guests. Outside the maintenance window a series waits.\n"
-        "Nothing is ever reverted or removed: a patch the catalog does not hold is kept.\n"
+        "Nothing is ever reverted or removed (but a patch it just applied that fails the\n"
+        "health gate, --health): a patch the catalog does not hold is kept.\n"
         "A baseline move (see 'hvpatch plan -h') is done inside a window that allows\n"
         "reboots: the domain's definition gets the baseline's kernel image, the domain is\n"
         "shut down (destroyed after the group's shutdown-timeout) and started again, and\n"
@@ -46,8 +50,10 @@ static const char sync_help[] =
         "  --catalog DIR          the catalog folder (default " HVP_CATALOG_DEFAULT_DIR ")\n"
         "  --all                  every running domain of the connection\n"
         "  --dry-run              show what would be done; change nothing\n"
-        "Exit code: 0 when every guest is converged (or waits for its window), else the\n"
-        "exit code of the first failure (as apply's).\n";
+        "  --health SECONDS       the health gate after every apply (as apply's --health):\n"
+        "                         a failure reverts, marks the bundle bad, exits 6\n"
+        "Exit code: 0 when every guest is converged (or waits for its window, or its\n"
+        "newest bundle is marked bad), else the exit code of the first failure (as apply's).\n";
 
 #define MAX_DOMAINS 1024
 
@@ -55,6 +61,7 @@ struct args {
         const char *catalog;
         const char *domain;
         bool all, dry_run;
+        unsigned health;
 };
 
 static int parse_args(struct cli *c, const char *cmd, bool sync, int argc, char **argv, struct args *a)
@@ -66,6 +73,12 @@ static int parse_args(struct cli *c, const char *cmd, bool sync, int argc, char 
                         a->all = true;
                 else if (sync && strcmp(argv[i], "--dry-run") == 0)
                         a->dry_run = true;
+                else if (sync && strcmp(argv[i], "--health") == 0 && i + 1 < argc) {
+                        int r = cli_parse_health(c, argv[++i], &a->health);
+
+                        if (r)
+                                return r;
+                }
                 else if (argv[i][0] == '-' || a->domain)
                         return cli_usage(c, cli_find_command(cmd));
                 else
@@ -124,6 +137,7 @@ static json_object *step_json(const struct hvp_sync_step *st)
                         json_object_object_add(o, "pause_ms", json_object_new_double(out->report.pause_ms));
                 json_object_object_add(o, "replaced",
                                        out->replaced[0] ? json_object_new_string(out->replaced) : NULL);
+                json_object_object_add(o, "health", out->health.result ? cli_health_json(&out->health) : NULL);
         }
         return o;
 }
@@ -197,6 +211,16 @@ static json_object *domain_json(const char *name, const struct hvp_sync_result *
                 json_object_object_add(so, "desired", d);
                 json_object_object_add(so, "actual", a);
                 json_object_object_add(so, "outside_window", json_object_new_boolean(s->outside_window));
+                if (s->marked) {
+                        json_object *m = json_object_new_object();
+
+                        json_object_object_add(m, "patch_id", json_object_new_string(s->marked->patch_id));
+                        json_object_object_add(m, "seq", json_object_new_int64((int64_t)s->marked->seq));
+                        json_object_object_add(m, "file", json_object_new_string(s->marked->file));
+                        json_object_object_add(so, "marked_bad", m);
+                } else {
+                        json_object_object_add(so, "marked_bad", NULL);
+                }
                 json_object_object_add(so, "note", json_object_new_string(s->note));
                 json_object_array_add(arr, so);
         }
@@ -259,6 +283,8 @@ static void steps_print(const char *name, const struct hvp_sync_result *res)
                                s->desired->patch_id, (unsigned long long)s->desired->seq,
                                st->outcome->replaced[0] ? ", replacing " : "", st->outcome->replaced,
                                st->outcome->report.pause_ms);
+                if (st->attempted)
+                        cli_health_print(&st->outcome->health, "             ");
         }
 }
 
@@ -408,8 +434,9 @@ static int run(struct cli *c, int argc, char **argv, bool sync)
                 r = attach(c, name, &t, why, sizeof(why));
                 if (r == EXIT_OK) {
                         name = hvp_guest_name(t.guest);
-                        r = hvp_op_sync(t.guest, t.mmu, t.kernel, cli_state_dir(), policy, cat, !sync || a.dry_run,
-                                        &res);
+                        struct hvp_sync_options so = { .dry_run = !sync || a.dry_run, .health_seconds = a.health };
+
+                        r = hvp_op_sync_ex(t.guest, t.mmu, t.kernel, cli_state_dir(), policy, cat, &so, &res);
                         if (r < 0) {
                                 snprintf(why, sizeof(why), "%s: %s", name, hvp_last_error());
                                 r = cli_exit_code(r);   /* an unsafe state folder refuses (3) */

@@ -129,5 +129,5 @@ int cli_open_guest(struct cli *c, int *argc, char ***argv, struct hvp_guest **re
 
 _Static_assert((int)EXIT_OK == (int)HVP_EXIT_OK && (int)EXIT_ERROR == (int)HVP_EXIT_ERROR &&
                (int)EXIT_REFUSED == (int)HVP_EXIT_REFUSED && (int)EXIT_BUSY == (int)HVP_EXIT_BUSY &&
-               (int)EXIT_MISMATCH == (int)HVP_EXIT_MISMATCH,
+               (int)EXIT_MISMATCH == (int)HVP_EXIT_MISMATCH && (int)EXIT_HEALTH == (int)HVP_EXIT_HEALTH,
                "the CLI's exit codes are the library's exit classes");

@@ -53,6 +53,7 @@ struct hvpd_options {
         unsigned boot_timeout;          /* seconds from a (re)start to "kernel up" */
         unsigned workers;
         bool repair;                    /* re-apply a tampered patch (else only report it) */
+        unsigned health_seconds;        /* the health gate after every apply (0: none) */
 };
 
 /* The policy and catalog in force: replaced whole on SIGHUP, freed when the last job is done. */
@@ -75,12 +76,17 @@ struct hvpd_domain {
         char verdict[32];
         unsigned n_applied;             /* patches memory holds, after the last job */
         unsigned jobs, applies, failures, tampered;
-        unsigned health_failures;
+        unsigned health_failures;       /* applies the health gate failed (reverted, marked bad) */
         double last_pause_ms;
         char tamper_seen[512];          /* the lost patches last reported, "id:state;..." */
         double kernel_up_s;             /* seconds from the boot event to "kernel up", last boot */
         struct timespec boot_event;     /* when the last boot/reboot was seen */
         double up_to_patched_s;         /* from "kernel up" to the end of the sync that applied, last boot */
+        /* the last health gate (jobs.c), for daemon-status */
+        char health_result[16];         /* "pass", "fail", "" before the first */
+        char health_patch[128];
+        char health_reason[HVPD_RESULT_MAX];
+        time_t health_at;
 };
 
 struct hvpd {

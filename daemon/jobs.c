@@ -151,6 +151,18 @@ static bool pause_unless_stopping(struct hvpd *d, unsigned ms)
         return !stopping;
 }
 
+/* The health gate's stop test: a daemon told to stop ends the watch (it counts as a pass). */
+static bool stopping(void *userdata)
+{
+        struct hvpd *d = userdata;
+        bool r;
+
+        pthread_mutex_lock(&d->lock);
+        r = d->stopping;
+        pthread_mutex_unlock(&d->lock);
+        return r;
+}
+
 struct attached {
         struct hvp_guest *g;
         struct hvp_mmu *mmu;
@@ -307,6 +319,32 @@ static unsigned tamper_check(struct hvpd *d, struct hvpd_domain *dom, const stru
         return n;
 }
 
+/* The health gate's results of a sync's applies: the failures counted, the last one kept. */
+static void record_health(struct hvpd *d, struct hvpd_domain *dom, const struct hvp_sync_result *res)
+{
+        for (size_t i = 0; i < res->n_steps; i++) {
+                const struct hvp_apply_outcome *o = res->steps[i].outcome;
+                const struct hvp_health_report *h = o ? &o->health : NULL;
+
+                if (!h || h->result == HVP_HEALTH_NOT_RUN)
+                        continue;
+                if (h->result == HVP_HEALTH_FAIL) {
+                        hvpd_log(LOG_ERR, "%s: health gate failed for %s: %s; %s; %s", dom->name, o->patch_id,
+                                 h->reason, h->reverted ? "reverted" : h->revert_error,
+                                 h->marked_bad ? "marked bad" : h->mark_error);
+                        for (size_t l = 0; l < h->n_lines; l++)
+                                hvpd_log(LOG_WARNING, "%s: guest: %s", dom->name, h->lines[l]);
+                }
+                pthread_mutex_lock(&d->lock);
+                dom->health_failures += h->result == HVP_HEALTH_FAIL;
+                snprintf(dom->health_result, sizeof(dom->health_result), "%s", hvp_health_result_name(h->result));
+                snprintf(dom->health_patch, sizeof(dom->health_patch), "%s", o->patch_id);
+                snprintf(dom->health_reason, sizeof(dom->health_reason), "%s", h->reason);
+                dom->health_at = time(NULL);
+                pthread_mutex_unlock(&d->lock);
+        }
+}
+
 static void record_sync(struct hvpd *d, struct hvpd_domain *dom, const struct hvp_sync_result *res)
 {
         unsigned applies = 0, failures = 0, held = 0;
@@ -349,6 +387,7 @@ static void record_sync(struct hvpd *d, struct hvpd_domain *dom, const struct hv
                 held += done_now || (s->has_actual && s->actual.state == HVP_PATCH_APPLIED &&
                                      s->action == HVP_SYNC_NOTHING);
         }
+        record_health(d, dom, res);
         pthread_mutex_lock(&d->lock);
         dom->applies += applies;
         dom->failures += failures;
@@ -460,8 +499,13 @@ static void run_job(struct hvpd *d, struct hvpd_domain *dom, unsigned why)
                 hvp_guest_state_free(s);
         }
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        r = hvp_op_sync(a.g, a.mmu, a.k, d->state_dir, cfg->policy, cfg->catalog, !d->opt.repair && tampered,
-                        &res);
+        {
+                struct hvp_sync_options so = { .dry_run = !d->opt.repair && tampered,
+                                               .health_seconds = d->opt.health_seconds,
+                                               .health_stop = stopping, .health_userdata = d };
+
+                r = hvp_op_sync_ex(a.g, a.mmu, a.k, d->state_dir, cfg->policy, cfg->catalog, &so, &res);
+        }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (r == 0 && !(why & HVPD_WHY_BOOT) && d->opt.repair)
                 tamper_check(d, dom, res->state);

@@ -32,6 +32,7 @@
 #define DEFAULT_INTERVAL 60u
 #define DEFAULT_BOOT_TIMEOUT 300u
 #define DEFAULT_WORKERS 2u
+#define DEFAULT_HEALTH 10u             /* seconds of health gate after an apply */
 #define MAX_WORKERS 16u
 #define RECONNECT_MS 5000
 
@@ -59,6 +60,8 @@ static void usage(FILE *f)
                 "  --boot-timeout SECS      how long a booting guest may take to be up (default %u)\n"
                 "  --workers N              guests worked on at once (default %u, at most %u)\n"
                 "  --tamper repair|report   re-apply a patch memory lost (default), or only report it\n"
+                "  --health SECS            the health gate after every apply (default %u; 0: none):\n"
+                "                           a failing patch is reverted and marked bad ('hvpatch bad')\n"
                 "  --socket PATH            the status socket (default %s; 'hvpatch daemon-status')\n"
                 "  --metrics-file FILE      Prometheus text, rewritten after every job\n"
                 "  --metrics-listen ADDR:PORT  the same text over HTTP (GET /metrics); ADDR is numeric,\n"
@@ -71,7 +74,7 @@ static void usage(FILE *f)
                 "  -v, --verbose            log to stderr too (syslog always); -vv: with debug detail\n"
                 "  -h, --help\n",
                 HVP_CATALOG_DEFAULT_DIR, HVP_POLICY_DEFAULT_PATH, DEFAULT_INTERVAL, DEFAULT_BOOT_TIMEOUT,
-                DEFAULT_WORKERS, MAX_WORKERS, DEFAULT_SOCKET, HVP_STATE_DIR);
+                DEFAULT_WORKERS, MAX_WORKERS, DEFAULT_HEALTH, DEFAULT_SOCKET, HVP_STATE_DIR);
 }
 
 static bool parse_uint(const char *s, unsigned max, unsigned *ret)
@@ -96,6 +99,7 @@ static int parse_args(int argc, char **argv)
                 { "boot-timeout", required_argument, NULL, 'B' },
                 { "workers", required_argument, NULL, 'W' },
                 { "tamper", required_argument, NULL, 'T' },
+                { "health", required_argument, NULL, 'H' },
                 { "socket", required_argument, NULL, 'S' },
                 { "metrics-file", required_argument, NULL, 'M' },
                 { "metrics-listen", required_argument, NULL, 'L' },
@@ -115,6 +119,7 @@ static int parse_args(int argc, char **argv)
                 .catalog_dir = HVP_CATALOG_DEFAULT_DIR, .policy_path = HVP_POLICY_DEFAULT_PATH,
                 .socket_path = DEFAULT_SOCKET, .verify_interval = DEFAULT_INTERVAL,
                 .boot_timeout = DEFAULT_BOOT_TIMEOUT, .workers = DEFAULT_WORKERS, .repair = true,
+                .health_seconds = DEFAULT_HEALTH,
         };
         while ((ch = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
                 switch (ch) {
@@ -138,6 +143,10 @@ static int parse_args(int argc, char **argv)
                         break;
                 case 'W':
                         if (!parse_uint(optarg, MAX_WORKERS, &o->workers) || !o->workers)
+                                goto bad;
+                        break;
+                case 'H':
+                        if (!parse_uint(optarg, HVP_HEALTH_MAX_SECONDS, &o->health_seconds))
                                 goto bad;
                         break;
                 case 'T':

@@ -66,6 +66,21 @@ static const char *phase_name(enum hvpd_phase p)
         return "unknown";
 }
 
+/* The domain's last health gate (jobs.c), null before its first. */
+static json_object *health_json(const struct hvpd_domain *m)
+{
+        json_object *h;
+
+        if (!m->health_result[0])
+                return NULL;
+        h = json_object_new_object();
+        json_object_object_add(h, "result", json_object_new_string(m->health_result));
+        json_object_object_add(h, "patch_id", json_object_new_string(m->health_patch));
+        json_object_object_add(h, "reason", json_object_new_string(m->health_reason));
+        json_object_object_add(h, "at", json_object_new_int64((int64_t)m->health_at));
+        return h;
+}
+
 char *hvpd_status_json(struct hvpd *d)
 {
         json_object *o = json_object_new_object(), *doms = json_object_new_array();
@@ -82,6 +97,7 @@ char *hvpd_status_json(struct hvpd *d)
         json_object_object_add(o, "config_loaded", json_object_new_int64((int64_t)d->config->loaded));
         json_object_object_add(o, "verify_interval", json_object_new_int((int)d->opt.verify_interval));
         json_object_object_add(o, "tamper", json_object_new_string(d->opt.repair ? "repair" : "report"));
+        json_object_object_add(o, "health_seconds", json_object_new_int((int)d->opt.health_seconds));
         json_object_object_add(o, "workers", json_object_new_int((int)d->opt.workers));
         json_object_object_add(o, "busy_workers", json_object_new_int((int)d->busy_workers));
         json_object_object_add(o, "queued", json_object_new_int((int)d->q_len));
@@ -107,6 +123,8 @@ char *hvpd_status_json(struct hvpd *d)
                 json_object_object_add(x, "last_pause_ms", json_object_new_double(m->last_pause_ms));
                 json_object_object_add(x, "kernel_up_seconds", json_object_new_double(m->kernel_up_s));
                 json_object_object_add(x, "kernel_up_to_patched_seconds", json_object_new_double(m->up_to_patched_s));
+                json_object_object_add(x, "health_failures", json_object_new_int64(m->health_failures));
+                json_object_object_add(x, "health", health_json(m));
                 json_object_array_add(doms, x);
         }
         pthread_mutex_unlock(&d->lock);

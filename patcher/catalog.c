@@ -201,6 +201,8 @@ const char *hvp_sync_action_name(enum hvp_sync_action a)
                 return "reboot-required";
         case HVP_SYNC_UNMANAGED:
                 return "unmanaged";
+        case HVP_SYNC_MARKED_BAD:
+                return "marked-bad";
         }
         return "?";
 }
@@ -254,10 +256,38 @@ static int cmp_series(const void *a, const void *b)
         return strcmp(((const struct hvp_series_plan *)a)->series, ((const struct hvp_series_plan *)b)->series);
 }
 
-static void plan_series(const struct hvp_catalog *cat, const struct hvp_actual_patch *actual, size_t n_actual,
-                        const struct verdict *v, struct hvp_series_plan *s)
+/*
+ * The series' newest bundle is marked bad: desired is the newest unmarked one (best,
+ * may be NULL). Its action if there is one to take, else marked-bad; the note names the mark.
+ */
+static void plan_marked(struct hvp_series_plan *s, const struct hvp_catalog_entry *marked,
+                        const struct hvp_catalog_entry *best, const struct hvp_bad_list *bad, const char *build_id)
 {
-        const struct hvp_catalog_entry *best = NULL;
+        const struct hvp_bad_mark *m = hvp_bad_list_find(bad, build_id, marked->patch_id);
+        bool actual_ok = s->has_actual && s->actual.state == HVP_PATCH_APPLIED;
+
+        if (best && !(s->has_actual && s->actual.state == HVP_PATCH_FOREIGN)) {
+                if (!s->has_actual)
+                        s->action = HVP_SYNC_APPLY;
+                else if (actual_ok && s->actual.seq < best->seq)
+                        s->action = HVP_SYNC_REPLACE;
+        }
+        if (s->action == HVP_SYNC_NOTHING)
+                s->action = HVP_SYNC_MARKED_BAD;
+        snprintf(s->note, sizeof(s->note), "%.100s (seq %llu) is marked bad for this kernel build (%.200s)%s%.100s: "
+                 "'hvpatch bad clear' allows it again", marked->patch_id, (unsigned long long)marked->seq,
+                 m ? m->reason : "health gate", best && s->action != HVP_SYNC_MARKED_BAD ? "; desired instead: " : "",
+                 best && s->action != HVP_SYNC_MARKED_BAD ? best->patch_id : "");
+        if (s->action != HVP_SYNC_MARKED_BAD && s->outside_window)
+                snprintf(s->note + strlen(s->note), sizeof(s->note) - strlen(s->note),
+                         "; outside the maintenance window: waits for it");
+}
+
+static void plan_series(const struct hvp_catalog *cat, const struct hvp_actual_patch *actual, size_t n_actual,
+                        const struct verdict *v, const struct hvp_bad_list *bad, const char *build_id,
+                        struct hvp_series_plan *s)
+{
+        const struct hvp_catalog_entry *best = NULL, *marked = NULL;
         const char *refused = NULL, *refused_file = NULL;
         bool in_catalog = false, for_kernel = false;
 
@@ -272,9 +302,17 @@ static void plan_series(const struct hvp_catalog *cat, const struct hvp_actual_p
                         refused = v[i].why;
                         refused_file = e->file;
                 }
+                if (v[i].allowed && hvp_bad_list_find(bad, build_id, e->patch_id)) {
+                        if (!marked || e->seq > marked->seq)
+                                marked = e;
+                        continue;
+                }
                 if (v[i].allowed && (!best || e->seq > best->seq))
                         best = e;
         }
+        if (marked && best && marked->seq <= best->seq)
+                marked = NULL;          /* an older marked bundle holds nothing back */
+        s->marked = marked;
         for (size_t i = 0; i < n_actual; i++)
                 if (strcmp(actual[i].series, s->series) == 0 &&
                     (actual[i].state == HVP_PATCH_APPLIED || actual[i].state == HVP_PATCH_FOREIGN)) {
@@ -285,6 +323,10 @@ static void plan_series(const struct hvp_catalog *cat, const struct hvp_actual_p
         s->desired = best;
         s->outside_window = best && v[best - cat->entries].outside_window;
         s->action = HVP_SYNC_NOTHING;
+        if (marked) {
+                plan_marked(s, marked, best, bad, build_id);
+                return;
+        }
         if (!best) {
                 if (s->has_actual && !in_catalog) {
                         s->action = HVP_SYNC_UNMANAGED;
@@ -316,6 +358,13 @@ static void plan_series(const struct hvp_catalog *cat, const struct hvp_actual_p
 int hvp_desired_compute(const struct hvp_catalog *catalog, const struct hvp_policy *policy,
                         const struct hvp_guest_facts *facts, const struct hvp_actual_patch *actual,
                         size_t n_actual, struct hvp_desired_plan **ret)
+{
+        return hvp_desired_compute_marked(catalog, policy, facts, actual, n_actual, NULL, ret);
+}
+
+int hvp_desired_compute_marked(const struct hvp_catalog *catalog, const struct hvp_policy *policy,
+                               const struct hvp_guest_facts *facts, const struct hvp_actual_patch *actual,
+                               size_t n_actual, const struct hvp_bad_list *bad, struct hvp_desired_plan **ret)
 {
         struct hvp_guest_facts f;
         struct hvp_desired_plan *p;
@@ -350,7 +399,7 @@ int hvp_desired_compute(const struct hvp_catalog *catalog, const struct hvp_poli
         for (size_t i = 0; i < p->n_series; i++) {
                 struct hvp_series_plan *s = &p->series[i];
 
-                plan_series(catalog, actual, n_actual, v, s);
+                plan_series(catalog, actual, n_actual, v, bad, facts->kernel_build_id, s);
                 if (p->compliance.verdict == HVP_VERDICT_UNMANAGED ||
                     p->compliance.verdict == HVP_VERDICT_REBOOT_REQUIRED) {
                         s->action = p->compliance.verdict == HVP_VERDICT_UNMANAGED ? HVP_SYNC_UNMANAGED
@@ -382,6 +431,7 @@ void hvp_sync_result_free(struct hvp_sync_result *r)
         free(r->steps);
         hvp_desired_plan_free(r->plan);
         free(r->move);
+        hvp_bad_list_free(r->bad);
         free(r->actual);
         hvp_guest_state_free(r->state);
         free(r);
@@ -406,6 +456,16 @@ int hvp_op_sync(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kerne
                 const struct hvp_policy *policy, const struct hvp_catalog *catalog, bool dry_run,
                 struct hvp_sync_result **ret)
 {
+        struct hvp_sync_options opts = { .dry_run = dry_run };
+
+        return hvp_op_sync_ex(g, mmu, k, state_dir, policy, catalog, &opts, ret);
+}
+
+int hvp_op_sync_ex(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kernel *k, const char *state_dir,
+                   const struct hvp_policy *policy, const struct hvp_catalog *catalog,
+                   const struct hvp_sync_options *opts, struct hvp_sync_result **ret)
+{
+        bool dry_run = opts && opts->dry_run;
         struct hvp_applied_series *applied = NULL;
         struct hvp_sync_result *res;
         struct hvp_guest_facts facts;
@@ -434,7 +494,14 @@ int hvp_op_sync(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kerne
         r = hvp_guest_facts_gather(g, mmu, k, res->state->rec, build_id, &applied, &facts);
         if (r < 0)
                 goto fail;
-        r = hvp_desired_compute(catalog, policy, &facts, res->actual, res->state->n_patches, &res->plan);
+        r = hvp_bad_list_load(state_dir, build_id, &res->bad);
+        if (r < 0) {
+                free(applied);
+                r = hvp_fail_context(r, "reading the bad marks");
+                goto fail;
+        }
+        r = hvp_desired_compute_marked(catalog, policy, &facts, res->actual, res->state->n_patches, res->bad,
+                                       &res->plan);
         free(applied);
         if (r < 0)
                 goto fail;
@@ -466,7 +533,10 @@ int hvp_op_sync(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kerne
                          s->desired->file);
                 r = hvp_op_apply(&(struct hvp_apply_request){ .domain = hvp_guest_name(g), .guest = g, .mmu = mmu,
                                                               .kernel = k, .bundle_path = s->desired->path,
-                                                              .policy = policy, .state_dir = state_dir },
+                                                              .policy = policy, .state_dir = state_dir,
+                                                              .health_seconds = opts ? opts->health_seconds : 0,
+                                                              .health_stop = opts ? opts->health_stop : NULL,
+                                                              .health_userdata = opts ? opts->health_userdata : NULL },
                                  step->outcome);
                 if (r < 0)
                         goto fail;

@@ -276,3 +276,11 @@ int hvp_op_revert(struct hvp_guest *g, const struct hvp_kernel *k, const char *s
         hvp_domain_unlock(lock);
         return 0;
 }
+
+/* For the health gate (patcher/ops.c): revert with the domain's lock already held. */
+void hvp_ops_revert_locked(struct hvp_guest *g, const struct hvp_kernel *k, const char *state_dir, const char *id,
+                           struct hvp_revert_outcome *o)
+{
+        memset(o, 0, sizeof(*o));
+        revert_locked(g, k, state_dir, id, o);
+}

@@ -79,6 +79,7 @@ struct job {
         int lock;
         struct hvp_decision decision;
         struct hvp_plan *txn, *pure;
+        struct hvp_health_watch *watch;
 };
 
 /* Note a failed stage. The first failure sets the exit class and first_error. */
@@ -378,6 +379,7 @@ static int open_guest(struct job *j)
 
 static void job_free(struct job *j)
 {
+        hvp_health_end(j->watch);
         hvp_plan_free(j->txn);
         hvp_plan_free(j->pure);
         hvp_record_free(j->rec);
@@ -421,6 +423,109 @@ void hvp_ops_publish(struct hvp_guest *g, const char *state_dir)
                 hvp_warn("%s: the record was not copied to the domain's metadata: %s", hvp_guest_name(g),
                          hvp_last_error());
         hvp_record_free(rec);
+}
+
+/* A bundle the health gate marked bad for this kernel build is refused until an operator clears it. */
+static int marked_bad_stage(struct job *j)
+{
+        struct hvp_apply_outcome *o = j->out;
+        char build_id[2 * 64 + 1], when[32] = "?";
+        struct tm tm;
+        int r;
+
+        hvp_hex_encode(j->kernel->build_id, j->kernel->build_id_len, build_id);
+        if (!j->kernel->build_id_len)
+                return 0;       /* no build id, no bundle targets it: the policy refuses */
+        r = hvp_bad_mark_find(j->state_dir, build_id, j->bundle->manifest.id, &o->bad_mark);
+        if (r < 0)
+                return lib_failed(j, "health", r);
+        if (r == 0)
+                return 0;
+        o->marked_bad = true;
+        if (o->bad_mark.at && gmtime_r(&o->bad_mark.at, &tm))
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        stage_failed(j, "health", HVP_EXIT_REFUSED,
+                     "%s is marked bad for kernel build %s (health gate failed on %s at %s: %s); "
+                     "'hvpatch bad clear %s %s' allows it again",
+                     j->bundle->manifest.id, build_id, o->bad_mark.domain[0] ? o->bad_mark.domain : "?", when,
+                     o->bad_mark.reason, build_id, j->bundle->manifest.id);
+        reason_code(j, "marked-bad");
+        return HVP_EXIT_REFUSED;
+}
+
+/*
+ * After the apply: watch the guest (the lock still held, so nothing else patches it
+ * meanwhile). On a failure: revert if the guest still runs, audit, mark the bundle bad
+ * for this kernel build. The outcome says what was done; its class is HVP_EXIT_HEALTH.
+ */
+static void health_gate(struct job *j)
+{
+        const struct hvp_apply_request *req = j->req;
+        struct hvp_apply_outcome *o = j->out;
+        struct hvp_health_report *h = &o->health;
+        struct hvp_run_state rs;
+        struct hvp_bad_mark mark = { 0 };
+        char build_id[2 * 64 + 1], words[HVP_OP_REASON_MAX];
+        bool runs;
+        int r;
+
+        r = hvp_health_run(j->watch, j->pure, HVP_MIN(req->health_seconds, (unsigned)HVP_HEALTH_MAX_SECONDS),
+                           req->health_stop, req->health_userdata, h);
+        if (r < 0) {
+                lib_failed(j, "health", r);
+                return;
+        }
+        if (h->result != HVP_HEALTH_FAIL)
+                return;
+        /* A guest that crashed, stopped or was paused on an error is not written to. */
+        r = hvp_guest_run_state(j->guest, &rs);
+        runs = (r == 0 && rs.kind == HVP_RUN_RUNNING) || r == -ENOTSUP;
+        if (runs && strcmp(h->kind, "rebooted") != 0) {
+                struct hvp_revert_outcome rev;
+
+                hvp_ops_revert_locked(j->guest, j->kernel, j->state_dir, o->patch_id, &rev);
+                h->reverted = rev.reverted;
+                if (!rev.reverted)
+                        snprintf(h->revert_error, sizeof(h->revert_error), "%.500s", rev.error);
+        } else {
+                snprintf(h->revert_error, sizeof(h->revert_error), "not reverted: %s",
+                         strcmp(h->kind, "rebooted") == 0 ? "the guest rebooted: its memory no longer holds the patch"
+                         : r == 0 ? "the guest does not run" : "its state cannot be read");
+        }
+        o->applied = !h->reverted && strcmp(h->kind, "rebooted") != 0 && runs;
+        {
+                struct hvp_audit_event ev = {
+                        .action = HVP_AUDIT_HEALTH, .domain = hvp_guest_name(j->guest), .bundle_id = o->patch_id,
+                        .seq = o->seq, .key_name = o->signed_ok ? o->key_name : NULL, .result = -EIO,
+                        .reason = words, .pause_ms = -1,
+                };
+
+                snprintf(words, sizeof(words), "%.480s; %.480s; marked bad", h->reason,
+                         h->reverted ? "reverted" : h->revert_error);
+                hvp_audit(&ev);
+        }
+        hvp_hex_encode(j->kernel->build_id, j->kernel->build_id_len, build_id);
+        snprintf(mark.build_id, sizeof(mark.build_id), "%s", build_id);
+        snprintf(mark.patch_id, sizeof(mark.patch_id), "%s", o->patch_id);
+        snprintf(mark.series, sizeof(mark.series), "%s", o->series);
+        mark.seq = o->seq;
+        snprintf(mark.domain, sizeof(mark.domain), "%s", hvp_guest_name(j->guest));
+        mark.at = time(NULL);
+        snprintf(mark.kind, sizeof(mark.kind), "%s", h->kind);
+        snprintf(mark.reason, sizeof(mark.reason), "%s", h->reason);
+        r = j->kernel->build_id_len ? hvp_bad_mark_add(j->state_dir, &mark)
+                                    : hvp_fail(-EINVAL, "the kernel has no build id");
+        h->marked_bad = r == 0;
+        if (r < 0)
+                snprintf(h->mark_error, sizeof(h->mark_error), "%s", hvp_last_error());
+        stage_failed(j, "health", HVP_EXIT_HEALTH, "health gate failed on %s after %.1f s: %s; %s%s%s",
+                     hvp_guest_name(j->guest), h->seconds, h->reason,
+                     h->reverted ? "reverted" : h->revert_error,
+                     h->marked_bad ? "; marked bad for this kernel build" : "; NOT marked bad: ",
+                     h->marked_bad ? "" : h->mark_error);
+        if (h->reverted && o->replaced[0])
+                hvp_warn("%s: %s, which %s replaced, is not applied any more (sync applies it again)",
+                         hvp_guest_name(j->guest), o->replaced, o->patch_id);
 }
 
 /* Every stage after the signature; returns when apply must stop (check goes on where it can). */
@@ -483,6 +588,9 @@ static void pipeline(struct job *j)
                 lib_failed(j, "record", r);
                 return;
         }
+        r = marked_bad_stage(j);
+        if (r && !check)
+                return;
         r = authorize_stage(j);
         if (r && !check)
                 return;
@@ -509,6 +617,14 @@ static void pipeline(struct job *j)
                 struct hvp_apply_options opts = { .state_dir = j->state_dir };
                 struct hvp_commit commit = { .add = j->pure, .remove_id = o->replaced[0] ? o->replaced : NULL };
 
+                if (req->health_seconds) {
+                        /* what the gate compares with: taken before the apply, outside the window */
+                        r = hvp_health_begin(j->guest, j->mmu, j->kernel, &j->watch);
+                        if (r < 0) {
+                                lib_failed(j, "health", r);
+                                return;
+                        }
+                }
                 hvp_info("applying %zu writes", j->txn->nr_writes);
                 r = hvp_plan_apply(j->guest, j->txn, &commit, &opts, &o->report);
                 hvp_audit_op(HVP_AUDIT_APPLY, j->guest, j->pure, r, r == 0 ? o->report.pause_ms : -1);
@@ -522,6 +638,8 @@ static void pipeline(struct job *j)
         hvp_ops_publish(j->guest, j->state_dir);
         o->write_path = hvp_guest_write_path(j->guest);
         o->pause_exceeded = j->decision.max_pause_ms && o->report.pause_ms > j->decision.max_pause_ms;
+        if (j->watch)
+                health_gate(j);
 }
 
 int hvp_op_apply(const struct hvp_apply_request *req, struct hvp_apply_outcome *ret)

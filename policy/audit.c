@@ -38,6 +38,8 @@ static const char *action_name(enum hvp_audit_action a)
                 return "tamper";
         case HVP_AUDIT_MOVE_BASELINE:
                 return "move-baseline";
+        case HVP_AUDIT_HEALTH:
+                return "health-fail";
         }
         return "unknown";
 }

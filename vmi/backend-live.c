@@ -317,6 +317,18 @@ static int live_set_metadata(void *be, const char *ns, const char *key, const ch
         return 0;
 }
 
+static int live_run_state(void *be, struct hvp_run_state *ret)
+{
+        struct live_be *b = be;
+        int state, reason, r;
+
+        r = live_domain_state(b, &state, &reason);
+        if (r < 0)
+                return r;
+        live_describe_state(state, reason, ret);
+        return 0;
+}
+
 static const struct hvp_backend_ops live_ops = {
         .name = "live",
         .read_phys = live_read,
@@ -336,6 +348,7 @@ static const struct hvp_backend_ops live_ops = {
         .write_path = live_write_path,
         .get_metadata = live_get_metadata,
         .set_metadata = live_set_metadata,
+        .run_state = live_run_state,
 };
 
 static int open_domain(struct live_be *b, const char *domain, const struct hvp_live_options *opts)

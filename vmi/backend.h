@@ -47,6 +47,8 @@ struct hvp_backend_ops {
         /* The live domain's metadata element of a namespace (NULL: -ENOTSUP). */
         int (*get_metadata)(void *be, const char *ns, char **ret_xml);
         int (*set_metadata)(void *be, const char *ns, const char *key, const char *xml);
+        /* The domain's run state now (NULL: -ENOTSUP). */
+        int (*run_state)(void *be, struct hvp_run_state *ret);
 };
 
 /*

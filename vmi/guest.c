@@ -154,6 +154,15 @@ const char *hvp_guest_domain_xml(const struct hvp_guest *g)
         return g->ops->domain_xml ? g->ops->domain_xml(g->be) : NULL;
 }
 
+int hvp_guest_run_state(struct hvp_guest *g, struct hvp_run_state *ret)
+{
+        if (!g || !ret)
+                return hvp_fail(-EINVAL, "hvp_guest_run_state: no guest");
+        if (!g->ops->run_state)
+                return hvp_fail(-ENOTSUP, "the %s backend has no run state", g->ops->name);
+        return g->ops->run_state(g->be, ret);
+}
+
 const char *hvp_guest_domain_type(const struct hvp_guest *g)
 {
         return g->ops->domain_type ? g->ops->domain_type(g->be) : NULL;

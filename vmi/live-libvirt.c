@@ -82,6 +82,57 @@ int live_domain_state(struct live_be *b, int *ret_state, int *ret_reason)
         return 0;
 }
 
+static const char *shutoff_reason(int reason)
+{
+        static const char *const names[] = {
+                [VIR_DOMAIN_SHUTOFF_UNKNOWN] = "unknown", [VIR_DOMAIN_SHUTOFF_SHUTDOWN] = "shutdown",
+                [VIR_DOMAIN_SHUTOFF_DESTROYED] = "destroyed", [VIR_DOMAIN_SHUTOFF_CRASHED] = "crashed",
+                [VIR_DOMAIN_SHUTOFF_MIGRATED] = "migrated", [VIR_DOMAIN_SHUTOFF_SAVED] = "saved",
+                [VIR_DOMAIN_SHUTOFF_FAILED] = "failed", [VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT] = "from snapshot",
+                [VIR_DOMAIN_SHUTOFF_DAEMON] = "daemon",
+        };
+
+        if (reason >= 0 && (size_t)reason < HVP_ARRAY_SIZE(names) && names[reason])
+                return names[reason];
+        return "unknown";
+}
+
+/* libvirt's state and reason as hvp_guest_run_state() reports them. */
+void live_describe_state(int state, int reason, struct hvp_run_state *ret)
+{
+        const char *why = "";
+
+        memset(ret, 0, sizeof(*ret));
+        switch (state) {
+        case VIR_DOMAIN_RUNNING:
+                ret->kind = HVP_RUN_RUNNING;
+                break;
+        case VIR_DOMAIN_PAUSED:
+                ret->kind = HVP_RUN_PAUSED;
+                why = live_paused_reason(reason);
+                ret->failure = reason == VIR_DOMAIN_PAUSED_IOERROR || reason == VIR_DOMAIN_PAUSED_CRASHED ||
+                               reason == VIR_DOMAIN_PAUSED_WATCHDOG;
+                break;
+        case VIR_DOMAIN_SHUTOFF:
+                ret->kind = HVP_RUN_SHUTOFF;
+                why = shutoff_reason(reason);
+                /* what an operator or a job did (destroy, save, migration, snapshot) says nothing of the guest */
+                ret->failure = reason != VIR_DOMAIN_SHUTOFF_DESTROYED && reason != VIR_DOMAIN_SHUTOFF_SAVED &&
+                               reason != VIR_DOMAIN_SHUTOFF_MIGRATED && reason != VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT;
+                break;
+        case VIR_DOMAIN_CRASHED:
+                ret->kind = HVP_RUN_CRASHED;
+                why = reason == VIR_DOMAIN_CRASHED_PANICKED ? "panicked" : "unknown";
+                ret->failure = true;
+                break;
+        default:
+                ret->kind = HVP_RUN_OTHER;
+                break;
+        }
+        snprintf(ret->state, sizeof(ret->state), "%s", live_state_name(state));
+        snprintf(ret->reason, sizeof(ret->reason), "%s", why);
+}
+
 /* A monitor command (HMP text or QMP JSON); *ret is malloc'ed, bounded. */
 int live_monitor(struct live_be *b, const char *cmd, bool hmp, char **ret)
 {

@@ -79,6 +79,7 @@ int live_fail(int err, const char *what);
 const char *live_state_name(int state);
 const char *live_paused_reason(int reason);
 int live_domain_state(struct live_be *b, int *ret_state, int *ret_reason);
+void live_describe_state(int state, int reason, struct hvp_run_state *ret);
 int live_monitor(struct live_be *b, const char *cmd, bool hmp, char **ret);
 int live_read_domain_xml(struct live_be *b);
 int live_job_check(struct live_be *b);

@@ -21,6 +21,10 @@
  *   unmanaged        the policy manages no such guest (no group, unknown kernel), or a
  *                    patch applied by hand whose series the catalog does not hold:
  *                    reported, never removed
+ *   marked-bad       the series' newest bundle for this kernel failed the health gate
+ *                    (hvpatch/health.h): it is skipped until an operator clears its
+ *                    mark, and nothing else is to be done (an older unmarked bundle of
+ *                    the series is desired instead: then the action is that one's)
  *
  * Errors of this module: -EINVAL bad arguments or not a folder, -ENOENT no folder,
  * -ENOMEM, -EIO a read error of the folder itself.
@@ -33,6 +37,7 @@
 #include <stdint.h>
 
 #include <hvpatch/apply.h>
+#include <hvpatch/health.h>
 #include <hvpatch/ops.h>
 #include <hvpatch/policy.h>
 
@@ -82,8 +87,9 @@ enum hvp_sync_action {
         HVP_SYNC_REPLACE,
         HVP_SYNC_REBOOT_REQUIRED,
         HVP_SYNC_UNMANAGED,
+        HVP_SYNC_MARKED_BAD,
 };
-/* "nothing", "apply", "replace", "reboot-required", "unmanaged". */
+/* "nothing", "apply", "replace", "reboot-required", "unmanaged", "marked-bad". */
 const char *hvp_sync_action_name(enum hvp_sync_action a);
 
 /* What memory holds of a series (from hvp_op_state): its record entry and state. */
@@ -102,6 +108,7 @@ struct hvp_series_plan {
         struct hvp_actual_patch actual; /* strings point into the caller's state */
         enum hvp_sync_action action;
         char note[512];                 /* why, in words ("" if plain) */
+        const struct hvp_catalog_entry *marked; /* newer than desired, but marked bad; NULL: none */
 };
 
 struct hvp_desired_plan {
@@ -119,6 +126,14 @@ struct hvp_desired_plan {
 int hvp_desired_compute(const struct hvp_catalog *catalog, const struct hvp_policy *policy,
                         const struct hvp_guest_facts *facts, const struct hvp_actual_patch *actual,
                         size_t n_actual, struct hvp_desired_plan **ret);
+/*
+ * The same, leaving out the bundles bad (may be NULL) marks for the guest's kernel
+ * build: per series the highest unmarked sequence is desired, and a newer marked one
+ * is named in the series' marked (action marked-bad when nothing else is to be done).
+ */
+int hvp_desired_compute_marked(const struct hvp_catalog *catalog, const struct hvp_policy *policy,
+                               const struct hvp_guest_facts *facts, const struct hvp_actual_patch *actual,
+                               size_t n_actual, const struct hvp_bad_list *bad, struct hvp_desired_plan **ret);
 void hvp_desired_plan_free(struct hvp_desired_plan *p);
 
 /*
@@ -144,10 +159,26 @@ struct hvp_sync_result {
         /* a reboot-required guest: its baseline move (include/hvpatch/move.h); NULL
            otherwise. sync never moves: the caller runs hvp_op_move_baseline (owned) */
         struct hvp_move_plan *move;
+        struct hvp_bad_list *bad;               /* the marks of the guest's kernel build (owned) */
 };
 int hvp_op_sync(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kernel *k, const char *state_dir,
                 const struct hvp_policy *policy, const struct hvp_catalog *catalog, bool dry_run,
                 struct hvp_sync_result **ret);
+/*
+ * hvp_op_sync with options: the bad marks of the guest's kernel build are read from
+ * state_dir (hvp_bad_list_load; an unusable marks folder fails the sync, as an unsafe
+ * state folder does), and every apply runs the health gate for health_seconds (0: none;
+ * a failure reverts, marks the bundle bad and is that step's HVP_EXIT_HEALTH).
+ */
+struct hvp_sync_options {
+        bool dry_run;
+        unsigned health_seconds;
+        bool (*health_stop)(void *userdata);    /* as hvp_apply_request's */
+        void *health_userdata;
+};
+int hvp_op_sync_ex(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kernel *k, const char *state_dir,
+                   const struct hvp_policy *policy, const struct hvp_catalog *catalog,
+                   const struct hvp_sync_options *opts, struct hvp_sync_result **ret);
 void hvp_sync_result_free(struct hvp_sync_result *r);
 
 /*

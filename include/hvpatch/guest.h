@@ -199,6 +199,29 @@ int hvp_guest_area_device(const struct hvp_guest *g, uint64_t *ret_gpa, uint64_t
 void hvp_guest_set_append_only(struct hvp_guest *g, uint64_t gpa, uint64_t size, uint8_t filler);
 bool hvp_guest_append_only(const struct hvp_guest *g, uint64_t gpa, size_t len, uint8_t *ret_filler);
 
+/*
+ * The live domain's run state as libvirt reports it now (virDomainGetState): kind,
+ * libvirt's words for state and reason, and whether it is a failure the health gate
+ * counts (crashed, paused on an I/O error, a panic or a watchdog, shut off for any
+ * reason but an operator's or a job's: destroyed, saved, migrated, from a snapshot).
+ * -ENOTSUP other backends, -EIO libvirt (the domain may be gone: a transient domain
+ * that was destroyed).
+ */
+enum hvp_run_kind {
+        HVP_RUN_RUNNING,
+        HVP_RUN_PAUSED,
+        HVP_RUN_SHUTOFF,
+        HVP_RUN_CRASHED,
+        HVP_RUN_OTHER,          /* blocked, shutting down, suspended by guest PM, no state */
+};
+struct hvp_run_state {
+        enum hvp_run_kind kind;
+        bool failure;
+        char state[32];         /* "running", "paused", "shut off", "crashed", ... */
+        char reason[32];        /* "panicked", "I/O error", "destroyed", ...; "" if none */
+};
+int hvp_guest_run_state(struct hvp_guest *g, struct hvp_run_state *ret);
+
 /* The live domain XML read at open (owned by the guest), NULL for other backends. */
 const char *hvp_guest_domain_xml(const struct hvp_guest *g);
 /* The domain's type attribute, "kvm" or "qemu" (live), NULL for other backends. */

@@ -24,6 +24,7 @@
 
 #include <hvpatch/apply.h>
 #include <hvpatch/guest.h>
+#include <hvpatch/health.h>
 #include <hvpatch/policy.h>
 
 #ifdef __cplusplus
@@ -40,6 +41,7 @@ enum hvp_exit_class {
         HVP_EXIT_REFUSED = 3,   /* refused by policy or signature */
         HVP_EXIT_BUSY = 4,      /* guest busy: retry */
         HVP_EXIT_MISMATCH = 5,  /* a patch site does not match */
+        HVP_EXIT_HEALTH = 6,    /* applied, then the health gate failed: reverted (if the guest runs), marked bad */
 };
 
 /*
@@ -81,6 +83,16 @@ struct hvp_apply_request {
         enum hvp_area_choice area;
         bool check_only;                /* check: run every stage, collect every reason, write nothing */
         bool insecure_unsigned;         /* FOR TESTS: no signature and no policy check */
+        /*
+         * The health gate (hvpatch/health.h): after the apply, watch the guest this many
+         * seconds (0: no gate; at most HVP_HEALTH_MAX_SECONDS). On a failure the patch is
+         * reverted if the guest still runs, the failure audited (HVP_AUDIT_HEALTH) and the
+         * bundle marked bad for the kernel build: exit class HVP_EXIT_HEALTH.
+         * health_stop (may be NULL) ends the watch early as a pass (a daemon stopping).
+         */
+        unsigned health_seconds;
+        bool (*health_stop)(void *userdata);
+        void *health_userdata;
 };
 
 struct hvp_apply_outcome {
@@ -108,6 +120,11 @@ struct hvp_apply_outcome {
         enum hvp_write_path write_path;
         uint32_t max_pause_ms;          /* the policy group's bound (0: none known) */
         bool pause_exceeded;            /* the window took longer than that bound */
+        /* the health gate, when asked for and applied (health.result != HVP_HEALTH_NOT_RUN) */
+        struct hvp_health_report health;
+        /* refused because the bundle is marked bad for this kernel build (bad_mark filled) */
+        bool marked_bad;
+        struct hvp_bad_mark bad_mark;
 };
 
 /*
@@ -117,7 +134,10 @@ struct hvp_apply_outcome {
  * record and drop what memory no longer holds, authorize (group, requirements,
  * baseline, window, signer, sequence), check the vCPUs are idle, plan while the guest
  * runs, then one pause window (hvp_plan_apply). Every apply and every refusal is
- * audited (hvp_audit); check audits nothing.
+ * audited (hvp_audit); check audits nothing. A bundle marked bad for the guest's
+ * kernel build (hvp_bad_mark_find) is refused: HVP_EXIT_REFUSED, stage "health",
+ * code "marked-bad". With health_seconds, the health gate runs after the apply,
+ * under the domain's lock.
  */
 int hvp_op_apply(const struct hvp_apply_request *req, struct hvp_apply_outcome *ret);
 

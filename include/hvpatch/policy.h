@@ -378,6 +378,7 @@ enum hvp_audit_action {
         HVP_AUDIT_RECOVER,
         HVP_AUDIT_TAMPER,       /* a recorded patch memory no longer holds (hvpatchd) */
         HVP_AUDIT_MOVE_BASELINE, /* a host-booted guest restarted into the current baseline's kernel */
+        HVP_AUDIT_HEALTH,       /* "health-fail": the health gate failed after an apply (health.h) */
 };
 
 struct hvp_audit_event {

@@ -299,10 +299,23 @@ class DaemonLive(unittest.TestCase):
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if self.patched() == want:
-                return time.monotonic() - t0
+                took = time.monotonic() - t0
+                if want:
+                    self.wait_job_done()
+                return took
             time.sleep(1)
         self.fail(f"/proc/version {'never showed' if want else 'still shows'} the patch within {timeout}s; "
                   f"daemon: {self.d.domain(self.name)}\n{self.d.tail()}")
+
+    def wait_job_done(self, timeout=PATCH_BACK):
+        """The job that applied is over (its health gate watches the guest after the apply)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            dom = self.d.domain(self.name)
+            if dom and dom["phase"] not in ("working", "waiting-for-kernel"):
+                return
+            time.sleep(0.2)
+        self.fail(f"the daemon's job did not end within {timeout}s: {self.d.domain(self.name)}\n{self.d.tail()}")
 
     def status_patches(self):
         rc, st, err = self.hv("status", self.name)
@@ -397,6 +410,7 @@ class DaemonLive(unittest.TestCase):
             if time.monotonic() - t0 > PATCH_BACK:
                 self.fail(f"the tampered patch was not applied again\n{self.d.tail()}")
             time.sleep(1)
+        self.wait_job_done()
         now = self.d.domain(self.name)
         self.assertEqual(now["tampered"], dom["tampered"] + 1, now)   # reported once, not at every check
         self.assertEqual(now["applied"], 2, now)

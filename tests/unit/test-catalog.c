@@ -320,6 +320,97 @@ static void test_desired_selection(void **state)
         hvp_desired_plan_free(p);
 }
 
+static struct hvp_desired_plan *compute_marked(const struct hvp_policy *pol, const char *bid,
+                                               const struct hvp_actual_patch *actual, size_t n,
+                                               const struct hvp_bad_list *bad)
+{
+        struct hvp_guest_facts f = facts("guest-1", bid);
+        struct hvp_desired_plan *p = NULL;
+
+        assert_int_equal(hvp_desired_compute_marked(cat, pol, &f, actual, n, bad, &p), 0);
+        assert_non_null(p);
+        return p;
+}
+
+/* Bundles the health gate marked bad for the build are left out; a newer marked one is named. */
+static void test_desired_marked(void **state)
+{
+        struct hvp_bad_mark marks[3] = { 0 };
+        struct hvp_bad_list bad = { .marks = marks };
+        struct hvp_desired_plan *p;
+        const struct hvp_series_plan *s;
+        struct hvp_actual_patch two = { "demo-2", "demo", 2, HVP_PATCH_APPLIED };
+
+        (void)state;
+        hvp_test_require(cat != NULL, "no catalog (minisign missing)");
+        snprintf(marks[0].build_id, sizeof(marks[0].build_id), "%s", CUR);
+        snprintf(marks[0].patch_id, sizeof(marks[0].patch_id), "demo-3");
+        snprintf(marks[0].reason, sizeof(marks[0].reason), "the guest kernel set the taint flag W (warn)");
+        bad.n = 1;
+        /* the newest is marked: the one below it is desired */
+        p = compute_marked(policy, CUR, NULL, 0, &bad);
+        s = series(p, "demo");
+        assert_non_null(s->desired);
+        assert_string_equal(s->desired->patch_id, "demo-2");
+        assert_int_equal(s->action, HVP_SYNC_APPLY);
+        assert_non_null(s->marked);
+        assert_string_equal(s->marked->patch_id, "demo-3");
+        assert_non_null(strstr(s->note, "demo-3 (seq 3) is marked bad"));
+        assert_non_null(strstr(s->note, "taint flag W"));
+        assert_non_null(strstr(s->note, "desired instead: demo-2"));
+        hvp_desired_plan_free(p);
+        /* ... and already applied: nothing to do but to say the newest is held back */
+        p = compute_marked(policy, CUR, &two, 1, &bad);
+        s = series(p, "demo");
+        assert_int_equal(s->action, HVP_SYNC_MARKED_BAD);
+        assert_string_equal(hvp_sync_action_name(s->action), "marked-bad");
+        assert_string_equal(s->desired->patch_id, "demo-2");
+        hvp_desired_plan_free(p);
+        /* the same without marks (hvp_desired_compute): the newest replaces it */
+        p = compute(policy, "guest-1", CUR, &two, 1);
+        assert_int_equal(series(p, "demo")->action, HVP_SYNC_REPLACE);
+        assert_null(series(p, "demo")->marked);
+        hvp_desired_plan_free(p);
+        /* every one of the series marked: nothing desired */
+        snprintf(marks[1].build_id, sizeof(marks[1].build_id), "%s", CUR);
+        snprintf(marks[1].patch_id, sizeof(marks[1].patch_id), "demo-2");
+        snprintf(marks[2].build_id, sizeof(marks[2].build_id), "%s", CUR);
+        snprintf(marks[2].patch_id, sizeof(marks[2].patch_id), "demo-1");
+        bad.n = 3;
+        p = compute_marked(policy, CUR, NULL, 0, &bad);
+        s = series(p, "demo");
+        assert_null(s->desired);
+        assert_int_equal(s->action, HVP_SYNC_MARKED_BAD);
+        assert_string_equal(s->marked->patch_id, "demo-3");
+        hvp_desired_plan_free(p);
+        /* only an older one marked: it holds nothing back */
+        bad.marks = &marks[2];
+        bad.n = 1;
+        p = compute_marked(policy, CUR, NULL, 0, &bad);
+        s = series(p, "demo");
+        assert_string_equal(s->desired->patch_id, "demo-3");
+        assert_int_equal(s->action, HVP_SYNC_APPLY);
+        assert_null(s->marked);
+        assert_null(strstr(s->note, "marked"));
+        hvp_desired_plan_free(p);
+        /* a mark for another build does not count */
+        snprintf(marks[2].build_id, sizeof(marks[2].build_id), "%s", OTHER);
+        snprintf(marks[2].patch_id, sizeof(marks[2].patch_id), "demo-3");
+        p = compute_marked(policy, CUR, NULL, 0, &bad);
+        assert_string_equal(series(p, "demo")->desired->patch_id, "demo-3");
+        hvp_desired_plan_free(p);
+        /* closed window: the unmarked one is desired and waits */
+        bad.marks = marks;
+        bad.n = 1;
+        p = compute_marked(policy_closed, CUR, NULL, 0, &bad);
+        s = series(p, "demo");
+        assert_string_equal(s->desired->patch_id, "demo-2");
+        assert_int_equal(s->action, HVP_SYNC_APPLY);
+        assert_true(s->outside_window);
+        assert_non_null(strstr(s->note, "window"));
+        hvp_desired_plan_free(p);
+}
+
 /* More .hvp files than the bound: the rest are entries with -E2BIG, never read. */
 static void test_file_bound(void **state)
 {
@@ -348,6 +439,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_catalog_load),
                 cmocka_unit_test(test_desired_selection),
+                cmocka_unit_test(test_desired_marked),
                 cmocka_unit_test(test_file_bound),
         };
 
