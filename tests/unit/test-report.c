@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include <hvpatch/health.h>
+
 #include "cli/report.h"
 #include "common/escape.h"
 
@@ -297,7 +299,18 @@ static void test_marks(void **state)
         assert_int_equal(mkdir(dir, 0700), 0);
         snprintf(dir, sizeof(dir), "%s/bad/abcdef01", tmp);
         assert_int_equal(mkdir(dir, 0700), 0);
-        put(dir, "warn-1.json", "{\"patch_id\":\"warn-1\",\"kind\":\"taint\",\"at\":1700000000,\"reason\":\"W\"}");
+        {       /* as the health gate writes it */
+                struct hvp_bad_mark m = { .seq = 1, .at = 1700000000 };
+
+                snprintf(m.build_id, sizeof(m.build_id), "abcdef01");
+                snprintf(m.patch_id, sizeof(m.patch_id), "warn-1");
+                snprintf(m.series, sizeof(m.series), "warn");
+                snprintf(m.domain, sizeof(m.domain), "web-1");
+                snprintf(m.kind, sizeof(m.kind), "taint");
+                snprintf(m.reason, sizeof(m.reason), "W");
+                if (hvp_bad_mark_add(tmp, &m) < 0)
+                        fail_msg("hvp_bad_mark_add: %s", hvp_last_error());
+        }
         put(dir, "broken-1.json", "not json");
         put(dir, "README", "not a mark");
         put(dir, "a b.json", "{}");
