@@ -23,9 +23,14 @@ static const char apply_help[] =
         "  --area AREA            where redirect code goes: auto (default: slack if it fits,\n"
         "                         else the device), slack, device: the domain's own read-only\n"
         "                         area ('hvpatch area add DOMAIN', next boot; docs/operations.md)\n"
+        "  --stack-check MODE     auto (default: on when the guest kernel has BTF, else a\n"
+        "                         warning), require (refuse to write without it), off.\n"
+        "                         Before each write no task may hold a return address\n"
+        "                         inside a range being changed (docs/design-notes.md)\n"
         "  --insecure-unsigned    FOR TESTS: no signature and no policy check\n"
         "Exit codes: 3 refused (unsigned, bad or untrusted signature; no usable policy;\n"
-        "the policy's verdict; sequence), 4 guest busy, 5 a site does not match (bytes,\n"
+        "the policy's verdict; sequence), 4 guest busy (a vCPU or, by the stack check, a\n"
+        "task inside a range: --json names it in busy_task), 5 a site does not match (bytes,\n"
         "instruction boundaries, a symbol missing from the kernel). Every apply and\n"
         "every refusal is audited to syslog (docs/policy.md).\n";
 
@@ -65,6 +70,17 @@ static int parse_args(struct args *a, int argc, char **argv)
                                 a->req.area = HVP_AREA_DEVICE;
                         else
                                 return cli_error(a->c, EXIT_USAGE, "--area: auto, slack or device");
+                } else if (strcmp(argv[i], "--stack-check") == 0 && i + 1 < argc) {
+                        const char *s = argv[++i];
+
+                        if (strcmp(s, "auto") == 0)
+                                a->req.stack_check = HVP_STACK_CHECK_AUTO;
+                        else if (strcmp(s, "require") == 0)
+                                a->req.stack_check = HVP_STACK_CHECK_REQUIRE;
+                        else if (strcmp(s, "off") == 0)
+                                a->req.stack_check = HVP_STACK_CHECK_OFF;
+                        else
+                                return cli_error(a->c, EXIT_USAGE, "--stack-check: auto, require or off");
                 } else if (strcmp(argv[i], "--sig") == 0 && i + 1 < argc) {
                         a->req.sig_path = argv[++i];
                 } else if (strcmp(argv[i], "--write-path") == 0 && i + 1 < argc) {
@@ -113,6 +129,15 @@ static void print_applied(struct cli *c, const struct hvp_apply_outcome *o)
                 json_object_object_add(j, "attempts", json_object_new_int((int)rep->attempts));
                 json_object_object_add(j, "max_pause_ms", json_object_new_int((int)o->max_pause_ms));
                 json_object_object_add(j, "pause_exceeded", json_object_new_boolean(o->pause_exceeded));
+                json_object_object_add(j, "stack_check", cli_stack_check_json(o->stack_check_on, o->stack_check_off, rep));
+                if (!o->stack_check_on) {
+                        json_object *w = json_object_new_array();
+                        char text[600];
+
+                        snprintf(text, sizeof(text), "the stack check was off: %s", o->stack_check_off);
+                        json_object_array_add(w, json_object_new_string(text));
+                        json_object_object_add(j, "warnings", w);
+                }
                 cli_json_print(j);
         } else {
                 printf("applied %s (series %s, seq %llu%s%s) to %s: %zu sites, %zu bytes\n", o->patch_id, o->series,
@@ -120,7 +145,12 @@ static void print_applied(struct cli *c, const struct hvp_apply_outcome *o)
                        o->nr_sites, rep->bytes_written);
                 printf("pause window: %.3f ms (command start to resume: %.1f ms, %u attempt%s)\n", rep->pause_ms,
                        rep->total_ms, rep->attempts, rep->attempts == 1 ? "" : "s");
+                if (o->stack_check_on)
+                        printf("stack check: %zu tasks, %.1f ms before the pause, %.3f ms in it\n", rep->stack.tasks,
+                               rep->stack.prepare_ms, rep->stack.paused_ms);
         }
+        if (!o->stack_check_on)
+                fprintf(stderr, "hvpatch: WARNING: the stack check was off: %s\n", o->stack_check_off);
         if (o->pause_exceeded)
                 fprintf(stderr, "hvpatch: WARNING: the pause window (%.3f ms) exceeded the policy's %u ms\n",
                         rep->pause_ms, o->max_pause_ms);
@@ -191,6 +221,8 @@ static int run(struct cli *c, int argc, char **argv, bool dry_run)
         r = o->exit_class;
         if (dry_run)
                 print_check(c, &a.req, o);
+        else if (r && o->stack_busy)
+                cli_busy_task_error(c, r, o->first_error, &o->stack_hit);
         else if (r)
                 cli_error(c, r, "%s", o->first_error);
         else

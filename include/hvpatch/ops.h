@@ -60,6 +60,17 @@ struct hvp_op_reason {
 };
 
 /*
+ * The stack check (hvpatch/stackcheck.h) of apply and revert: AUTO runs it when the
+ * guest kernel has BTF, else warns and goes on without it (the outcome says it was
+ * off, and why); REQUIRE refuses to write without it (exit class error); OFF skips it.
+ */
+enum hvp_stack_check_mode {
+        HVP_STACK_CHECK_AUTO = 0,
+        HVP_STACK_CHECK_REQUIRE,
+        HVP_STACK_CHECK_OFF,
+};
+
+/*
  * What to apply where. bundle_path is read once (at most HVP_BUNDLE_MAX bytes); the
  * bytes verified are the bytes parsed. The signature is sig_path (NULL:
  * bundle_path + ".minisig"). The policy is `policy` if given, else it is loaded from
@@ -81,6 +92,7 @@ struct hvp_apply_request {
         enum hvp_area_choice area;
         bool check_only;                /* check: run every stage, collect every reason, write nothing */
         bool insecure_unsigned;         /* FOR TESTS: no signature and no policy check */
+        enum hvp_stack_check_mode stack_check;
 };
 
 struct hvp_apply_outcome {
@@ -108,6 +120,11 @@ struct hvp_apply_outcome {
         enum hvp_write_path write_path;
         uint32_t max_pause_ms;          /* the policy group's bound (0: none known) */
         bool pause_exceeded;            /* the window took longer than that bound */
+        /* the stack check: on (report.stack holds its figures) or off and why */
+        bool stack_check_on;
+        char stack_check_off[512];      /* "" when on */
+        bool stack_busy;                /* refused: stack_hit names the task (exit class busy) */
+        struct hvp_stack_hit stack_hit;
 };
 
 /*
@@ -135,6 +152,10 @@ struct hvp_revert_outcome {
         bool dropped;                   /* not in memory any more: record entry dropped */
         size_t nr_writes;
         struct hvp_apply_report report;
+        bool stack_check_on;            /* as in hvp_apply_outcome (revert's mode is AUTO) */
+        char stack_check_off[512];
+        bool stack_busy;
+        struct hvp_stack_hit stack_hit;
 };
 int hvp_op_revert(struct hvp_guest *g, const struct hvp_kernel *k, const char *state_dir, const char *patch_id,
                   struct hvp_revert_outcome *ret);
