@@ -41,4 +41,12 @@ int hvp_gdb_phys_mode(struct hvp_gdb *g);
 int hvp_gdb_read(struct hvp_gdb *g, uint64_t addr, void *buf, size_t len);
 int hvp_gdb_write(struct hvp_gdb *g, uint64_t addr, const void *buf, size_t len);
 
+/*
+ * RIP, RSP and CS of vCPU index vcpu (QEMU's thread id vcpu + 1): "Hg" then "g", the
+ * amd64 register block (rax rbx rcx rdx rsi rdi rbp rsp r8..r15 rip: 8 bytes each,
+ * little-endian; eflags, cs: 4 bytes). -ENOENT: no such thread; -EIO a short or
+ * unreadable block.
+ */
+int hvp_gdb_vcpu_regs(struct hvp_gdb *g, unsigned vcpu, uint64_t *ret_rip, uint64_t *ret_rsp, uint64_t *ret_cs);
+
 #endif
