@@ -40,6 +40,7 @@ int hvp_gdb_connect_unix(const char *path, int timeout_ms, struct hvp_gdb *ret_g
 void hvp_gdb_attach_fd(int fd, int timeout_ms, struct hvp_gdb *ret_gdb)
 {
         ret_gdb->fd = fd;
+        ret_gdb->rlen = ret_gdb->rpos = 0;
         ret_gdb->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
 }
 
@@ -48,6 +49,7 @@ void hvp_gdb_close(struct hvp_gdb *g)
         if (g->fd >= 0)
                 close(g->fd);
         g->fd = -1;
+        g->rlen = g->rpos = 0;
 }
 
 static int send_all(struct hvp_gdb *g, const char *buf, size_t len)
@@ -68,6 +70,10 @@ static int send_all(struct hvp_gdb *g, const char *buf, size_t len)
 /* One byte, waiting at most until deadline. */
 static int recv_byte(struct hvp_gdb *g, int64_t deadline, char *ret)
 {
+        if (g->rpos < g->rlen) {
+                *ret = g->rbuf[g->rpos++];
+                return 0;
+        }
         for (;;) {
                 struct pollfd pfd = { .fd = g->fd, .events = POLLIN };
                 int64_t left = deadline - (int64_t)hvp_now_ms();
@@ -83,13 +89,16 @@ static int recv_byte(struct hvp_gdb *g, int64_t deadline, char *ret)
                         return hvp_fail(-EIO, "gdbstub: poll: %m");
                 if (p == 0)
                         continue;
-                n = recv(g->fd, ret, 1, 0);
+                n = recv(g->fd, g->rbuf, sizeof(g->rbuf), 0);
                 if (n < 0 && (errno == EINTR || errno == EAGAIN))
                         continue;
                 if (n == 0)
                         return hvp_fail(-EIO, "gdbstub closed the connection");
                 if (n < 0)
                         return hvp_fail(-EIO, "gdbstub: recv: %m");
+                g->rlen = (size_t)n;
+                g->rpos = 1;
+                *ret = g->rbuf[0];
                 return 0;
         }
 }
