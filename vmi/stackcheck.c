@@ -396,6 +396,9 @@ int hvp_stack_check_prepare(struct hvp_stack_check *sc, const struct hvp_stack_r
                 return hvp_fail(-EINVAL, "hvp_stack_check_prepare: bad arguments");
         sc->t0 = hvp_now_ms();
         sc->prepared = false;
+        /* The guest ran: a stack's address may map other pages now (a task gone, its area reused). */
+        if (sc->cfg.mmu)
+                hvp_mmu_flush(sc->cfg.mmu);
         memset(&sc->st, 0, sizeof(sc->st));
         sc->bytes = &sc->st.prepare_bytes;
         r = set_ranges(sc, ranges, n);
@@ -801,6 +804,8 @@ int hvp_stack_check_paused(struct hvp_stack_check *sc, const struct hvp_vcpu_reg
         sc->st.paused_checked = sc->st.paused_scanned = 0;
         sc->st.paused_bytes = 0;
         sc->st.paused_walked = false;
+        if (sc->cfg.mmu)
+                hvp_mmu_flush(sc->cfg.mmu);     /* the guest ran since prepare's translations */
         r = check_paused(sc, false, vcpus, nr_vcpus, ret_hit);
         if (r == -ESRCH) {
                 /* A remembered task's stack is gone: the list says who is still there. */
