@@ -23,6 +23,7 @@
 #include <hvpatch/btf.h>
 #include <hvpatch/hvpatch.h>
 #include <hvpatch/linux.h>
+#include <hvpatch/paging.h>
 #include <hvpatch/stackcheck.h>
 
 #include "btf-gen.h"
@@ -44,11 +45,30 @@
 
 struct fx {
         struct btfgen_mem tasks, stacks;
+        /* the mmu variant: both images inside guest RAM, mapped by page tables */
+        uint8_t *ram;
+        struct hvp_guest *g;
+        struct hvp_mmu *mmu;
         struct hvp_btf *btf;
         struct hvp_kmem km;
         struct hvp_stack_check *sc;
         unsigned nr;
 };
+
+static uint64_t btfgen_get_raw(const uint8_t *p)
+{
+        uint64_t v = 0;
+
+        for (int i = 7; i >= 0; i--)
+                v = v << 8 | p[i];
+        return v;
+}
+
+static void btfgen_put_raw(uint8_t *p, uint64_t v)
+{
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t)(v >> (8 * i));
+}
 
 static int fx_read(void *ctx, uint64_t va, void *buf, size_t len)
 {
@@ -87,7 +107,7 @@ static void bump(struct fx *f, unsigned i, uint64_t sp)
 
 static struct hvp_stack_check *new_check(struct fx *f, bool forks, uint64_t max_bytes)
 {
-        struct hvp_stack_config cfg = { .km = &f->km, .btf = f->btf, .init_task = TASK_VA(0),
+        struct hvp_stack_config cfg = { .km = &f->km, .mmu = f->mmu, .btf = f->btf, .init_task = TASK_VA(0),
                                         .total_forks = forks ? FORKS_VA : 0, .thread_size = TS,
                                         .max_bytes = max_bytes };
         struct hvp_stack_check *sc = NULL;
@@ -97,7 +117,17 @@ static struct hvp_stack_check *new_check(struct fx *f, bool forks, uint64_t max_
 }
 
 /* init_task (0, swapper/0), 10 "sleep", 11 "worker": each with 0x100 live bytes of zeros. */
-static int setup(void **state)
+static void populate(struct fx *f)
+{
+        btfgen_list_init(&f->tasks, TASK_VA(0) + T_TASKS);
+        add_task(f, 0, 0, "swapper/0", 0, 0x100);
+        add_task(f, 1, 10, "sleep", 1, 0x100);
+        add_task(f, 2, 11, "worker", 2, 0x100);
+        btfgen_put(&f->tasks, FORKS_VA, 3, 8);
+        f->sc = new_check(f, true, 0);
+}
+
+static struct fx *fx_new(void)
 {
         struct fx *f = calloc(1, sizeof(*f));
         struct btf *b = btfgen_build(BTFGEN_NEW);
@@ -107,17 +137,70 @@ static int setup(void **state)
         assert_non_null(f);
         assert_int_equal(hvp_btf_new(raw, len, &f->btf), 0);
         free(raw);
+        return f;
+}
+
+static int setup(void **state)
+{
+        struct fx *f = fx_new();
+
         f->tasks = (struct btfgen_mem){ calloc(1, MEM_SIZE), MEM_SIZE, BASE, 0 };
         f->stacks = (struct btfgen_mem){ calloc(1, NSTACKS * TS), NSTACKS * TS, SBASE, 0 };
         assert_non_null(f->tasks.data);
         assert_non_null(f->stacks.data);
         f->km = (struct hvp_kmem){ .read = fx_read, .ctx = f };
-        btfgen_list_init(&f->tasks, TASK_VA(0) + T_TASKS);
-        add_task(f, 0, 0, "swapper/0", 0, 0x100);
-        add_task(f, 1, 10, "sleep", 1, 0x100);
-        add_task(f, 2, 11, "worker", 2, 0x100);
-        btfgen_put(&f->tasks, FORKS_VA, 3, 8);
-        f->sc = new_check(f, true, 0);
+        populate(f);
+        *state = f;
+        return 0;
+}
+
+/*
+ * The same images in guest RAM behind 4-level page tables (4 KiB pages): the pause
+ * then reads the tasks' fields with one scatter read of guest-physical pieces.
+ */
+#define RAM_SIZE (1u << 20)
+#define TASKS_GPA 0x40000u
+#define STACKS_GPA 0x60000u
+static uint64_t next_table;
+
+static uint64_t pt_entry(uint8_t *ram, uint64_t root, uint64_t va)
+{
+        uint64_t table = root;
+
+        for (int l = 4; l > 1; l--) {
+                uint64_t ea = table + ((va >> (12 + 9 * (l - 1))) & 511) * 8, e = btfgen_get_raw(ram + ea);
+
+                if (!(e & 1)) {
+                        e = next_table | 3;
+                        next_table += 4096;
+                        btfgen_put_raw(ram + ea, e);
+                }
+                table = e & ~0xfffull;
+        }
+        return table + ((va >> 12) & 511) * 8;
+}
+
+static int setup_mmu(void **state)
+{
+        struct fx *f = fx_new();
+        struct hvp_mem_region region;
+        uint64_t root = 0x1000;
+
+        f->ram = calloc(1, RAM_SIZE);
+        assert_non_null(f->ram);
+        next_table = 0x2000;
+        for (uint64_t o = 0; o < MEM_SIZE; o += 4096)
+                btfgen_put_raw(f->ram + pt_entry(f->ram, root, BASE + o), (TASKS_GPA + o) | 3);
+        for (uint64_t o = 0; o < NSTACKS * TS; o += 4096)
+                btfgen_put_raw(f->ram + pt_entry(f->ram, root, SBASE + o), (STACKS_GPA + o) | 3);
+        assert_true(next_table <= TASKS_GPA);
+        f->tasks = (struct btfgen_mem){ f->ram + TASKS_GPA, MEM_SIZE, BASE, 0 };
+        f->stacks = (struct btfgen_mem){ f->ram + STACKS_GPA, NSTACKS * TS, SBASE, 0 };
+        region = (struct hvp_mem_region){ 0, RAM_SIZE, f->ram };
+        assert_int_equal(hvp_guest_open_memory(&region, 1, NULL, 0, false, &f->g), 0);
+        assert_int_equal(hvp_mmu_new(f->g, root, HVP_PAGING_4LEVEL, true, &f->mmu), 0);
+        hvp_kmem_from_mmu(f->mmu, &f->km);
+        populate(f);
         *state = f;
         return 0;
 }
@@ -128,8 +211,14 @@ static int teardown(void **state)
 
         hvp_stack_check_free(f->sc);
         hvp_btf_free(f->btf);
-        free(f->tasks.data);
-        free(f->stacks.data);
+        if (f->ram) {
+                hvp_mmu_free(f->mmu);
+                hvp_guest_free(f->g);
+                free(f->ram);
+        } else {
+                free(f->tasks.data);
+                free(f->stacks.data);
+        }
         free(f);
         return 0;
 }
@@ -360,7 +449,7 @@ static void test_hostile(void **state)
         /* bad arguments */
         assert_int_equal(hvp_stack_check_paused(NULL, NULL, 0, &hit), -EINVAL);
         {
-                struct hvp_stack_config cfg = { .km = &f->km, .btf = f->btf, .init_task = TASK_VA(0),
+                struct hvp_stack_config cfg = { .km = &f->km, .mmu = f->mmu, .btf = f->btf, .init_task = TASK_VA(0),
                                                 .thread_size = 3000 };
                 struct hvp_stack_check *sc = NULL;
 
@@ -428,6 +517,10 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_replace_site_bounds, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_redirect_entry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_paused_rechecks_what_moved, setup, teardown),
+                /* the same through page tables: the pause's scatter read of guest-physical pieces */
+                cmocka_unit_test_setup_teardown(test_paused_rechecks_what_moved, setup_mmu, teardown),
+                cmocka_unit_test_setup_teardown(test_paused_new_task, setup_mmu, teardown),
+                cmocka_unit_test_setup_teardown(test_on_cpu, setup_mmu, teardown),
                 cmocka_unit_test_setup_teardown(test_paused_new_task, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_on_cpu, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
