@@ -333,7 +333,7 @@ static int commit_record(const char *state_dir, const char *uuid, const struct h
  * inside a range (nothing written, guest resumed).
  */
 static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, struct hvp_stack_check *sc,
-                  struct hvp_apply_report *rep)
+                  struct hvp_apply_report *rep, bool *ret_tasks_came)
 {
         size_t written = 0;
         double t0, t;
@@ -379,6 +379,10 @@ static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, s
                 if (r == -EBUSY) {
                         rep->stack_busy = true;
                         r = -EAGAIN;
+                        goto out;
+                }
+                if (r == -EAGAIN) {             /* tasks came: look again before the next pause */
+                        *ret_tasks_came = true;
                         goto out;
                 }
                 if (r < 0)
@@ -436,6 +440,7 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
         _cleanup_free_ uint8_t *cur = NULL;
         _cleanup_free_ struct hvp_stack_range *ranges = NULL;
         size_t nr_ranges = 0;
+        bool tasks_came = false;
         double t_start = hvp_now_ms();
         int r;
 
@@ -493,8 +498,12 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
                                 r = -EAGAIN;
                         }
                 }
+                /* A walk of the list inside the pause only on the last attempt (it grows with the tasks). */
+                if (o.stack_check)
+                        hvp_stack_check_set_walk_in_pause(o.stack_check, rep.attempts >= o.max_attempts);
+                tasks_came = false;
                 if (r == 0)
-                        r = window(g, win, cur, o.stack_check, &rep);
+                        r = window(g, win, cur, o.stack_check, &rep, &tasks_came);
                 if (r != -EAGAIN || rep.attempts >= o.max_attempts)
                         break;
                 if (rep.stack_busy) {
@@ -503,6 +512,8 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
                         hvp_stack_hit_describe(&rep.stack_hit, what, sizeof(what));
                         hvp_info("%s, inside a range being changed; retrying (%u/%u)", what, rep.attempts,
                                  o.max_attempts);
+                } else if (tasks_came) {
+                        hvp_info("%s; retrying (%u/%u)", hvp_last_error(), rep.attempts, o.max_attempts);
                 } else {
                         hvp_info("a vCPU is inside a patch range; retrying (%u/%u)", rep.attempts, o.max_attempts);
                 }

@@ -55,6 +55,7 @@ struct hvp_stack_check {
         size_t nr_recs;
         bool prepared;
         bool walk_in_pause;             /* prepare could not walk the list */
+        bool no_walk;                   /* hvp_stack_check_set_walk_in_pause(false) */
         uint64_t forks;
         bool have_forks;
         uint8_t *buf;                   /* thread_size bytes */
@@ -150,6 +151,11 @@ void hvp_stack_check_free(struct hvp_stack_check *sc)
         free(sc->recs);
         free(sc->buf);
         free(sc);
+}
+
+void hvp_stack_check_set_walk_in_pause(struct hvp_stack_check *sc, bool allowed)
+{
+        sc->no_walk = !allowed;
 }
 
 void hvp_stack_check_stats(const struct hvp_stack_check *sc, struct hvp_stack_stats *ret)
@@ -631,6 +637,10 @@ static int current_tasks(struct hvp_stack_check *sc, bool force_walk, struct hvp
                 if (r < 0)
                         return r;
                 rewalk = forks != sc->forks;
+                if (rewalk && sc->no_walk && !force_walk)
+                        return hvp_fail(-EAGAIN, "stack check: tasks were created since the look before the "
+                                        "pause (total_forks %llu, was %llu)", (unsigned long long)forks,
+                                        (unsigned long long)sc->forks);
         }
         if (rewalk) {
                 sc->st.paused_walked = true;

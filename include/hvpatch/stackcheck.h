@@ -34,6 +34,7 @@
  * Errors:
  *   -EBUSY     a task holds an address inside a range: *ret_hit names it (nothing is
  *              retried here: the caller retries within its bound)
+ *   -EAGAIN    (paused) tasks were created since prepare and the walk was not allowed
  *   -ENOENT    the BTF lacks what the check needs (the reason names it)
  *   -E2BIG     more stack bytes than max_bytes, more tasks than max_tasks
  *   -ETIME     the check took longer than max_ms
@@ -127,6 +128,14 @@ int hvp_stack_check_prepare(struct hvp_stack_check *sc, const struct hvp_stack_r
  */
 int hvp_stack_check_paused(struct hvp_stack_check *sc, const struct hvp_vcpu_regs *vcpus, unsigned nr_vcpus,
                            struct hvp_stack_hit *ret_hit);
+
+/*
+ * Whether the pause may walk the list when the fork counter moved (default: yes). A
+ * walk costs the pause ~50 us a task: a caller with attempts left says no, and
+ * hvp_stack_check_paused() then returns -EAGAIN (reason: tasks were created since),
+ * having read nothing but the counter: resume, prepare again, retry.
+ */
+void hvp_stack_check_set_walk_in_pause(struct hvp_stack_check *sc, bool allowed);
 
 void hvp_stack_check_stats(const struct hvp_stack_check *sc, struct hvp_stack_stats *ret);
 

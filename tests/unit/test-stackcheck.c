@@ -343,6 +343,16 @@ static void test_paused_new_task(void **state)
         /* Without the fork counter moving, nothing says it exists: the counter is what tells. */
         assert_int_equal(hvp_stack_check_paused(f->sc, NULL, 0, &hit), 0);
         btfgen_put(&f->tasks, FORKS_VA, 4, 8);
+        /* not allowed to walk in the pause (attempts left): -EAGAIN, nothing but the counter read */
+        hvp_stack_check_set_walk_in_pause(f->sc, false);
+        f->tasks.reads = f->stacks.reads = 0;
+        assert_int_equal(hvp_stack_check_paused(f->sc, NULL, 0, &hit), -EAGAIN);
+        assert_non_null(strstr(hvp_last_error(), "tasks were created"));
+        if (!f->mmu) {
+                assert_int_equal(f->tasks.reads, 1);
+                assert_int_equal(f->stacks.reads, 0);
+        }
+        hvp_stack_check_set_walk_in_pause(f->sc, true);
         assert_int_equal(hvp_stack_check_paused(f->sc, NULL, 0, &hit), -EBUSY);
         assert_int_equal(hit.pid, 12);
         hvp_stack_check_stats(f->sc, &st);
