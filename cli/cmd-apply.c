@@ -24,6 +24,10 @@ static const char apply_help[] =
         "  --area AREA            where redirect code goes: auto (default: slack if it fits,\n"
         "                         else the device), slack, device: the domain's own read-only\n"
         "                         area ('hvpatch area add DOMAIN', next boot; docs/operations.md)\n"
+        "  --stack-check MODE     auto (default: on when the guest kernel has BTF, else a\n"
+        "                         warning), require (refuse to write without it), off.\n"
+        "                         Before each write no task may hold a return address\n"
+        "                         inside a range being changed (docs/design-notes.md)\n"
         "  --insecure-unsigned    FOR TESTS: no signature and no policy check\n"
         "  --health SECONDS       the health gate: watch the guest SECONDS after the apply\n"
         "                         (libvirt state, pvpanic, the kernel's taint flags and\n"
@@ -31,7 +35,8 @@ static const char apply_help[] =
         "                         failure revert if it still runs, audit, and mark the\n"
         "                         bundle bad for this kernel build ('hvpatch bad')\n"
         "Exit codes: 3 refused (unsigned, bad or untrusted signature; no usable policy;\n"
-        "the policy's verdict; sequence; marked bad by the health gate), 4 guest busy,\n"
+        "the policy's verdict; sequence; marked bad by the health gate), 4 guest busy (a\n"
+        "vCPU or, by the stack check, a task inside a range: --json names it in busy_task),\n"
         "5 a site does not match (bytes, instruction boundaries, a symbol missing from\n"
         "the kernel), 6 the health gate failed (reverted, marked bad). Every apply and\n"
         "every refusal is audited to syslog (docs/policy.md).\n";
@@ -77,6 +82,17 @@ static int parse_args(struct args *a, int argc, char **argv)
 
                         if (r)
                                 return r;
+                } else if (strcmp(argv[i], "--stack-check") == 0 && i + 1 < argc) {
+                        const char *s = argv[++i];
+
+                        if (strcmp(s, "auto") == 0)
+                                a->req.stack_check = HVP_STACK_CHECK_AUTO;
+                        else if (strcmp(s, "require") == 0)
+                                a->req.stack_check = HVP_STACK_CHECK_REQUIRE;
+                        else if (strcmp(s, "off") == 0)
+                                a->req.stack_check = HVP_STACK_CHECK_OFF;
+                        else
+                                return cli_error(a->c, EXIT_USAGE, "--stack-check: auto, require or off");
                 } else if (strcmp(argv[i], "--sig") == 0 && i + 1 < argc) {
                         a->req.sig_path = argv[++i];
                 } else if (strcmp(argv[i], "--write-path") == 0 && i + 1 < argc) {
@@ -126,6 +142,15 @@ static void print_applied(struct cli *c, const struct hvp_apply_outcome *o)
                 json_object_object_add(j, "max_pause_ms", json_object_new_int((int)o->max_pause_ms));
                 json_object_object_add(j, "pause_exceeded", json_object_new_boolean(o->pause_exceeded));
                 json_object_object_add(j, "health", o->health.result ? cli_health_json(&o->health) : NULL);
+                json_object_object_add(j, "stack_check", cli_stack_check_json(o->stack_check_on, o->stack_check_off, rep));
+                if (!o->stack_check_on) {
+                        json_object *w = json_object_new_array();
+                        char text[600];
+
+                        snprintf(text, sizeof(text), "the stack check was off: %s", o->stack_check_off);
+                        json_object_array_add(w, json_object_new_string(text));
+                        json_object_object_add(j, "warnings", w);
+                }
                 cli_json_print(j);
         } else {
                 printf("applied %s (series %s, seq %llu%s%s) to %s: %zu sites, %zu bytes\n", o->patch_id, o->series,
@@ -133,8 +158,13 @@ static void print_applied(struct cli *c, const struct hvp_apply_outcome *o)
                        o->nr_sites, rep->bytes_written);
                 printf("pause window: %.3f ms (command start to resume: %.1f ms, %u attempt%s)\n", rep->pause_ms,
                        rep->total_ms, rep->attempts, rep->attempts == 1 ? "" : "s");
+                if (o->stack_check_on)
+                        printf("stack check: %zu tasks, %.1f ms before the pause, %.3f ms in it\n", rep->stack.tasks,
+                               rep->stack.prepare_ms, rep->stack.paused_ms);
                 cli_health_print(&o->health, "");
         }
+        if (!o->stack_check_on)
+                fprintf(stderr, "hvpatch: WARNING: the stack check was off: %s\n", o->stack_check_off);
         if (o->pause_exceeded)
                 fprintf(stderr, "hvpatch: WARNING: the pause window (%.3f ms) exceeded the policy's %u ms\n",
                         rep->pause_ms, o->max_pause_ms);
@@ -235,6 +265,8 @@ static int run(struct cli *c, int argc, char **argv, bool dry_run)
                 json_object_object_add(j, "bad_mark", cli_bad_mark_json(&o->bad_mark));
                 cli_json_print(j);
         }
+        else if (r && o->stack_busy)
+                cli_busy_task_error(c, r, o->first_error, &o->stack_hit);
         else if (r)
                 cli_error(c, r, "%s", o->first_error);
         else

@@ -12,7 +12,9 @@ static const char help[] =
         "ranges; a new boot of the guest releases them). Refused (exit 5) if memory no\n"
         "longer holds exactly what the patch wrote. A patch no longer in memory (the guest\n"
         "rebooted) is dropped from the record (exit 1). A failure to update the record is\n"
-        "an error (exit 1); after a revert the journal stays and 'hvpatch recover' records it.\n";
+        "an error (exit 1); after a revert the journal stays and 'hvpatch recover' records it.\n"
+        "The stack check runs as for apply (when the guest kernel has BTF): a task holding\n"
+        "a return address inside a site going back makes it exit 4 (--json: busy_task).\n";
 
 int cmd_revert(struct cli *c, int argc, char **argv)
 {
@@ -37,7 +39,8 @@ int cmd_revert(struct cli *c, int argc, char **argv)
                 goto out;
         }
         if (o.exit_class) {
-                r = cli_error(c, o.exit_class, "%s", o.error);
+                r = o.stack_busy ? cli_busy_task_error(c, o.exit_class, o.error, &o.stack_hit)
+                                 : cli_error(c, o.exit_class, "%s", o.error);
                 goto out;
         }
         if (c->json) {
@@ -47,6 +50,8 @@ int cmd_revert(struct cli *c, int argc, char **argv)
                 json_object_object_add(j, "reverted", json_object_new_string(id));
                 json_object_object_add(j, "pause_ms", json_object_new_double(o.report.pause_ms));
                 json_object_object_add(j, "total_ms", json_object_new_double(o.report.total_ms));
+                json_object_object_add(j, "stack_check",
+                                       cli_stack_check_json(o.stack_check_on, o.stack_check_off, &o.report));
                 cli_json_print(j);
         } else {
                 printf("reverted %s on %s: pause window %.3f ms\n", id, hvp_guest_name(t.guest), o.report.pause_ms);

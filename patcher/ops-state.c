@@ -241,13 +241,23 @@ static int revert_locked(struct hvp_guest *g, const struct hvp_kernel *k, const 
         r = hvp_plan_revert_txn(e->plan, &inv);        /* sites only: the area code is retired */
         if (r == 0) {
                 struct hvp_commit commit = { .remove_id = id };
+                struct hvp_ops_stack stack;
 
+                /* The entry sites go back: no task may hold an address inside them either. */
+                r = hvp_ops_stack_setup(g, NULL, k, HVP_STACK_CHECK_AUTO, &stack);
+                o->stack_check_on = stack.sc != NULL;
+                snprintf(o->stack_check_off, sizeof(o->stack_check_off), "%s", stack.off_reason);
+                opts.stack_check = stack.sc;
                 hvp_info("reverting %s (%zu writes)", id, inv->nr_writes);
                 o->nr_writes = inv->nr_writes;
-                r = hvp_plan_apply(g, inv, &commit, &opts, &o->report);
+                if (r == 0)
+                        r = hvp_plan_apply(g, inv, &commit, &opts, &o->report);
+                hvp_ops_stack_free(&stack);
         }
         hvp_audit_op(HVP_AUDIT_REVERT, g, e->plan, r, r == 0 ? o->report.pause_ms : -1);
         if (r < 0) {
+                o->stack_busy = r == -EBUSY && o->report.stack_busy;
+                o->stack_hit = o->report.stack_hit;
                 memset(&o->report, 0, sizeof(o->report));
                 lib_text(r, "revert", o);
                 goto out;

@@ -616,6 +616,7 @@ static void pipeline(struct job *j)
         {
                 struct hvp_apply_options opts = { .state_dir = j->state_dir };
                 struct hvp_commit commit = { .add = j->pure, .remove_id = o->replaced[0] ? o->replaced : NULL };
+                struct hvp_ops_stack stack;
 
                 if (req->health_seconds) {
                         /* what the gate compares with: taken before the apply, outside the window */
@@ -625,10 +626,21 @@ static void pipeline(struct job *j)
                                 return;
                         }
                 }
+                r = hvp_ops_stack_setup(j->guest, j->mmu, j->kernel, req->stack_check, &stack);
+                if (r < 0) {
+                        lib_failed(j, "stack", r);
+                        return;
+                }
+                o->stack_check_on = stack.sc != NULL;
+                snprintf(o->stack_check_off, sizeof(o->stack_check_off), "%s", stack.off_reason);
+                opts.stack_check = stack.sc;
                 hvp_info("applying %zu writes", j->txn->nr_writes);
                 r = hvp_plan_apply(j->guest, j->txn, &commit, &opts, &o->report);
+                hvp_ops_stack_free(&stack);
                 hvp_audit_op(HVP_AUDIT_APPLY, j->guest, j->pure, r, r == 0 ? o->report.pause_ms : -1);
                 if (r < 0) {
+                        o->stack_busy = r == -EBUSY && o->report.stack_busy;
+                        o->stack_hit = o->report.stack_hit;
                         memset(&o->report, 0, sizeof(o->report));
                         lib_failed(j, "apply", r);
                         return;

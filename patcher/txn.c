@@ -83,19 +83,20 @@ static int compare(const struct hvp_plan *p, const uint8_t *cur, bool want_new)
         return 0;
 }
 
-/* Is some vCPU strictly inside a multi-instruction range? Needs fresh registers. */
-static int check_rips(struct hvp_guest *g, const struct hvp_plan *p)
+static bool rips_needed(const struct hvp_plan *p)
 {
         bool needed = false;
-        int r;
 
         for (size_t i = 0; i < p->nr_writes; i++)
                 needed |= p->writes[i].check_rip;
-        if (!needed)
+        return needed;
+}
+
+/* Is some vCPU strictly inside a multi-instruction range? Needs registers read in this pause. */
+static int check_rips(struct hvp_guest *g, const struct hvp_plan *p)
+{
+        if (!rips_needed(p))
                 return 0;
-        r = hvp_guest_refresh_regs(g);
-        if (r < 0)
-                return r;
         for (unsigned v = 0; v < hvp_guest_vcpu_count(g); v++) {
                 struct hvp_vcpu_regs regs;
 
@@ -109,6 +110,25 @@ static int check_rips(struct hvp_guest *g, const struct hvp_plan *p)
                                                 v, (unsigned long long)regs.rip);
                 }
         }
+        return 0;
+}
+
+/*
+ * What the stack check guards: the kernel writes of the window (patch-area code is
+ * new, or retired and left in place: no task can be inside what changes there).
+ */
+static int stack_ranges(const struct hvp_plan *p, struct hvp_stack_range **ret, size_t *ret_n)
+{
+        struct hvp_stack_range *rg = calloc(p->nr_writes ? p->nr_writes : 1, sizeof(*rg));
+        size_t n = 0;
+
+        if (!rg)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->nr_writes; i++)
+                if (!p->writes[i].area)
+                        rg[n++] = (struct hvp_stack_range){ p->writes[i].va, p->writes[i].va + p->writes[i].len };
+        *ret = rg;
+        *ret_n = n;
         return 0;
 }
 
@@ -313,7 +333,8 @@ static int commit_record(const char *state_dir, const char *uuid, const struct h
  * One attempt: pause, check, write, verify, resume. Returns -EAGAIN when a vCPU was
  * inside a range (nothing written, guest resumed).
  */
-static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, struct hvp_apply_report *rep)
+static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, struct hvp_stack_check *sc,
+                  struct hvp_apply_report *rep, bool *ret_tasks_came)
 {
         size_t written = 0;
         double t0, t;
@@ -326,13 +347,48 @@ static int window(struct hvp_guest *g, const struct hvp_plan *p, uint8_t *cur, s
         t = probe(t, "pause");
         hvp_fault_point("paused");
 
+        /* One register read serves both checks (the stack check starts from kernel-mode RSPs). */
+        if (rips_needed(p) || sc) {
+                r = hvp_guest_refresh_regs(g);
+                if (r < 0)
+                        goto out;
+                t = probe(t, "registers");
+        }
         r = check_rips(g, p);
         if (r == -EBUSY) {
+                rep->stack_busy = false;
                 r = -EAGAIN;
                 goto out;
         }
         if (r < 0)
                 goto out;
+        if (sc) {
+                unsigned nv = HVP_MIN(hvp_guest_vcpu_count(g), HVP_STACK_MAX_VCPUS);
+                struct hvp_vcpu_regs *regs = calloc(nv ? nv : 1, sizeof(*regs));
+
+                if (!regs) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                for (unsigned v = 0; v < nv; v++)
+                        if (hvp_guest_vcpu_regs(g, v, &regs[v]) < 0)
+                                regs[v] = (struct hvp_vcpu_regs){ .rsp = 0 };
+                r = hvp_stack_check_paused(sc, regs, nv, &rep->stack_hit);
+                free(regs);
+                hvp_stack_check_stats(sc, &rep->stack);
+                t = probe(t, "stack check");
+                if (r == -EBUSY) {
+                        rep->stack_busy = true;
+                        r = -EAGAIN;
+                        goto out;
+                }
+                if (r == -EAGAIN) {             /* tasks came: look again before the next pause */
+                        *ret_tasks_came = true;
+                        goto out;
+                }
+                if (r < 0)
+                        goto out;
+        }
         r = read_current(g, p, cur);
         if (r == 0)
                 r = compare(p, cur, false);     /* the guest ran since the plan was made */
@@ -383,6 +439,9 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
         const char *uuid = hvp_guest_uuid(g);
         struct hvp_plan *ahead = NULL, *win = NULL;
         _cleanup_free_ uint8_t *cur = NULL;
+        _cleanup_free_ struct hvp_stack_range *ranges = NULL;
+        size_t nr_ranges = 0;
+        bool tasks_came = false;
         double t_start = hvp_now_ms();
         int r;
 
@@ -423,18 +482,58 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
                 r = hvp_fail_context(r, "preparing the pause window");
                 goto out;
         }
+        r = stack_ranges(win, &ranges, &nr_ranges);
+        if (r < 0) {
+                journal_remove(o.state_dir, uuid);
+                goto out;
+        }
+        rep.stack_checked = o.stack_check != NULL;
         for (rep.attempts = 1;; rep.attempts++) {
-                r = window(g, win, cur, &rep);
+                rep.stack_busy = false;
+                if (o.stack_check) {
+                        /* The heavy part while the guest runs: the pause re-checks only what moved. */
+                        r = hvp_stack_check_prepare(o.stack_check, ranges, nr_ranges, &rep.stack_hit);
+                        hvp_stack_check_stats(o.stack_check, &rep.stack);
+                        if (r == -EBUSY) {
+                                rep.stack_busy = true;
+                                r = -EAGAIN;
+                        }
+                }
+                /* A walk of the list inside the pause only on the last attempt (it grows with the tasks). */
+                if (o.stack_check)
+                        hvp_stack_check_set_walk_in_pause(o.stack_check, rep.attempts >= o.max_attempts);
+                tasks_came = false;
+                if (r == 0)
+                        r = window(g, win, cur, o.stack_check, &rep, &tasks_came);
                 if (r != -EAGAIN || rep.attempts >= o.max_attempts)
                         break;
-                hvp_info("a vCPU is inside a patch range; retrying (%u/%u)", rep.attempts, o.max_attempts);
+                if (rep.stack_busy) {
+                        char what[512];
+
+                        hvp_stack_hit_describe(&rep.stack_hit, what, sizeof(what));
+                        hvp_info("%s, inside a range being changed; retrying (%u/%u)", what, rep.attempts,
+                                 o.max_attempts);
+                } else if (tasks_came) {
+                        hvp_info("%s; retrying (%u/%u)", hvp_last_error(), rep.attempts, o.max_attempts);
+                } else {
+                        hvp_info("a vCPU is inside a patch range; retrying (%u/%u)", rep.attempts, o.max_attempts);
+                }
                 sleep_ms(o.retry_delay_ms);
         }
         rep.total_ms = hvp_now_ms() - t_start;
         if (hvp_guest_release_window(g) < 0)
                 hvp_warn("after the pause window: %s", hvp_last_error());
-        if (r == -EAGAIN)
+        if (r == -EAGAIN && rep.stack_busy) {
+                char what[512];
+                const struct hvp_stack_range *rg = &ranges[rep.stack_hit.range];
+
+                hvp_stack_hit_describe(&rep.stack_hit, what, sizeof(what));
+                r = hvp_fail(-EBUSY, "%s, inside the range 0x%llx..0x%llx being changed, over %u attempts "
+                             "(the stack check: retry when the task has left)", what,
+                             (unsigned long long)rg->start, (unsigned long long)rg->end, rep.attempts);
+        } else if (r == -EAGAIN) {
                 r = hvp_fail(-EBUSY, "a vCPU stayed inside a patch range over %u attempts", rep.attempts);
+        }
         if (r < 0) {
                 /*
                  * Nothing of it stays in memory (restored; code written ahead into an append-only
@@ -462,6 +561,8 @@ int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct
         if (ret_report)
                 *ret_report = rep;
 out:
+        if (r < 0 && ret_report)
+                *ret_report = rep;              /* who kept the stack check busy, the figures */
         hvp_plan_free(ahead);
         hvp_plan_free(win);
         return r;

@@ -1,7 +1,9 @@
 /* GDB remote serial protocol: "$payload#cs" packets, '+'/'-' acks. */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -38,6 +40,7 @@ int hvp_gdb_connect_unix(const char *path, int timeout_ms, struct hvp_gdb *ret_g
 void hvp_gdb_attach_fd(int fd, int timeout_ms, struct hvp_gdb *ret_gdb)
 {
         ret_gdb->fd = fd;
+        ret_gdb->rlen = ret_gdb->rpos = 0;
         ret_gdb->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
 }
 
@@ -46,6 +49,7 @@ void hvp_gdb_close(struct hvp_gdb *g)
         if (g->fd >= 0)
                 close(g->fd);
         g->fd = -1;
+        g->rlen = g->rpos = 0;
 }
 
 static int send_all(struct hvp_gdb *g, const char *buf, size_t len)
@@ -66,6 +70,10 @@ static int send_all(struct hvp_gdb *g, const char *buf, size_t len)
 /* One byte, waiting at most until deadline. */
 static int recv_byte(struct hvp_gdb *g, int64_t deadline, char *ret)
 {
+        if (g->rpos < g->rlen) {
+                *ret = g->rbuf[g->rpos++];
+                return 0;
+        }
         for (;;) {
                 struct pollfd pfd = { .fd = g->fd, .events = POLLIN };
                 int64_t left = deadline - (int64_t)hvp_now_ms();
@@ -81,13 +89,16 @@ static int recv_byte(struct hvp_gdb *g, int64_t deadline, char *ret)
                         return hvp_fail(-EIO, "gdbstub: poll: %m");
                 if (p == 0)
                         continue;
-                n = recv(g->fd, ret, 1, 0);
+                n = recv(g->fd, g->rbuf, sizeof(g->rbuf), 0);
                 if (n < 0 && (errno == EINTR || errno == EAGAIN))
                         continue;
                 if (n == 0)
                         return hvp_fail(-EIO, "gdbstub closed the connection");
                 if (n < 0)
                         return hvp_fail(-EIO, "gdbstub: recv: %m");
+                g->rlen = (size_t)n;
+                g->rpos = 1;
+                *ret = g->rbuf[0];
                 return 0;
         }
 }
@@ -284,5 +295,51 @@ int hvp_gdb_write(struct hvp_gdb *g, uint64_t addr, const void *buf, size_t len)
                 addr += n;
                 len -= n;
         }
+        return 0;
+}
+
+/* n little-endian bytes from hex at p; false on a non-hex digit ('x': unavailable). */
+static bool hex_le(const char *p, unsigned n, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+                int hi = hvp_hex_digit(p[2 * i]), lo = hvp_hex_digit(p[2 * i + 1]);
+
+                if (hi < 0 || lo < 0)
+                        return false;
+                v |= (uint64_t)(hi << 4 | lo) << (8 * i);
+        }
+        *ret = v;
+        return true;
+}
+
+int hvp_gdb_vcpu_regs(struct hvp_gdb *g, unsigned vcpu, uint64_t *ret_rip, uint64_t *ret_rsp, uint64_t *ret_cs)
+{
+        enum { RSP = 7 * 8, RIP = 16 * 8, CS = 16 * 8 + 8 + 4, END = CS + 4 };
+        char cmd[32], small[64];
+        char *reply;
+        uint64_t rip = 0, rsp = 0, cs = 0;
+        int r;
+
+        snprintf(cmd, sizeof(cmd), "Hg%x", vcpu + 1);
+        r = hvp_gdb_command(g, cmd, small, sizeof(small));
+        if (r < 0)
+                return r;
+        if (strcmp(small, "OK") != 0)
+                return hvp_fail(-ENOENT, "gdbstub: no vCPU %u (\"%s\")", vcpu, small);
+        reply = malloc(HVP_GDB_MAX_PACKET + 1);
+        if (!reply)
+                return hvp_fail(-ENOMEM, "out of memory");
+        r = hvp_gdb_command(g, "g", reply, HVP_GDB_MAX_PACKET + 1);
+        if (r == 0 && (strlen(reply) < 2 * END || !hex_le(reply + 2 * RSP, 8, &rsp) ||
+                       !hex_le(reply + 2 * RIP, 8, &rip) || !hex_le(reply + 2 * CS, 4, &cs)))
+                r = hvp_fail(-EIO, "gdbstub: vCPU %u's registers: a reply of %zu characters", vcpu, strlen(reply));
+        free(reply);
+        if (r < 0)
+                return r;
+        *ret_rip = rip;
+        *ret_rsp = rsp;
+        *ret_cs = cs;
         return 0;
 }

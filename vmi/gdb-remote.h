@@ -18,6 +18,9 @@
 struct hvp_gdb {
         int fd;
         int timeout_ms;         /* per reply */
+        /* bytes received and not yet consumed (a reply of 1,200 characters took 2,400 syscalls) */
+        char rbuf[2048];
+        size_t rlen, rpos;
 };
 
 /* Connect to a unix socket (the stub's). -EIO with the reason on failure. */
@@ -40,5 +43,13 @@ int hvp_gdb_phys_mode(struct hvp_gdb *g);
 /* Read / write memory at the stub's current address mode, chunked. */
 int hvp_gdb_read(struct hvp_gdb *g, uint64_t addr, void *buf, size_t len);
 int hvp_gdb_write(struct hvp_gdb *g, uint64_t addr, const void *buf, size_t len);
+
+/*
+ * RIP, RSP and CS of vCPU index vcpu (QEMU's thread id vcpu + 1): "Hg" then "g", the
+ * amd64 register block (rax rbx rcx rdx rsi rdi rbp rsp r8..r15 rip: 8 bytes each,
+ * little-endian; eflags, cs: 4 bytes). -ENOENT: no such thread; -EIO a short or
+ * unreadable block.
+ */
+int hvp_gdb_vcpu_regs(struct hvp_gdb *g, unsigned vcpu, uint64_t *ret_rip, uint64_t *ret_rsp, uint64_t *ret_cs);
 
 #endif

@@ -68,6 +68,7 @@ struct live_be {
         bool gdb_open;          /* we are connected to it */
         struct hvp_gdb gdb;
         char gdb_dir[64];
+        unsigned nr_vcpus;      /* from the last info registers (0: none yet) */
 };
 
 /* backend-live.c */

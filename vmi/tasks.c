@@ -41,6 +41,7 @@ struct layout {
         uint64_t thread_node;           /* task_struct.thread_node, or NO_OFF */
         uint64_t thread_head;           /* signal_struct.thread_head, or NO_OFF */
         uint64_t thread_group;          /* task_struct.thread_group, or NO_OFF */
+        uint64_t nvcsw, nivcsw;         /* task_struct context-switch counts, or NO_OFF */
         uint64_t span;                  /* bytes of task_struct read: covers every field above */
 };
 
@@ -65,7 +66,7 @@ static int layout_from_btf(const struct hvp_btf *btf, struct layout *l)
         int r;
 
         *l = (struct layout){ .signal = NO_OFF, .thread_node = NO_OFF, .thread_head = NO_OFF,
-                              .thread_group = NO_OFF };
+                              .thread_group = NO_OFF, .nvcsw = NO_OFF, .nivcsw = NO_OFF };
         if ((r = member(btf, "task_struct.tasks", &l->tasks, NULL)) < 0 ||
             (r = member(btf, "task_struct.pid", &l->pid, NULL)) < 0 ||
             (r = member(btf, "task_struct.tgid", &l->tgid, NULL)) < 0 ||
@@ -92,6 +93,10 @@ static int layout_from_btf(const struct hvp_btf *btf, struct layout *l)
                 if ((r = member(btf, "task_struct.thread_group", &l->thread_group, NULL)) < 0)
                         return r;
         }
+        /* Optional: the stack check tells a task that ran since it looked (hvpatch/stackcheck.h). */
+        if (hvp_btf_member(btf, "task_struct.nvcsw", &l->nvcsw, NULL) < 0 ||
+            hvp_btf_member(btf, "task_struct.nivcsw", &l->nivcsw, NULL) < 0)
+                l->nvcsw = l->nivcsw = NO_OFF;
         if (l->comm_size == 0 || l->comm_size > 64)
                 return hvp_fail(-EINVAL, "task list: task_struct.comm has %llu bytes",
                                 (unsigned long long)l->comm_size);
@@ -111,6 +116,8 @@ static int layout_from_btf(const struct hvp_btf *btf, struct layout *l)
         cover(l, l->signal, 8);
         cover(l, l->thread_node, 16);
         cover(l, l->thread_group, 16);
+        cover(l, l->nvcsw, 8);
+        cover(l, l->nivcsw, 8);
         if (hvp_btf_struct_size(btf, "task_struct", &sz) == 0 && l->span > sz)
                 return hvp_fail(-EINVAL, "task list: task_struct fields end past its size %llu",
                                 (unsigned long long)sz);
@@ -279,6 +286,8 @@ static int add_task(struct walk *w, uint64_t addr)
         t->on_cpu = hvp_le32(w->buf + l->on_cpu) != 0;
         t->stack = hvp_le64(w->buf + l->stack);
         t->sp = hvp_le64(w->buf + l->sp);
+        if (l->nvcsw != NO_OFF)
+                t->switches = hvp_le64(w->buf + l->nvcsw) + hvp_le64(w->buf + l->nivcsw);
         return 0;
 }
 

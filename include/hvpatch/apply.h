@@ -13,7 +13,8 @@
  *
  * Errors:
  *   -ESTALE    a site's bytes changed since the plan was made (nothing written)
- *   -EBUSY     a vCPU stayed inside a range after the retries, a libvirt job runs,
+ *   -EBUSY     a vCPU stayed inside a range after the retries, or a task kept an address
+ *              inside one on its stack (the stack check), a libvirt job runs,
  *              or another hvpatch holds the domain's lock
  *   -EIO       a write or read-back failed (what was written has been restored)
  *   -ENOENT    no such applied patch (revert)
@@ -26,6 +27,7 @@
 #include <stdint.h>
 
 #include <hvpatch/guest.h>
+#include <hvpatch/stackcheck.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -90,14 +92,25 @@ struct hvp_commit {
 struct hvp_apply_report {
         double pause_ms;                /* from the pause request to the resume's return */
         double total_ms;                /* from hvp_plan_apply's start to the resume's return */
-        unsigned attempts;              /* pauses taken (a vCPU inside a range forces a retry) */
+        unsigned attempts;              /* attempts made (a vCPU or a task inside a range forces a retry) */
         size_t bytes_written;
+        bool stack_checked;             /* the stack check ran (options.stack_check) */
+        struct hvp_stack_stats stack;   /* its figures, of the last attempt */
+        bool stack_busy;                /* the last attempt found a task inside a range: */
+        struct hvp_stack_hit stack_hit; /* who, and where */
 };
 
 struct hvp_apply_options {
         const char *state_dir;          /* NULL: HVP_STATE_DIR */
         unsigned max_attempts;          /* 0: default 5 */
         unsigned retry_delay_ms;        /* 0: default 20 */
+        /*
+         * NULL: no stack check. Else, at every attempt, hvp_stack_check_prepare() before
+         * the pause and hvp_stack_check_paused() inside it, over the ranges of the kernel
+         * writes (patch-area code is new: no task is in it). A hit is retried like a vCPU
+         * inside a range; -EBUSY after the last attempt, naming the task.
+         */
+        struct hvp_stack_check *stack_check;
 };
 
 #define HVP_STATE_DIR "/var/lib/hvpatch"

@@ -140,7 +140,11 @@ size_t hvp_guest_ram_ranges(const struct hvp_guest *g, const struct hvp_ram_rang
 /* Number of vCPUs, and the registers of one (read when the guest was opened or last refreshed). */
 unsigned hvp_guest_vcpu_count(const struct hvp_guest *g);
 int hvp_guest_vcpu_regs(const struct hvp_guest *g, unsigned vcpu, struct hvp_vcpu_regs *ret_regs);
-/* Re-read every vCPU's registers from the backend (live: one monitor round trip). */
+/*
+ * Re-read every vCPU's registers from the backend (live: one monitor round trip;
+ * inside a pause window taken through the gdbstub, RIP, RSP and CS only, through
+ * the stub, the others keeping their last values).
+ */
 int hvp_guest_refresh_regs(struct hvp_guest *g);
 
 /*

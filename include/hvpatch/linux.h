@@ -46,6 +46,8 @@ struct hvp_task {
         bool on_cpu;            /* task_struct.on_cpu: running there now */
         uint64_t stack;         /* task_struct.stack: lowest address of its kernel stack */
         uint64_t sp;            /* thread.sp: the kernel stack pointer saved at its last switch */
+        uint64_t switches;      /* nvcsw + nivcsw: grows at every switch away from it (0 if the
+                                 * BTF lacks them) */
 };
 
 /*

@@ -62,6 +62,17 @@ struct hvp_op_reason {
 };
 
 /*
+ * The stack check (hvpatch/stackcheck.h) of apply and revert: AUTO runs it when the
+ * guest kernel has BTF, else warns and goes on without it (the outcome says it was
+ * off, and why); REQUIRE refuses to write without it (exit class error); OFF skips it.
+ */
+enum hvp_stack_check_mode {
+        HVP_STACK_CHECK_AUTO = 0,
+        HVP_STACK_CHECK_REQUIRE,
+        HVP_STACK_CHECK_OFF,
+};
+
+/*
  * What to apply where. bundle_path is read once (at most HVP_BUNDLE_MAX bytes); the
  * bytes verified are the bytes parsed. The signature is sig_path (NULL:
  * bundle_path + ".minisig"). The policy is `policy` if given, else it is loaded from
@@ -93,6 +104,7 @@ struct hvp_apply_request {
         unsigned health_seconds;
         bool (*health_stop)(void *userdata);
         void *health_userdata;
+        enum hvp_stack_check_mode stack_check;
 };
 
 struct hvp_apply_outcome {
@@ -125,6 +137,11 @@ struct hvp_apply_outcome {
         /* refused because the bundle is marked bad for this kernel build (bad_mark filled) */
         bool marked_bad;
         struct hvp_bad_mark bad_mark;
+        /* the stack check: on (report.stack holds its figures) or off and why */
+        bool stack_check_on;
+        char stack_check_off[512];      /* "" when on */
+        bool stack_busy;                /* refused: stack_hit names the task (exit class busy) */
+        struct hvp_stack_hit stack_hit;
 };
 
 /*
@@ -155,6 +172,10 @@ struct hvp_revert_outcome {
         bool dropped;                   /* not in memory any more: record entry dropped */
         size_t nr_writes;
         struct hvp_apply_report report;
+        bool stack_check_on;            /* as in hvp_apply_outcome (revert's mode is AUTO) */
+        char stack_check_off[512];
+        bool stack_busy;
+        struct hvp_stack_hit stack_hit;
 };
 int hvp_op_revert(struct hvp_guest *g, const struct hvp_kernel *k, const char *state_dir, const char *patch_id,
                   struct hvp_revert_outcome *ret);

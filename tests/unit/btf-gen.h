@@ -33,6 +33,8 @@
 #define T_COMM 152
 #define T_THREAD 256            /* struct thread_struct */
 #define T_SP (T_THREAD + 24)
+#define T_NVCSW 416
+#define T_NIVCSW 424
 #define T_SIZE 512
 #define TI_CPU 20               /* thread_info.cpu (new layout) */
 #define SIG_THREAD_HEAD 16
@@ -146,6 +148,8 @@ static inline struct btf *btfgen_build_opts(enum btfgen_layout layout, uint32_t 
         btfgen_check(btf__add_field(b, "comm", comm, T_COMM * 8, 0));
         btfgen_check(btf__add_field(b, "thread", ts, T_THREAD * 8, 0));
         btfgen_check(btf__add_field(b, "bits", uint, 400 * 8 + 3, 5));   /* a bitfield */
+        btfgen_check(btf__add_field(b, "nvcsw", ulong, T_NVCSW * 8, 0));
+        btfgen_check(btf__add_field(b, "nivcsw", ulong, T_NIVCSW * 8, 0));
 
         /* printk */
         btfgen_check(lpos = btf__add_struct(b, "prb_data_blk_lpos", 16));

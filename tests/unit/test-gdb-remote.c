@@ -28,6 +28,8 @@ struct stub {
         pthread_t thread;
         uint8_t mem[MEM_SIZE];
         bool phys;
+        unsigned hg;                    /* the thread Hg chose */
+        bool short_regs;                /* a 'g' reply cut short */
         /* misbehaviours */
         int nak_first;                  /* refuse this many incoming packets with '-' */
         int corrupt_replies;            /* send this many replies with a bad checksum first */
@@ -112,6 +114,29 @@ static void stub_answer(struct stub *s, const char *pkt, char *reply)
                                                                         hexv(hex[2 + 2 * i]));
                         strcpy(reply, "OK");
                 }
+        } else if (pkt[0] == 'H' && pkt[1] == 'g') {
+                unsigned t = (unsigned)strtoul(pkt + 2, NULL, 16);
+
+                strcpy(reply, t >= 1 && t <= 2 ? "OK" : "E22");
+                if (t >= 1 && t <= 2)
+                        s->hg = t;
+        } else if (strcmp(pkt, "g") == 0) {
+                /* amd64: 16 GPRs, rip, eflags, cs, ... then unavailable FP registers ('x') */
+                uint64_t gpr[17] = { 0 };
+                char *p = reply;
+
+                for (int i = 0; i < 16; i++)
+                        gpr[i] = 0x1111111111111111ull * (uint64_t)i;
+                gpr[7] = 0xffffc90000003f00ull + s->hg;             /* rsp */
+                gpr[16] = 0xffffffff81000000ull + s->hg;            /* rip */
+                for (int i = 0; i < 17; i++)
+                        for (int b = 0; b < 8; b++)
+                                p += sprintf(p, "%02x", (unsigned)(gpr[i] >> (8 * b)) & 0xff);
+                p += sprintf(p, "46020000%02x000000", s->hg == 1 ? 0x10 : 0x33);   /* eflags, cs */
+                for (int i = 0; i < 40; i++)
+                        p += sprintf(p, "xx");
+                if (s->short_regs)
+                        reply[2 * (16 * 8 + 8 + 2)] = '\0';
         } else if (pkt[0] == 'D' || pkt[0] == 'k') {
                 s->got_detach_or_kill = true;
                 strcpy(reply, "OK");
@@ -313,9 +338,34 @@ static void test_connect_errors(void **state)
         assert_int_equal(hvp_gdb_connect_unix("/nonexistent/hvp-gdb.sock", 100, &g), -EIO);
 }
 
+/* RIP, RSP and CS of each vCPU through Hg/g; a missing vCPU; a block cut short. */
+static void test_vcpu_regs(void **state)
+{
+        struct hvp_gdb g;
+        struct stub *s = stub_start(&g, 2000, NULL);
+        uint64_t rip, rsp, cs;
+
+        (void)state;
+        assert_int_equal(hvp_gdb_vcpu_regs(&g, 0, &rip, &rsp, &cs), 0);
+        assert_int_equal(rip, 0xffffffff81000001ull);
+        assert_int_equal(rsp, 0xffffc90000003f01ull);
+        assert_int_equal(cs, 0x10);
+        assert_int_equal(hvp_gdb_vcpu_regs(&g, 1, &rip, &rsp, &cs), 0);
+        assert_int_equal(rip, 0xffffffff81000002ull);
+        assert_int_equal(cs, 0x33);
+        rip = 7;
+        assert_int_equal(hvp_gdb_vcpu_regs(&g, 2, &rip, &rsp, &cs), -ENOENT);
+        assert_int_equal(rip, 7);                       /* untouched on failure */
+        s->short_regs = true;
+        assert_int_equal(hvp_gdb_vcpu_regs(&g, 0, &rip, &rsp, &cs), -EIO);
+        assert_int_equal(rip, 7);
+        stub_stop(s, &g);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_vcpu_regs),
                 cmocka_unit_test(test_write_read),
                 cmocka_unit_test(test_retransmit_and_stop_reply),
                 cmocka_unit_test(test_nak_forever),
