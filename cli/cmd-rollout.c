@@ -551,6 +551,7 @@ static bool run_ring(struct ro *ro, unsigned ring)
                 if (!ro->c->json)
                         printf("soaking %u s\n", ro->a->soak);
                 fflush(stdout);
+                ro->tty_lines = 0;      /* the block is above that line now: redraw below it */
                 sleep(ro->a->soak);
                 for (size_t i = 0; i < ro->ring_n; i++) {
                         struct rollout_guest *e = &ro->st.guests[ro->ring_idx[i]];
