@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "cli/rollout.h"
+#include "shell.h"
 
 static const char hash[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -211,12 +212,87 @@ static void test_state_bounds(void **state)
         free(big);
 }
 
+static void slurp(const char *path, char *buf, size_t size)
+{
+        FILE *f = fopen(path, "r");
+        size_t n;
+
+        assert_non_null(f);
+        n = fread(buf, 1, size - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+}
+
+/*
+ * The command, before it reaches libvirt: usage errors (2), a state file of another
+ * bundle (2, the file unchanged), a hostile state file (1, the reason in the JSON error).
+ */
+static void test_cli(void **state)
+{
+        const char *hv = getenv("HVPATCH");
+        char dir[] = "/tmp/hvp-test-rollout-XXXXXX", out[128], st[128], bundle[128], text[8192], before[8192];
+        struct rollout_guest g = { .domain = "a", .status = RO_DONE };
+        struct rollout_state other = { .patch_id = "p", .n_rings = 1, .n_guests = 1, .guests = &g };
+        FILE *f;
+
+        (void)state;
+        if (!hv || access(hv, X_OK) != 0)
+                fail_msg("hvpatch not built or HVPATCH unset (%s)", hv ? hv : "unset");
+        assert_non_null(mkdtemp(dir));
+        snprintf(out, sizeof(out), "%s/out", dir);
+        snprintf(st, sizeof(st), "%s/st.json", dir);
+        snprintf(bundle, sizeof(bundle), "%s/b.hvp", dir);
+        f = fopen(bundle, "w");
+        assert_non_null(f);
+        fputs("not a bundle", f);
+        fclose(f);
+#define HV(args) run("HVPATCH_STATE_DIR='%s' '%s' " args " >'%s' 2>&1", dir, hv, out)
+        assert_int_equal(HV("rollout"), 2);
+        assert_int_equal(HV("rollout --rings 0 x.hvp"), 2);
+        assert_int_equal(HV("rollout --parallel 0 x.hvp"), 2);
+        assert_int_equal(HV("rollout --soak -1 x.hvp"), 2);
+        assert_int_equal(HV("rollout --bogus x.hvp"), 2);
+        assert_int_equal(run("HVPATCH_STATE_DIR='%s' '%s' rollout --json '%s/none.hvp' >'%s' 2>&1", dir, hv, dir, out),
+                         1);
+        slurp(out, text, sizeof(text));
+        assert_non_null(strstr(text, "No such file"));
+
+        /* another bundle's state: refused, untouched */
+        memcpy(other.bundle_sha256, hash, sizeof(hash));
+        assert_int_equal(rollout_state_save(st, &other), 0);
+        slurp(st, before, sizeof(before));
+        assert_int_equal(run("HVPATCH_STATE_DIR='%s' '%s' --json rollout --state '%s' '%s' >'%s' 2>&1", dir, hv, st,
+                             bundle, out),
+                         2);
+        slurp(out, text, sizeof(text));
+        assert_non_null(strstr(text, "another bundle"));
+        slurp(st, text, sizeof(text));
+        assert_string_equal(text, before);
+
+        /* a hostile state file: refused with the reason, untouched */
+        f = fopen(st, "w");
+        assert_non_null(f);
+        fputs("{\"version\":1,\"bundle_sha256\":\"0\"}", f);
+        fclose(f);
+        assert_int_equal(run("HVPATCH_STATE_DIR='%s' '%s' --json rollout --state '%s' '%s' >'%s' 2>&1", dir, hv, st,
+                             bundle, out),
+                         1);
+        slurp(out, text, sizeof(text));
+        assert_non_null(strstr(text, "not a rollout state file"));
+        assert_non_null(strstr(text, "bundle_sha256"));
+        assert_non_null(strstr(text, "\"code\":1"));
+        slurp(st, text, sizeof(text));
+        assert_string_equal(text, "{\"version\":1,\"bundle_sha256\":\"0\"}");
+#undef HV
+        run("rm -rf '%s'", dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rings),          cmocka_unit_test(test_rings_bad),
                 cmocka_unit_test(test_state_round_trip), cmocka_unit_test(test_state_hostile),
-                cmocka_unit_test(test_state_bounds),
+                cmocka_unit_test(test_state_bounds),     cmocka_unit_test(test_cli),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
