@@ -12,9 +12,14 @@ loadavg_proc_show to a body that WARNs (test_health.WARN_C), triggered by a loop
   2. the warn bundle fails the health gate on the first ring's guest: the rollout halts
      (exit 6), the other guests are untouched (loadavg_proc_show's bytes in their memory
      compared before and after, no patch recorded, their state 'pending');
-  3. the good bundle again, the rollout killed (SIGKILL) once the first guest is done,
-     then run again: it resumes, the first guest is not touched again (its record's
-     applied_at unchanged, no event for it), every guest ends patched once.
+  3. the good bundle again (parallel 1), the rollout killed (SIGKILL) while the second
+     guest's health gate watches (memory patched, state 'running'), then run again: it
+     resumes, the first guest is not touched (no event, its record's applied_at
+     unchanged), the second is read and found applied (not applied again: applied_at
+     unchanged), the third is applied; every guest ends patched once;
+  4. on a terminal (a pty): each guest's line updated in place;
+  5. --revert-on-halt: the warn bundle over rings 2,100%, only the first guest WARNs: the
+     ring halts and the second guest, patched, is reverted.
 
 Oracles hvpatch does not control: the guests' /proc/version and /proc/loadavg (through
 the test command channel).
@@ -27,12 +32,14 @@ Must run as root with libvirt (it fails, not skips, otherwise).
 
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -197,7 +204,7 @@ class RolloutLive(unittest.TestCase):
     # -- the cases, in order on the three guests ----------------------------------
     def test_1_good_bundle_reaches_every_guest(self):
         state = os.path.join(self.work, "good-1.json")
-        rc, ev, err = self.rollout(self.good, state, "--health", 3)
+        rc, ev, err = self.rollout(self.good, state, "--health", 3, "--soak", 1)
         self.assertEqual(rc, 0, f"{ev} {err}")
         rings = [e for e in ev if e["event"] == "ring-start"]
         self.assertEqual([r["guests"] for r in rings], [[n] for n in self.names])
@@ -257,44 +264,129 @@ class RolloutLive(unittest.TestCase):
         self.assertEqual(rc, 0, f"{out} {err}")
 
     def test_3_killed_and_resumed_applies_nothing_twice(self):
+        """Killed while the second guest is in its health gate (applied, state 'running'),
+        then run again: the first guest is not touched, the second is read and found
+        applied (code 'resumed'), the third is applied; every guest holds the patch once."""
         state = os.path.join(self.work, "good-3.json")
-        p = subprocess.Popen(self.rollout_argv(self.good, state, "--health", 3, "--parallel", 1), stdout=subprocess.PIPE,
-                             text=True, env=self.env())
+        p = subprocess.Popen(self.rollout_argv(self.good, state, "--health", WATCH, "--parallel", 1),
+                             stdout=subprocess.PIPE, text=True, env=self.env())
         first = None
         try:
             for line in p.stdout:
                 e = json.loads(line)
                 if e["event"] == "guest":
                     first = e
-                    p.send_signal(signal.SIGKILL)
                     break
+            self.assertIsNotNone(first, "the rollout ended before any guest was done")
+            self.assertEqual((first["domain"], first["status"]), (self.names[0], "done"), first)
+            # the second guest: wait until its memory holds the patch (its gate watches WATCH s)
+            deadline = time.monotonic() + 600
+            while VERSION_MARKER not in self.g[1].check("cat /proc/version"):
+                self.assertIsNone(p.poll(), "the rollout ended before the second guest was patched")
+                self.assertLess(time.monotonic(), deadline, "the second guest was not patched in time")
+                time.sleep(0.5)
+            p.send_signal(signal.SIGKILL)
         finally:
             p.kill()
             p.wait()
-        self.assertIsNotNone(first, "the rollout ended before any guest was done")
-        self.assertEqual((first["domain"], first["status"]), (self.names[0], "done"), first)
+        self.assertEqual(p.returncode, -signal.SIGKILL)
         with open(state) as f:
             st = json.load(f)
-        self.assertEqual(st["guests"][0]["status"], "done")
-        self.assertIn(st["guests"][1]["status"], ("pending", "running"))
-        first_rec = self.applied(self.names[0])["demo-version-1"]
+        self.assertEqual([g["status"] for g in st["guests"]], ["done", "running", "pending"], st)
+        recs = {n: self.applied(n).get("demo-version-1") for n in self.names[:2]}
+        self.assertTrue(all(recs.values()), recs)
+        self.assertEqual(self.applied(self.names[2]), {})
 
         rc, ev, err = self.rollout(self.good, state, "--health", 3)
         self.assertEqual(rc, 0, f"{ev} {err}")
         self.assertTrue(ev[-1]["resumed"])
         self.assertEqual(ev[-1]["counts"]["done"], 3, ev[-1])
-        guests = [e for e in ev if e["event"] == "guest"]
-        self.assertNotIn(self.names[0], [e["domain"] for e in guests])
-        self.assertEqual(sorted(e["domain"] for e in guests), self.names[1:])
+        guests = {e["domain"]: e for e in ev if e["event"] == "guest"}
         print(f"\n  state after the kill: {[g['status'] for g in st['guests']]}; resumed: "
-              f"{[(e['domain'], e['code'], e['detail'][:40]) for e in guests]}", file=sys.stderr)
-        # the first guest's record entry is the same one (not applied again); every guest has it once
-        self.assertEqual(self.applied(self.names[0])["demo-version-1"]["applied_at"], first_rec["applied_at"])
+              f"{[(n, e['code'], e['detail'][:40]) for n, e in guests.items()]}", file=sys.stderr)
+        self.assertEqual(sorted(guests), self.names[1:])
+        self.assertEqual(guests[self.names[1]]["code"], "resumed", guests)
+        self.assertIn("applied demo-version-1", guests[self.names[2]]["detail"])
+        # the first two guests' record entries are the same ones (not applied again)
+        for n in self.names[:2]:
+            self.assertEqual(self.applied(n)["demo-version-1"]["applied_at"], recs[n]["applied_at"], n)
         for g in self.g:
             self.assertEqual(list(self.applied(g.name)), ["demo-version-1"], g.name)
             self.assertEqual(g.check("cat /proc/version").count(VERSION_MARKER), 1, g.name)
         self.revert_all("demo-version-1")
 
+    def test_4_terminal_lines_update_in_place(self):
+        """On a terminal (a pty as stdout): one line per guest of the ring, redrawn in place
+        (cursor up, erase line), ending with each guest done; the summary in words."""
+        state = os.path.join(self.work, "tty.json")
+        argv = [a for a in self.rollout_argv(self.good, state, "--health", 0) if a != "--json"]
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, text=True, env=self.env())
+            os.close(slave)
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:         # EIO: the other end is closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            err = p.communicate(timeout=600)[1]
+        finally:
+            os.close(master)
+        text = out.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, f"{text!r} {err}")
+        for ring in (1, 2, 3):
+            self.assertIn(f"ring {ring}/3: 1 guest", text)
+        self.assertIn("\x1b[1A", text)             # back up over the ring's one line ...
+        self.assertIn("\r\x1b[2K", text)           # ... erased and drawn again
+        for n in self.names:
+            self.assertRegex(text, rf"{n} +running +applying")
+            self.assertRegex(text, rf"{n} +done +applied demo-version-1")
+        self.assertIn("rollout finished: 3 guests in 3 rings: 3 done, 0 skipped, 0 failed", text)
+        for g in self.g:
+            self.assertIn(VERSION_MARKER, g.check("cat /proc/version"), g.name)
+        self.revert_all("demo-version-1")
+
+    def test_5_revert_on_halt(self):
+        """The warn bundle over rings 2,100% with --revert-on-halt, the WARN loop only in
+        the first guest: it fails its gate, the ring halts, and the second guest, which
+        passed (no loop: no WARN), is reverted by the halt. The third is untouched."""
+        state = os.path.join(self.work, "revert.json")
+        self.g[0].check(test_health.LOOP_START)
+        try:
+            argv = self.rollout_argv(self.warn, state, "--health", WATCH, "--revert-on-halt")
+            argv[argv.index("1,50%,100%")] = "2,100%"
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=1800, env=self.env())
+        finally:
+            self.g[0].check(test_health.LOOP_STOP)
+        ev = [json.loads(line) for line in p.stdout.splitlines()]
+        self.assertEqual(p.returncode, 6, f"{ev} {p.stderr}")
+        guests = [e for e in ev if e["event"] == "guest"]
+        by = {}
+        for e in guests:
+            by.setdefault(e["domain"], []).append(e)
+        self.assertEqual(sorted(by), self.names[:2], guests)
+        self.assertEqual([(e["status"], e["code"]) for e in by[self.names[0]]], [("failed", "health")])
+        second = by[self.names[1]]
+        print(f"\n  second guest: {[(e['status'], e['code'], e['detail'][:50]) for e in second]}", file=sys.stderr)
+        if second[0]["status"] == "done":
+            # applied, passed its gate, then reverted when the ring halted
+            self.assertEqual([e["status"] for e in second], ["done", "reverted"], second)
+        else:
+            # its apply started after the first guest's gate marked the bundle bad
+            self.assertEqual((second[0]["status"], second[0]["code"]), ("failed", "marked-bad"), second)
+        self.assertTrue(ev[-1]["halted"])
+        for n in self.names:
+            self.assertEqual(self.applied(n), {}, n)
+        for g in self.g:
+            self.assertNotIn("hvp-warn", g.check("cat /proc/loadavg"), g.name)
+        with open(state) as f:
+            self.assertEqual(json.load(f)["guests"][2]["status"], "pending")
+        rc, out, err = self.hv("bad", "clear", "--all")
+        self.assertEqual(rc, 0, f"{out} {err}")
 
 def main():
     result = unittest.TextTestRunner(verbosity=2).run(unittest.defaultTestLoader.loadTestsFromModule(
