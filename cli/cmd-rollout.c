@@ -23,6 +23,7 @@
 #include <hvpatch/ops.h>
 
 #include "cli/commands.h"
+#include "cli/compliance.h"
 #include "cli/health.h"
 #include "cli/patching.h"
 #include "cli/rollout.h"
@@ -48,7 +49,9 @@ static const char help[] =
         "                         the policy decides which it manages)\n"
         "  --rings SIZES          cumulative ring sizes, N guests or P% of all (rounded up),\n"
         "                         comma-separated (default 1,10%,100%); guests sorted by\n"
-        "                         name; a ring adding nobody is dropped; the last takes the rest\n"
+        "                         name; a ring adding nobody is dropped; the last takes the rest;\n"
+        "                         or @GROUP[,@GROUP...]: a ring per policy group, in that order\n"
+        "                         (a guest in none of them is left out)\n"
         "  --parallel N           guests patched at once within a ring (default 2, 1..64)\n"
         "  --health SECONDS       the health gate after each apply (default 10; 0: none)\n"
         "  --soak SECONDS         wait after each ring, then re-read its guests (default 0)\n"
@@ -641,6 +644,93 @@ static int summary(struct ro *ro, bool resumed)
         return r;
 }
 
+/* The policy group of a running guest (as status reads it): 0, or <0 with why filled. */
+static int guest_group(struct ro *ro, const struct hvp_policy *policy, const char *domain, char *group,
+                       size_t size, char *why, size_t why_size)
+{
+        struct hvp_live_options live = { .uri = ro->c->uri };
+        struct hvp_guest *g = NULL;
+        struct hvp_mmu *mmu = NULL;
+        struct hvp_kernel *k = NULL;
+        struct hvp_guest_state *gs = NULL;
+        int r;
+
+        group[0] = '\0';
+        r = hvp_guest_open_live(domain, &live, &g);
+        if (r >= 0)
+                r = hvp_linux_attach(g, &mmu, &k, NULL);
+        if (r >= 0)
+                r = hvp_op_state(g, mmu, k, ro->state_dir, policy, &gs);
+        if (r < 0)
+                snprintf(why, why_size, "%s", hvp_last_error());
+        else
+                snprintf(group, size, "%s", gs->compliance.group);
+        hvp_guest_state_free(gs);
+        hvp_kernel_free(k);
+        hvp_mmu_free(mmu);
+        hvp_guest_free(g);
+        return r;
+}
+
+/*
+ * Rings by policy group: each selected guest's group, read from the guest; ring i the
+ * guests of the i-th group named (by name). A guest of no named group is left out.
+ */
+static int group_rings(struct ro *ro, const struct rollout_rings *rings)
+{
+        struct hvp_policy *policy = NULL;
+        struct rollout_guest *sorted;
+        char why[1024], group[HVP_NAME_MAX + 1];
+        unsigned *ring_of;
+        size_t k = 0, used = 0;
+        int r;
+
+        r = cli_open_policy(ro->c, true, &policy, why, sizeof(why));
+        if (r)
+                return cli_error(ro->c, r, "--rings @GROUP needs the policy: %s", why);
+        ring_of = calloc(ro->st.n_guests, sizeof(*ring_of));
+        sorted = calloc(ro->st.n_guests, sizeof(*sorted));
+        if (!ring_of || !sorted) {
+                r = cli_error(ro->c, EXIT_ERROR, "out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < ro->st.n_guests; i++) {
+                ring_of[i] = (unsigned)-1;
+                if (guest_group(ro, policy, ro->st.guests[i].domain, group, sizeof(group), why, sizeof(why)) < 0) {
+                        fprintf(stderr, "hvpatch: %s: left out of the rollout: %s\n", ro->st.guests[i].domain, why);
+                        continue;
+                }
+                for (size_t ring = 0; ring < rings->n; ring++)
+                        if (strcmp(group, rings->spec[ring].group) == 0)
+                                ring_of[i] = (unsigned)ring;
+        }
+        for (size_t ring = 0; ring < rings->n; ring++) {
+                size_t before = k;
+
+                for (size_t i = 0; i < ro->st.n_guests; i++)
+                        if (ring_of[i] == ring) {
+                                sorted[k] = ro->st.guests[i];
+                                sorted[k++].ring = (unsigned)used;
+                        }
+                used += k > before;     /* a group with no guest makes no ring */
+        }
+        if (k == 0) {
+                r = cli_error(ro->c, EXIT_ERROR, "no selected running guest is in the groups named by --rings");
+                goto out;
+        }
+        free(ro->st.guests);
+        ro->st.guests = sorted;
+        sorted = NULL;
+        ro->st.n_guests = k;
+        ro->st.n_rings = used;
+        r = 0;
+out:
+        free(sorted);
+        free(ring_of);
+        hvp_policy_free(policy);
+        return r;
+}
+
 /* A new rollout: the running guests selected, sorted by name, laid out in rings. */
 static int plan_rollout(struct ro *ro, const struct rollout_rings *rings)
 {
@@ -665,6 +755,10 @@ static int plan_rollout(struct ro *ro, const struct rollout_rings *rings)
                 goto out;
         }
         ro->st.n_guests = k;
+        if (rings->by_group) {
+                r = group_rings(ro, rings);
+                goto out;
+        }
         n_rings = rollout_rings_layout(rings, k, ends);
         ro->st.n_rings = n_rings;
         for (size_t ring = 0, i = 0; ring < n_rings; ring++)

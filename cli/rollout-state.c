@@ -38,8 +38,30 @@ int rollout_rings_parse(const char *s, struct rollout_rings *ret, char *why, siz
                         snprintf(why, why_size, "--rings: more than %d rings", ROLLOUT_MAX_RINGS);
                         return -EINVAL;
                 }
-                if (*p < '0' || *p > '9') {
-                        snprintf(why, why_size, "--rings: '%s': each ring is N or P%%", s);
+                if (*p == '@' && (ret->n == 0 || ret->by_group)) {
+                        size_t len = strcspn(p + 1, ",");
+
+                        if (len == 0 || len > HVP_NAME_MAX) {
+                                snprintf(why, why_size, "--rings: '%s': @GROUP names a policy group (1..%d bytes)", s,
+                                         HVP_NAME_MAX);
+                                return -EINVAL;
+                        }
+                        ret->by_group = true;
+                        memcpy(ret->spec[ret->n].group, p + 1, len);
+                        ret->spec[ret->n].group[len] = '\0';
+                        for (size_t k = 0; k < ret->n; k++)
+                                if (strcmp(ret->spec[k].group, ret->spec[ret->n].group) == 0) {
+                                        snprintf(why, why_size, "--rings: '%s': a group twice", s);
+                                        return -EINVAL;
+                                }
+                        ret->n++;
+                        if (p[1 + len] == '\0')
+                                return 0;
+                        p += 1 + len + 1;
+                        continue;
+                }
+                if (ret->by_group || *p < '0' || *p > '9') {
+                        snprintf(why, why_size, "--rings: '%s': each ring is N or P%% (or each @GROUP)", s);
                         return -EINVAL;
                 }
                 errno = 0;

@@ -23,12 +23,17 @@
  * rounded up), at most ROLLOUT_MAX_RINGS, each at least 1. Ring i holds the guests
  * from the previous size up to its own (a size under the previous one adds nobody:
  * the ring is dropped); the last ring always takes the rest.
+ *
+ * Or, each item @GROUP: one ring per policy group, in the order given, holding the
+ * guests the policy puts in that group (by_group; the command asks the policy).
  */
 struct rollout_rings {
         size_t n;
+        bool by_group;
         struct {
                 bool percent;
                 unsigned value;
+                char group[HVP_NAME_MAX + 1];   /* by_group */
         } spec[ROLLOUT_MAX_RINGS];
 };
 /* 0, or -EINVAL with why filled. */

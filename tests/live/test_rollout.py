@@ -19,7 +19,8 @@ loadavg_proc_show to a body that WARNs (test_health.WARN_C), triggered by a loop
      unchanged), the third is applied; every guest ends patched once;
   4. on a terminal (a pty): each guest's line updated in place;
   5. --revert-on-halt: the warn bundle over rings 2,100%, only the first guest WARNs: the
-     ring halts and the second guest, patched, is reverted.
+     ring halts and the second guest, patched, is reverted;
+  6. --rings @GROUP,...: a ring per policy group, in the order named.
 
 Oracles hvpatch does not control: the guests' /proc/version and /proc/loadavg (through
 the test command channel).
@@ -387,6 +388,40 @@ class RolloutLive(unittest.TestCase):
             self.assertEqual(json.load(f)["guests"][2]["status"], "pending")
         rc, out, err = self.hv("bad", "clear", "--all")
         self.assertEqual(rc, 0, f"{out} {err}")
+
+    def test_6_rings_by_policy_group(self):
+        """--rings @GROUP,...: a ring per policy group in the order named (the policy puts
+        the first guest in ro-first, the others in ro-rest; named the other way round)."""
+        pid = os.getpid()
+        policy = os.path.join(self.work, "groups.xml")
+        with open(policy, "w") as f:
+            f.write(f'''<?xml version="1.0"?>
+<policy version="1">
+  <key name="ro"><public-key-file>ro.pub</public-key-file><may-sign series="*"/></key>
+  <group name="ro-first">
+    <select name="hvp-ro-{pid}-a"/>
+    <window/>
+    <baseline name="current" current="yes"><kernel build-id="{self.build_id}"/></baseline>
+  </group>
+  <group name="ro-rest">
+    <select name="hvp-ro-{pid}-*"/>
+    <window/>
+    <baseline name="current" current="yes"><kernel build-id="{self.build_id}"/></baseline>
+  </group>
+</policy>
+''')
+        argv = self.rollout_argv(self.good, os.path.join(self.work, "groups.json"), "--health", 0)
+        argv[argv.index("1,50%,100%")] = "@ro-rest,@ro-first"
+        argv[argv.index(self.policy)] = policy
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=1800, env=self.env())
+        ev = [json.loads(line) for line in p.stdout.splitlines()]
+        self.assertEqual(p.returncode, 0, f"{ev} {p.stderr}")
+        self.assertEqual([e["guests"] for e in ev if e["event"] == "ring-start"],
+                         [self.names[1:], self.names[:1]])
+        self.assertEqual(ev[-1]["counts"]["done"], 3, ev[-1])
+        for g in self.g:
+            self.assertIn(VERSION_MARKER, g.check("cat /proc/version"), g.name)
+        self.revert_all("demo-version-1")
 
 def main():
     result = unittest.TextTestRunner(verbosity=2).run(unittest.defaultTestLoader.loadTestsFromModule(

@@ -66,7 +66,8 @@ static void test_rings_bad(void **state)
 {
         static const char *const bad[] = { "", "0", "1,,2", "1,", ",1", "101%", "0%", "-1", "1x", "1%%",
                                            "99999", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", " 1",
-                                           "18446744073709551617" };
+                                           "18446744073709551617", "@", "@a,", "@a,,@b", "@a,1", "1,@a",
+                                           "@a,@b,@a", "@a,b" };
         struct rollout_rings r;
         char why[256];
 
@@ -78,6 +79,14 @@ static void test_rings_bad(void **state)
         }
         assert_int_equal(rollout_rings_parse("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", &r, why, sizeof(why)), 0);
         assert_int_equal(r.n, 16);
+        assert_false(r.by_group);
+        /* rings by policy group, in the order given */
+        assert_int_equal(rollout_rings_parse("@canary,@web-1,@rest", &r, why, sizeof(why)), 0);
+        assert_true(r.by_group);
+        assert_int_equal(r.n, 3);
+        assert_string_equal(r.spec[0].group, "canary");
+        assert_string_equal(r.spec[1].group, "web-1");
+        assert_string_equal(r.spec[2].group, "rest");
 }
 
 static void test_state_round_trip(void **state)
