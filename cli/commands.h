@@ -24,6 +24,7 @@ int cmd_ps(struct cli *c, int argc, char **argv);
 int cmd_dmesg(struct cli *c, int argc, char **argv);
 int cmd_daemon_status(struct cli *c, int argc, char **argv);
 int cmd_bad(struct cli *c, int argc, char **argv);
+int cmd_rollout(struct cli *c, int argc, char **argv);
 
 /* The table, for -h output of the subcommands. */
 const struct cli_command *cli_find_command(const char *name);

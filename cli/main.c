@@ -38,6 +38,8 @@ static const struct cli_command commands[] = {
         { "plan", "[--catalog DIR] DOMAIN", "desired patch state from the catalog vs memory", cmd_plan },
         { "sync", "[--catalog DIR] [--dry-run] [--health SECONDS] DOMAIN|--all", "converge guests to the catalog's desired state",
           cmd_sync },
+        { "rollout", "BUNDLE [--rings SIZES] [--parallel N] [--health S] [--soak S] [--max-failures N]",
+          "one bundle over the host's guests in rings, halting on failures (resumable)", cmd_rollout },
         { "report", "[--policy FILE] [--domains GLOB] [--parallel N] [--json|--prometheus] [--html FILE]",
           "every domain of the host: compliance, patches, tamper, health", cmd_report },
         { "bad", "list [BUILD-ID] | clear BUILD-ID [PATCH-ID] | clear --all", "bundles the health gate marked bad",
