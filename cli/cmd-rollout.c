@@ -253,6 +253,7 @@ static void guest_event(struct ro *ro, const struct rollout_guest *e, bool final
                 json_object_object_add(o, "code", e->code[0] ? json_object_new_string(e->code) : NULL);
                 json_object_object_add(o, "exit", json_object_new_int(e->exit_class));
                 json_object_object_add(o, "detail", json_object_new_string(e->detail));
+                json_object_object_add(o, "pause_ms", e->applied_now ? json_object_new_double(e->pause_ms) : NULL);
                 json_line(o);
         } else if (ro->tty) {
                 tty_redraw(ro);
@@ -387,6 +388,7 @@ static void apply_one(struct ro *ro, size_t idx)
         pthread_mutex_unlock(&ro->lock);
 
         res.code[0] = '\0';
+        res.applied_now = false;
         res.exit_class = 0;
         if (!o) {
                 res.status = RO_FAILED;
@@ -398,6 +400,8 @@ static void apply_one(struct ro *ro, size_t idx)
                 snprintf(res.detail, sizeof(res.detail), "apply: %s", hvp_last_error());
         } else if (o->exit_class == 0) {
                 res.status = RO_DONE;
+                res.applied_now = true;
+                res.pause_ms = o->report.pause_ms;
                 snprintf(res.detail, sizeof(res.detail), "applied %s: pause %.3f ms%s%s", o->patch_id,
                          o->report.pause_ms, o->health.result ? ", health " : "",
                          o->health.result ? hvp_health_result_name(o->health.result) : "");

@@ -63,6 +63,8 @@ struct rollout_guest {
         int exit_class;                 /* of the apply, for failed */
         char code[32];                  /* the reason code ("outside-window", "health", ...) or "" */
         char detail[ROLLOUT_DETAIL_MAX];
+        bool applied_now;               /* applied by this run: pause_ms holds its window */
+        double pause_ms;
 };
 
 struct rollout_state {
