@@ -23,7 +23,8 @@ One guest, the cases in order:
     starts at the sleep's return address): refused (exit 4, naming the sleep, the range
     starting at do_nanosleep) while the sleep is parked; without the attribute the same
     site applies then (a task resuming at a range's first byte is no hazard) and reverts;
-    after the kill the function-consistent bundle applies and reverts.
+    after the kill the function-consistent bundle applies; its revert is refused while a
+    new sleep is parked in the function (the guard is kept in the record), then reverts.
 
     python3 tests/live/test_stackcheck.py      # last line: "N passed, M failed"
 
@@ -302,6 +303,12 @@ class StackCheck(unittest.TestCase):
         self.assertEqual(rc, 0, f"{out} {err}")
         self.assertEqual(xp(self.g, ret, len(after)), new[ret - start:])
         self.assertEqual(self.g.check("sleep 1 && echo slept").strip(), "slept")
+        # the guard is in the record: the revert waits for a task in the function too
+        pid = self.start_sleep()
+        rc, out, err = hv("revert", self.name, "cons-function")
+        self.assert_busy(rc, out, pid, "revert consistency=function")
+        self.assertEqual(xp(self.g, ret, len(after)), new[ret - start:])
+        self.kill(pid)
         rc, out, err = hv("revert", self.name, "cons-function")
         self.assertEqual(rc, 0, f"{out} {err}")
         self.assertEqual(xp(self.g, ret, len(after)), after)
