@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "vmi/x86.h"
 #include "patcher/retire.h"
+#include "patcher/manifest.h"
 
 #define FN_READ_MAX (64u << 10)         /* bytes of a function read to check a site inside it */
 #define ERASE_MAX_WRITES 1024           /* erasures of an earlier boot's device code per window */
@@ -190,35 +191,6 @@ static int resolve_symbol(void *ctx, const char *name, uint64_t *ret_addr)
         return r;
 }
 
-/*
- * consistency="function": the function the site at addr lies in, from the kernel's
- * symbol table: [the symbol containing addr, the next symbol at a greater address).
- * -ERANGE when that end is missing or further than HVP_FUNCTION_MAX_LEN.
- */
-static int function_bounds(const struct hvp_symtab *st, uint64_t addr, uint64_t *ret_start, uint64_t *ret_len)
-{
-        const struct hvp_symbol *sym = hvp_symtab_find_addr(st, addr), *first = hvp_symtab_get(st, 0);
-        size_t count = hvp_symtab_count(st);
-
-        if (!sym || !first)
-                return hvp_fail(-ERANGE, "no symbol holds 0x%llx", (unsigned long long)addr);
-        /* Aliases share the address: look a bounded way past them for the next one. */
-        for (size_t i = (size_t)(sym - first) + 1, k = 0; i < count && k < 1024; i++, k++) {
-                const struct hvp_symbol *next = hvp_symtab_get(st, i);
-
-                if (next->addr <= sym->addr)
-                        continue;
-                if (next->addr - sym->addr > HVP_FUNCTION_MAX_LEN)
-                        break;
-                *ret_start = sym->addr;
-                *ret_len = next->addr - sym->addr;
-                return 0;
-        }
-        return hvp_fail(-ERANGE, "consistency=\"function\": the end of %s (0x%llx) cannot be determined: no "
-                        "next symbol within 0x%x bytes", sym->name, (unsigned long long)sym->addr,
-                        HVP_FUNCTION_MAX_LEN);
-}
-
 /* Set the function guard on the writes [from, nr_writes) of the pure plan when the site asks for it. */
 static int guard_function(struct planner *pl, const struct hvp_site *s, unsigned idx, uint64_t addr, size_t from)
 {
@@ -227,7 +199,7 @@ static int guard_function(struct planner *pl, const struct hvp_site *s, unsigned
 
         if (s->consistency != HVP_CONSISTENCY_FUNCTION)
                 return 0;
-        r = function_bounds(pl->k->symtab, addr, &start, &len);
+        r = manifest_function_bounds(pl->k->symtab, addr, &start, &len);
         if (r < 0)
                 return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
         for (size_t i = from; i < pl->pure->nr_writes; i++) {
