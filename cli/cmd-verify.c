@@ -87,6 +87,8 @@ static json_object *sites_json(const struct hvp_manifest *m)
                 json_object *o = json_object_new_object();
 
                 json_object_object_add(o, "symbol", json_object_new_string(s->symbol));
+                json_object_object_add(o, "consistency", json_object_new_string(
+                                               s->consistency == HVP_CONSISTENCY_FUNCTION ? "function" : "site"));
                 if (s->kind == HVP_SITE_REPLACE) {
                         json_object_object_add(o, "kind", json_object_new_string("replace"));
                         json_object_object_add(o, "offset", json_object_new_int64((int64_t)s->offset));
@@ -105,10 +107,11 @@ static json_object *sites_json(const struct hvp_manifest *m)
 static void print_site(const struct hvp_site *s)
 {
         if (s->kind == HVP_SITE_REPLACE)
-                printf("  replace  %s+0x%llx, %zu bytes\n", s->symbol, (unsigned long long)s->offset, s->len);
+                printf("  replace  %s+0x%llx, %zu bytes%s\n", s->symbol, (unsigned long long)s->offset, s->len,
+                       s->consistency == HVP_CONSISTENCY_FUNCTION ? ", consistency=function" : "");
         else
-                printf("  redirect %s -> %s (%s, %zu bytes of code)\n", s->symbol, s->function, s->object,
-                       s->code_size);
+                printf("  redirect %s -> %s (%s, %zu bytes of code)%s\n", s->symbol, s->function, s->object,
+                       s->code_size, s->consistency == HVP_CONSISTENCY_FUNCTION ? ", consistency=function" : "");
 }
 
 static void print_result(struct cli *c, const struct verify_args *a, const struct hvp_signature_info *info,

@@ -366,6 +366,24 @@ static int parse_redirect(struct hvp_site *s, xmlNodePtr n)
         return r;
 }
 
+/* consistency="site|function" (default site): what the stack check guards (docs/bundle.md). */
+static int parse_consistency(struct hvp_site *s, xmlNodePtr n)
+{
+        int r = 0;
+        char *v = attr(n, "consistency", false, &r);
+
+        if (r < 0)
+                return r;
+        if (!v || strcmp(v, "site") == 0)
+                s->consistency = HVP_CONSISTENCY_SITE;
+        else if (strcmp(v, "function") == 0)
+                s->consistency = HVP_CONSISTENCY_FUNCTION;
+        else
+                r = hvp_fail(-EINVAL, "manifest line %u: consistency=\"%.64s\": site or function expected", s->line, v);
+        free(v);
+        return r;
+}
+
 static int parse_sites(struct manifest *m, xmlNodePtr sites)
 {
         size_t n = 0;
@@ -394,6 +412,8 @@ static int parse_sites(struct manifest *m, xmlNodePtr sites)
                         r = parse_redirect(s, c);
                 else
                         r = hvp_fail(-EINVAL, "manifest line %u: unknown site <%s>", s->line, c->name);
+                if (r == 0)
+                        r = parse_consistency(s, c);
         }
         return r;
 }

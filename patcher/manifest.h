@@ -32,4 +32,12 @@ enum manifest_mode {
 int manifest_parse(const void *xml, size_t len, enum manifest_mode mode, struct manifest **ret);
 void manifest_free(struct manifest *m);
 
+struct hvp_symtab;
+/*
+ * consistency="function" (resolve.c): the function holding addr, [the symbol containing
+ * addr, the next symbol at a greater address), at most HVP_FUNCTION_MAX_LEN long.
+ * -ERANGE when that end cannot be determined (the reason names the symbol).
+ */
+int manifest_function_bounds(const struct hvp_symtab *st, uint64_t addr, uint64_t *ret_start, uint64_t *ret_len);
+
 #endif

@@ -7,6 +7,7 @@
 #include <json-c/json.h>
 
 #include <hvpatch/apply.h>
+#include <hvpatch/patch.h>
 
 #include "common/error.h"
 #include "common/util.h"
@@ -94,6 +95,9 @@ static int plan_transform(const struct hvp_plan *p, bool inverse, struct hvp_pla
                         hvp_plan_free(q);
                         return r;
                 }
+                /* The inverse keeps the guard too: a revert waits for tasks in the function (design-notes). */
+                q->writes[q->nr_writes - 1].guard_start = w->guard_start;
+                q->writes[q->nr_writes - 1].guard_len = w->guard_len;
         }
         *ret_plan = q;
         return 0;
@@ -156,6 +160,11 @@ json_object *hvp_plan_to_json(const struct hvp_plan *p)
                 json_object_object_add(wo, "check_rip", json_object_new_boolean(w->check_rip));
                 json_object_object_add(wo, "area", json_object_new_boolean(w->area));
                 json_object_object_add(wo, "site", json_object_new_int((int)w->site));
+                if (w->guard_len) {
+                        /* Optional: records and journals written before consistency= load as before. */
+                        json_object_object_add(wo, "guard_start", hvp_json_addr(w->guard_start));
+                        json_object_object_add(wo, "guard_len", hvp_json_addr(w->guard_len));
+                }
                 json_object_array_add(arr, wo);
         }
         json_object_object_add(o, "writes", arr);
@@ -249,7 +258,7 @@ int hvp_plan_from_json(json_object *o, struct hvp_plan **ret_plan)
         }
         for (size_t i = 0; i < json_object_array_length(arr); i++) {
                 json_object *w = json_object_array_get_idx(arr, i);
-                uint64_t va, gpa, site;
+                uint64_t va, gpa, site, gs = 0, gl = 0;
                 size_t lo, ln;
 
                 if ((r = hvp_json_get_u64(w, "record", "va", &va)) < 0 ||
@@ -262,10 +271,22 @@ int hvp_plan_from_json(json_object *o, struct hvp_plan **ret_plan)
                         r = hvp_fail(-EINVAL, "record: write %zu: old and new differ in length", i);
                         goto fail;
                 }
+                if (json_object_object_get_ex(w, "guard_len", NULL) &&
+                    ((r = hvp_json_get_u64(w, "record", "guard_start", &gs)) < 0 ||
+                     (r = hvp_json_get_u64(w, "record", "guard_len", &gl)) < 0))
+                        goto fail;
+                /* The guard holds the write and stays within the bound a function may have. */
+                if (gl && (gl > HVP_FUNCTION_MAX_LEN || gs > UINT64_MAX - gl || va < gs || va + lo > gs + gl)) {
+                        r = hvp_fail(-EINVAL, "record: write %zu: bad guard 0x%llx+0x%llx", i,
+                                     (unsigned long long)gs, (unsigned long long)gl);
+                        goto fail;
+                }
                 r = hvp_plan_add_write(p, va, gpa, old, new, lo, get_bool(w, "check_rip"), get_bool(w, "area"),
                                        (unsigned)site);
                 if (r < 0)
                         goto fail;
+                p->writes[p->nr_writes - 1].guard_start = gs;
+                p->writes[p->nr_writes - 1].guard_len = gl;
         }
         *ret_plan = p;
         return 0;

@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "vmi/x86.h"
 #include "patcher/retire.h"
+#include "patcher/manifest.h"
 
 #define FN_READ_MAX (64u << 10)         /* bytes of a function read to check a site inside it */
 #define ERASE_MAX_WRITES 1024           /* erasures of an earlier boot's device code per window */
@@ -190,12 +191,36 @@ static int resolve_symbol(void *ctx, const char *name, uint64_t *ret_addr)
         return r;
 }
 
+/* Set the function guard on the writes [from, nr_writes) of the pure plan when the site asks for it. */
+static int guard_function(struct planner *pl, const struct hvp_site *s, unsigned idx, uint64_t addr, size_t from)
+{
+        uint64_t start = 0, len = 0;
+        int r;
+
+        if (s->consistency != HVP_CONSISTENCY_FUNCTION)
+                return 0;
+        r = manifest_function_bounds(pl->k->symtab, addr, &start, &len);
+        if (r < 0)
+                return hvp_fail_context(r, "site %u (%s)", idx, s->symbol);
+        for (size_t i = from; i < pl->pure->nr_writes; i++) {
+                struct hvp_write *w = &pl->pure->writes[i];
+
+                if (w->va < start || w->va + w->len > start + len)
+                        return hvp_fail(-ERANGE, "site %u (%s): its bytes at 0x%llx leave the function "
+                                        "0x%llx..0x%llx", idx, s->symbol, (unsigned long long)w->va,
+                                        (unsigned long long)start, (unsigned long long)(start + len));
+                w->guard_start = start;
+                w->guard_len = len;
+        }
+        return 0;
+}
+
 static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned idx)
 {
         struct hvp_symbol site_sym = { .name = s->symbol }, *sym = &site_sym;
         _cleanup_free_ uint8_t *fn = NULL;
         struct hvp_insn *insns = NULL;
-        size_t fn_len, n_insns = 0;
+        size_t fn_len, n_insns = 0, n0;
         int r;
 
         r = hvp_manifest_resolve(pl->m, pl->k->symtab, s->symbol, &site_sym.addr);
@@ -227,7 +252,9 @@ static int plan_replace(struct planner *pl, const struct hvp_site *s, unsigned i
         free(insns);
         if (r < 0)
                 return r;
-        return add_range(pl, NULL, sym->addr + s->offset, s->expected, s->new_bytes, s->len, n_insns > 1, idx);
+        n0 = pl->pure->nr_writes;
+        r = add_range(pl, NULL, sym->addr + s->offset, s->expected, s->new_bytes, s->len, n_insns > 1, idx);
+        return r < 0 ? r : guard_function(pl, s, idx, sym->addr, n0);
 }
 
 /*
@@ -335,7 +362,7 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
         struct hvp_entry_site entry;
         uint8_t head[16], jmp[5];
         uint64_t target, new_fn;
-        size_t code_len;
+        size_t code_len, n0;
         int r;
 
         r = hvp_manifest_resolve(pl->m, pl->k->symtab, s->symbol, &site_sym.addr);
@@ -376,7 +403,9 @@ static int plan_redirect(struct planner *pl, const struct hvp_site *s, unsigned 
                 pl->pure->area_len = end - pl->pure->area_start;
         }
         /* A single instruction (the 5-byte NOP) is replaced: no vCPU can be inside it. */
-        return add_range(pl, NULL, entry.addr, entry.old_bytes, jmp, sizeof(jmp), false, idx);
+        n0 = pl->pure->nr_writes;
+        r = add_range(pl, NULL, entry.addr, entry.old_bytes, jmp, sizeof(jmp), false, idx);
+        return r < 0 ? r : guard_function(pl, s, idx, sym->addr, n0);
 }
 
 /*
@@ -411,6 +440,7 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
         for (size_t i = 0; i < pure->nr_writes && r == 0; i++) {
                 const struct hvp_write *w = &pure->writes[i];
                 const uint8_t *expect = w->old;
+                uint64_t gs = w->guard_start, gl = w->guard_len;
 
                 for (size_t j = 0; undo && j < undo->nr_writes; j++) {
                         struct hvp_write *u = &undo->writes[j];
@@ -423,11 +453,19 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
                                 break;
                         }
                         expect = u->old;        /* what the replaced patch put there */
+                        if (!gl) {              /* the replaced patch's guard, if only it had one */
+                                gs = u->guard_start;
+                                gl = u->guard_len;
+                        }
                         u->len = 0;             /* consumed */
                 }
                 if (r == 0)
                         r = hvp_plan_add_write(txn, w->va, w->gpa, expect, w->new, w->len, w->check_rip, w->area,
                                                w->site);
+                if (r == 0) {
+                        txn->writes[txn->nr_writes - 1].guard_start = gs;
+                        txn->writes[txn->nr_writes - 1].guard_len = gl;
+                }
         }
         /*
          * 2. the rest of the undo: kernel sites only. The replaced patch's area code stays
@@ -436,9 +474,13 @@ static int make_txn(const struct hvp_plan *pure, const struct hvp_plan *replaced
         for (size_t j = 0; undo && j < undo->nr_writes && r == 0; j++) {
                 const struct hvp_write *u = &undo->writes[j];
 
-                if (u->len && !u->area)
-                        r = hvp_plan_add_write(txn, u->va, u->gpa, u->old, u->new, u->len, u->check_rip, u->area,
-                                               u->site);
+                if (!u->len || u->area)
+                        continue;
+                r = hvp_plan_add_write(txn, u->va, u->gpa, u->old, u->new, u->len, u->check_rip, u->area, u->site);
+                if (r == 0) {
+                        txn->writes[txn->nr_writes - 1].guard_start = u->guard_start;
+                        txn->writes[txn->nr_writes - 1].guard_len = u->guard_len;
+                }
         }
         hvp_plan_free(undo);
         if (r < 0) {

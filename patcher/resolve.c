@@ -12,6 +12,7 @@
 #include <hvpatch/patch.h>
 
 #include "common/error.h"
+#include "patcher/manifest.h"
 
 #define LIST_MAX 16u            /* addresses named in a refusal */
 
@@ -112,4 +113,33 @@ int hvp_manifest_resolve(const struct hvp_manifest *m, const struct hvp_symtab *
                         pin->line, name, pin->near, pin->offset < 0 ? '-' : '+',
                         (unsigned long long)(pin->offset < 0 ? -(uint64_t)pin->offset : (uint64_t)pin->offset),
                         (unsigned long long)addr, list);
+}
+
+/*
+ * consistency="function": the function the site at addr lies in, from the kernel's
+ * symbol table: [the symbol containing addr, the next symbol at a greater address).
+ * -ERANGE when that end is missing or further than HVP_FUNCTION_MAX_LEN.
+ */
+int manifest_function_bounds(const struct hvp_symtab *st, uint64_t addr, uint64_t *ret_start, uint64_t *ret_len)
+{
+        const struct hvp_symbol *sym = hvp_symtab_find_addr(st, addr), *first = hvp_symtab_get(st, 0);
+        size_t count = hvp_symtab_count(st);
+
+        if (!sym || !first)
+                return hvp_fail(-ERANGE, "no symbol holds 0x%llx", (unsigned long long)addr);
+        /* Aliases share the address: look a bounded way past them for the next one. */
+        for (size_t i = (size_t)(sym - first) + 1, k = 0; i < count && k < 1024; i++, k++) {
+                const struct hvp_symbol *next = hvp_symtab_get(st, i);
+
+                if (next->addr <= sym->addr)
+                        continue;
+                if (next->addr - sym->addr > HVP_FUNCTION_MAX_LEN)
+                        break;
+                *ret_start = sym->addr;
+                *ret_len = next->addr - sym->addr;
+                return 0;
+        }
+        return hvp_fail(-ERANGE, "consistency=\"function\": the end of %s (0x%llx) cannot be determined: no "
+                        "next symbol within 0x%x bytes", sym->name, (unsigned long long)sym->addr,
+                        HVP_FUNCTION_MAX_LEN);
 }

@@ -198,6 +198,9 @@ int hvp_plan_revert_txn(const struct hvp_plan *p, struct hvp_plan **ret_txn)
                         hvp_plan_free(q);
                         return r;
                 }
+                /* The revert waits for tasks in a guarded function too (docs/design-notes.md). */
+                q->writes[q->nr_writes - 1].guard_start = w->guard_start;
+                q->writes[q->nr_writes - 1].guard_len = w->guard_len;
         }
         *ret_txn = q;
         return 0;

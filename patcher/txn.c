@@ -124,9 +124,26 @@ static int stack_ranges(const struct hvp_plan *p, struct hvp_stack_range **ret, 
 
         if (!rg)
                 return -ENOMEM;
-        for (size_t i = 0; i < p->nr_writes; i++)
-                if (!p->writes[i].area)
-                        rg[n++] = (struct hvp_stack_range){ p->writes[i].va, p->writes[i].va + p->writes[i].len };
+        for (size_t i = 0; i < p->nr_writes; i++) {
+                const struct hvp_write *w = &p->writes[i];
+
+                if (w->area)
+                        continue;
+                if (!w->guard_len) {
+                        rg[n++] = (struct hvp_stack_range){ w->va, w->va + w->len };
+                        continue;
+                }
+                /*
+                 * consistency="function": the whole function. Its range ends one byte short of
+                 * the next symbol: a value equal to that address is a pointer to the next
+                 * function (a callback kept on a stack), not a return into this one (only a
+                 * noreturn call can end a function, and its task never comes back).
+                 */
+                rg[n] = (struct hvp_stack_range){ w->guard_start, w->guard_start + w->guard_len - 1 };
+                /* Several writes of one site (split at a page) guard the same function once. */
+                if (n == 0 || rg[n - 1].start != rg[n].start || rg[n - 1].end != rg[n].end)
+                        n++;
+        }
         *ret = rg;
         *ret_n = n;
         return 0;
@@ -178,6 +195,10 @@ static int split_append_only(struct hvp_guest *g, const struct hvp_plan *txn, st
                         to = ahead;
                 }
                 r = hvp_plan_add_write(to, w->va, w->gpa, w->old, w->new, w->len, w->check_rip, w->area, w->site);
+                if (r == 0) {
+                        to->writes[to->nr_writes - 1].guard_start = w->guard_start;
+                        to->writes[to->nr_writes - 1].guard_len = w->guard_len;
+                }
         }
         if (r < 0) {
                 hvp_plan_free(ahead);

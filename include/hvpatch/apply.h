@@ -48,6 +48,13 @@ struct hvp_write {
                                  * RIP may lie strictly inside it while we write */
         bool area;              /* patch-area code, not a kernel site */
         unsigned site;          /* index of the manifest site it belongs to */
+        /*
+         * The range the stack check guards for this write (consistency="function": the
+         * whole function the site lies in, [guard_start, guard_start + guard_len));
+         * guard_len 0: the written bytes. Not set by hvp_plan_add_write(): set it on the
+         * write it added. Kept by hvp_plan_copy() and hvp_plan_inverse().
+         */
+        uint64_t guard_start, guard_len;
 };
 
 struct hvp_plan {

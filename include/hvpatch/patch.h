@@ -87,11 +87,21 @@ extern "C" {
 #define HVP_MANIFEST_MAX_PINS 256u
 #define HVP_PIN_MAX_OFFSET (1ll << 30)          /* |offset| of a pin: the kernel image's 1 GiB */
 #define HVP_REPLACE_MAX_LEN 64u                 /* bytes of one replace site */
+#define HVP_FUNCTION_MAX_LEN (64u << 10)        /* consistency="function": the longest function */
 #define HVP_BUILD_ID_MAX 64u
 
 enum hvp_site_kind {
         HVP_SITE_REPLACE = 1,   /* symbol+offset: expected bytes -> new bytes */
         HVP_SITE_REDIRECT = 2,  /* whole function -> a function of a payload object */
+};
+
+/*
+ * consistency= of a site: which range no task may hold a return address in while the
+ * site is written (the stack check, hvpatch/stackcheck.h; docs/bundle.md).
+ */
+enum hvp_consistency {
+        HVP_CONSISTENCY_SITE = 0,       /* the bytes written (default) */
+        HVP_CONSISTENCY_FUNCTION = 1,   /* the whole function the site lies in */
 };
 
 /* One entry of the container (the manifest is entry 0, payloads follow). */
@@ -106,6 +116,7 @@ struct hvp_site {
         enum hvp_site_kind kind;
         const char *symbol;             /* kernel symbol the site lives in */
         unsigned line;                  /* manifest line, for messages */
+        enum hvp_consistency consistency;
 
         /* HVP_SITE_REPLACE: [symbol+offset, +len) holds expected, becomes new_bytes. */
         uint64_t offset;

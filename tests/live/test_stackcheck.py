@@ -19,6 +19,12 @@ One guest, the cases in order:
     (exit 4, naming it); after the kill it reverts, /proc/cmdline ends in a newline again.
   * --stack-check off applies whatever the stacks hold, with a warning in the JSON;
     --stack-check require with a kernel that has BTF runs the check (refused again).
+  * consistency="function" (a replace of just the instruction after that call, which
+    starts at the sleep's return address): refused (exit 4, naming the sleep, the range
+    starting at do_nanosleep) while the sleep is parked; without the attribute the same
+    site applies then (a task resuming at a range's first byte is no hazard) and reverts;
+    after the kill the function-consistent bundle applies; its revert is refused while a
+    new sleep is parked in the function (the guard is kept in the record), then reverts.
 
     python3 tests/live/test_stackcheck.py      # last line: "N passed, M failed"
 
@@ -249,6 +255,63 @@ class StackCheck(unittest.TestCase):
         self.assertEqual(rc, 0, f"{out} {err}")
         rc, out, err = hv("apply", "--insecure-unsigned", "--stack-check", "sometimes", self.name, self.bundle)
         self.assertEqual(rc, 2, out)
+
+    def bundle_after_call(self, consistency):
+        """A bundle re-encoding only the instruction after the call to schedule(), which
+        starts at the sleeping task's return address (no hit for its bytes: a task
+        resuming at a range's first byte runs the new instruction whole)."""
+        start, old, new, ret = self.site
+        attr = f' consistency="{consistency}"' if consistency else ""
+        tag = consistency or "default"
+        xml = f"""<?xml version="1.0" encoding="UTF-8"?>
+<patch xmlns="urn:hvpatch:manifest:1" id="cons-{tag}" series="cons-{tag}" sequence="1">
+  <target os="linux"><build-id>{self.g.build_id()}</build-id></target>
+  <sites>
+    <replace symbol="do_nanosleep" offset="{ret - self.syms['do_nanosleep']}"
+             expected="{old[ret - start:].hex(' ')}" new="{new[ret - start:].hex(' ')}"{attr}/>
+  </sites>
+</patch>
+"""
+        path = os.path.join(ENV["tmp"], f"cons-{tag}.xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        bundle = os.path.join(ENV["tmp"], f"cons-{tag}.hvp")
+        subprocess.run([hvpatch_exe(), "pack", path, "-o", bundle], check=True, stdout=subprocess.DEVNULL)
+        return bundle
+
+    def test_5_consistency_function_guards_the_whole_function(self):
+        start, old, new, ret = self.site
+        after = old[ret - start:]
+        fn_bundle = self.bundle_after_call("function")
+        site_bundle = self.bundle_after_call(None)
+        pid = self.start_sleep()
+        # consistency="function": the sleep's return address is in do_nanosleep's body
+        rc, out, err = hv("apply", "--insecure-unsigned", self.name, fn_bundle)
+        self.assert_busy(rc, out, pid, "apply consistency=function")
+        self.assertIn("inside the range 0x%x.." % self.syms["do_nanosleep"], out["error"])
+        self.assertEqual(xp(self.g, ret, len(after)), after, "bytes changed by a refused apply")
+        # the same site with the default consistency: the bytes written are no hazard
+        rc, out, err = hv("apply", "--insecure-unsigned", self.name, site_bundle)
+        self.assertEqual(rc, 0, f"{out} {err}")
+        self.assertEqual(xp(self.g, ret, len(after)), new[ret - start:])
+        rc, out, err = hv("revert", self.name, "cons-default")
+        self.assertEqual(rc, 0, f"{out} {err}")
+        self.assertEqual(xp(self.g, ret, len(after)), after)
+        # once the task has left the function, consistency=function applies and reverts
+        self.kill(pid)
+        rc, out, err = hv("apply", "--insecure-unsigned", self.name, fn_bundle)
+        self.assertEqual(rc, 0, f"{out} {err}")
+        self.assertEqual(xp(self.g, ret, len(after)), new[ret - start:])
+        self.assertEqual(self.g.check("sleep 1 && echo slept").strip(), "slept")
+        # the guard is in the record: the revert waits for a task in the function too
+        pid = self.start_sleep()
+        rc, out, err = hv("revert", self.name, "cons-function")
+        self.assert_busy(rc, out, pid, "revert consistency=function")
+        self.assertEqual(xp(self.g, ret, len(after)), new[ret - start:])
+        self.kill(pid)
+        rc, out, err = hv("revert", self.name, "cons-function")
+        self.assertEqual(rc, 0, f"{out} {err}")
+        self.assertEqual(xp(self.g, ret, len(after)), after)
 
 
 def main():

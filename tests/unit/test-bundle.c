@@ -326,6 +326,16 @@ static const struct bad_manifest bad[] = {
           SITES("    <replace symbol=\"f\" offset=\"4\" expected=\"90\" new=\"cc\"/>\n"), NULL, -EINVAL,
           "overlaps" },
         { "redirected twice", SITES(REDIRECT), NULL, -EINVAL, "redirected twice" },
+        { "consistency of another value",
+          SITES("    <replace symbol=\"g\" offset=\"1\" expected=\"90\" new=\"cc\" consistency=\"task\"/>\n"),
+          NULL, -EINVAL, "manifest line 11: consistency=\"task\": site or function expected" },
+        { "consistency empty",
+          SITES("    <replace symbol=\"g\" offset=\"1\" expected=\"90\" new=\"cc\" consistency=\"\"/>\n"),
+          NULL, -EINVAL, "consistency=\"\": site or function expected" },
+        { "consistency too long", SITES("    <replace symbol=\"g\" offset=\"1\" expected=\"90\" new=\"cc\" "
+                                       "consistency=\"functionfunctionfunctionfunctionfunctionfunctionfunctionfunction"
+                                       "x\"/>\n"),
+          NULL, -EINVAL, "schema" },
         { "undeclared object",
           "  <object name=\"calls.o\"/>\n  <sites>\n" REDIRECT
           "    <redirect symbol=\"h\" object=\"other.o\" function=\"patch_entry\"/>\n  </sites>\n</patch>\n",
@@ -385,6 +395,35 @@ static void test_bad_manifests(void **state)
                 free(buf);
                 free(xml);
         }
+}
+
+/* consistency= on a site: site (the default) or function, on replace and redirect alike. */
+static void test_consistency(void **state)
+{
+        static const char body[] =
+                "  <object name=\"calls.o\"/>\n  <sites>\n"
+                "    <redirect symbol=\"f\" object=\"calls.o\" function=\"patch_entry\" consistency=\"function\"/>\n"
+                "    <replace symbol=\"g\" offset=\"1\" expected=\"90\" new=\"cc\"/>\n"
+                "    <replace symbol=\"h\" offset=\"1\" expected=\"90\" new=\"cc\" consistency=\"site\"/>\n"
+                "    <replace symbol=\"i\" offset=\"1\" expected=\"90\" new=\"cc\" consistency=\"function\"/>\n"
+                "  </sites>\n</patch>\n";
+        struct hvp_bundle *b = NULL;
+        char *xml;
+        uint8_t *buf;
+        size_t len;
+
+        NEED_GCC();
+        xml = manifest_with(body);
+        build(xml, &buf, &len);
+        assert_int_equal(hvp_bundle_open_mem(buf, len, &b), 0);
+        assert_int_equal(b->manifest.nr_sites, 4);
+        assert_int_equal(b->manifest.sites[0].consistency, HVP_CONSISTENCY_FUNCTION);
+        assert_int_equal(b->manifest.sites[1].consistency, HVP_CONSISTENCY_SITE);
+        assert_int_equal(b->manifest.sites[2].consistency, HVP_CONSISTENCY_SITE);
+        assert_int_equal(b->manifest.sites[3].consistency, HVP_CONSISTENCY_FUNCTION);
+        hvp_bundle_free(b);
+        free(buf);
+        free(xml);
 }
 
 static void test_bounds(void **state)
@@ -550,6 +589,7 @@ int main(void)
                 cmocka_unit_test(test_pack_round_trip),
                 cmocka_unit_test(test_pack_refuses),
                 cmocka_unit_test(test_bad_manifests),
+                cmocka_unit_test(test_consistency),
                 cmocka_unit_test(test_bounds),
                 cmocka_unit_test(test_truncations),
                 cmocka_unit_test(test_corruption),

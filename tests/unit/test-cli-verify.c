@@ -39,7 +39,7 @@ static const char good_manifest[] = MANIFEST_HEAD
         "  <description>unit test</description>\n" TARGET
         "  <sites>\n"
         "    <replace symbol=\"cmdline_proc_show\" offset=\"0x18\" expected=\"be 0a 00 00 00\" new=\"be 21 00 00 00\"/>\n"
-        "    <replace symbol=\"version_proc_show\" offset=\"5\" expected=\"90\" new=\"cc\"/>\n"
+        "    <replace symbol=\"version_proc_show\" offset=\"5\" expected=\"90\" new=\"cc\" consistency=\"function\"/>\n"
         "  </sites>\n</patch>\n";
 
 /* Manifests a correctly signed bundle may carry and verify must refuse, each with
@@ -219,17 +219,20 @@ static void test_manifest_fields(void **state)
         assert_string_equal(field(s, "symbol"), "cmdline_proc_show");
         assert_string_equal(field(s, "offset"), "24");
         assert_string_equal(field(s, "length"), "5");
+        assert_string_equal(field(s, "consistency"), "site");
         s = json_object_array_get_idx(sites, 1);
         assert_string_equal(field(s, "symbol"), "version_proc_show");
         assert_string_equal(field(s, "offset"), "5");
         assert_string_equal(field(s, "length"), "1");
+        assert_string_equal(field(s, "consistency"), "function");
         json_object_put(o);
 
         /* the human output names them too */
         assert_int_equal(verify("--key a.pub x.hvp"), 0);
         assert_int_equal(run("cd '%s' && grep -q '^patch id: *fix-7$' out.txt && grep -q '^series: *cve-7$' out.txt && "
                              "grep -q '^sequence: *7$' out.txt && grep -q 'build id " BUILD_ID "$' out.txt && "
-                             "grep -q 'replace  *cmdline_proc_show+0x18, 5 bytes' out.txt", dir), 0);
+                             "grep -q 'replace  *cmdline_proc_show+0x18, 5 bytes$' out.txt && "
+                             "grep -q 'replace  *version_proc_show+0x5, 1 bytes, consistency=function$' out.txt", dir), 0);
 }
 
 /*

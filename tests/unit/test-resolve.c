@@ -27,6 +27,7 @@
 #include "fixture-dir.h"
 #include "kallsyms-gen.h"
 #include "vmlinux-kmem.h"
+#include "patcher/manifest.h"
 
 #define TEXT 0xffffffff81000000ull
 
@@ -134,6 +135,35 @@ static void test_unique_and_missing(void **state)
         assert_int_equal(hvp_manifest_resolve(&m, s->st, "no_such_fn", &a), -ENOENT);
         assert_non_null(strstr(hvp_last_error(), "no_such_fn"));
         assert_int_equal(hvp_manifest_resolve(NULL, s->st, "unique_fn", &a), 0);
+        synth_close(s);
+}
+
+/* consistency="function": a function's range is [its symbol, the next symbol at a greater address). */
+static void test_function_bounds(void **state)
+{
+        struct synth *s = synth_open();
+        uint64_t start = 0, len = 0;
+
+        (void)state;
+        /* two names at one address: the end is the next address, not the alias */
+        assert_int_equal(manifest_function_bounds(s->st, TEXT + 0x100200, &start, &len), 0);
+        assert_int_equal(start, TEXT + 0x100200);
+        assert_int_equal(len, 0x100);
+        /* an address inside the body gives the same function */
+        assert_int_equal(manifest_function_bounds(s->st, TEXT + 0x20003f, &start, &len), 0);
+        assert_int_equal(start, TEXT + 0x200000);
+        assert_int_equal(len, 0x40);
+        /* the next symbol further than 64 KiB: refused, naming the symbol */
+        start = len = 7;
+        assert_int_equal(manifest_function_bounds(s->st, TEXT + 0x100300, &start, &len), -ERANGE);
+        assert_non_null(strstr(hvp_last_error(), "the end of near_twice (0xffffffff81100300) cannot be determined"));
+        assert_int_equal(start, 7);
+        assert_int_equal(len, 7);
+        /* the last symbol has no next one; below the first there is no symbol */
+        assert_int_equal(manifest_function_bounds(s->st, TEXT + 0x400000, &start, &len), -ERANGE);
+        assert_non_null(strstr(hvp_last_error(), "_etext"));
+        assert_int_equal(manifest_function_bounds(s->st, TEXT - 1, &start, &len), -ERANGE);
+        assert_non_null(strstr(hvp_last_error(), "no symbol holds"));
         synth_close(s);
 }
 
@@ -388,6 +418,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_lookup_all),
                 cmocka_unit_test(test_unique_and_missing),
+                cmocka_unit_test(test_function_bounds),
                 cmocka_unit_test(test_ambiguous_refused),
                 cmocka_unit_test(test_pins),
                 cmocka_unit_test(test_real_kernel_duplicate_static),

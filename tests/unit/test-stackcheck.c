@@ -521,6 +521,76 @@ static void test_apply_refused_then_applied(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * consistency="function": the write's guard is the whole function. A return address in
+ * its body, outside the site's bytes, is refused; so is one at the function's last byte;
+ * a pointer to the next function (the guard's end) is not; without the guard the same
+ * body address lets the write through.
+ */
+static void test_apply_function_guard(void **state)
+{
+        static const uint8_t old6[6] = { 0x48, 0x89, 0xe5, 0x48, 0x89, 0xc7 };
+        static const uint8_t new6[6] = { 0x31, 0xc0, 0x90, 0x90, 0x90, 0x90 };
+        static const uint64_t fn = SITE - 0x40, fn_len = 0x100;
+        struct fx *f = *state;
+        uint8_t *ram = mmap(NULL, 0x4000, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        struct hvp_vcpu_regs vcpu = { .rip = 0xffffffff81000000ull, .cs_sel = 0x33 };
+        struct hvp_mem_region region = { 0, 0x4000, ram };
+        struct hvp_apply_options o = { .max_attempts = 2, .retry_delay_ms = 1, .stack_check = f->sc };
+        struct hvp_apply_report rep = { 0 };
+        struct hvp_plan *p = hvp_plan_new();
+        struct hvp_commit commit = { .add = p };
+        struct hvp_guest *g;
+        char dir[] = "/tmp/hvp-test-stackcheck-XXXXXX", dir2[] = "/tmp/hvp-test-stackcheck-XXXXXX", cmd[160];
+
+        assert_true(ram != MAP_FAILED);
+        assert_non_null(mkdtemp(dir));
+        assert_non_null(mkdtemp(dir2));
+        o.state_dir = dir;
+        memcpy(ram + 0x1000, old6, 6);
+        assert_int_equal(hvp_guest_open_memory(&region, 1, &vcpu, 1, true, &g), 0);
+        snprintf(p->patch_id, sizeof(p->patch_id), "p1");
+        snprintf(p->series, sizeof(p->series), "demo");
+        p->seq = 1;
+        assert_int_equal(hvp_plan_add_write(p, SITE, 0x1000, old6, new6, 6, true, false, 0), 0);
+        p->writes[0].guard_start = fn;
+        p->writes[0].guard_len = fn_len;
+
+        put_stack(f, TOP(1) - 0x30, SITE + 0x80);       /* "sleep" returns into the body, past the site */
+        bump(f, 1, 0);
+        assert_int_equal(hvp_plan_apply(g, p, &commit, &o, &rep), -EBUSY);
+        assert_non_null(strstr(hvp_last_error(), "task 10 (sleep) holds 0xffffffff81001080"));
+        assert_non_null(strstr(hvp_last_error(), "inside the range 0xffffffff81000fc0..0xffffffff810010bf"));
+        assert_true(rep.stack_busy);
+        assert_memory_equal(ram + 0x1000, old6, 6);
+
+        put_stack(f, TOP(1) - 0x30, fn + fn_len - 1);   /* the function's last byte */
+        bump(f, 1, 0);
+        assert_int_equal(hvp_plan_apply(g, p, &commit, &o, &rep), -EBUSY);
+        assert_memory_equal(ram + 0x1000, old6, 6);
+
+        put_stack(f, TOP(1) - 0x30, fn + fn_len);       /* the next function's address */
+        bump(f, 1, 0);
+        assert_int_equal(hvp_plan_apply(g, p, &commit, &o, &rep), 0);
+        assert_memory_equal(ram + 0x1000, new6, 6);
+
+        /* without the guard, the same body address is no hazard for the site's bytes */
+        memcpy(ram + 0x1000, old6, 6);
+        o.state_dir = dir2;
+        p->writes[0].guard_len = 0;
+        put_stack(f, TOP(1) - 0x30, SITE + 0x80);
+        bump(f, 1, 0);
+        assert_int_equal(hvp_plan_apply(g, p, &commit, &o, &rep), 0);
+        assert_memory_equal(ram + 0x1000, new6, 6);
+        assert_false(rep.stack_busy);
+
+        hvp_plan_free(p);
+        hvp_guest_free(g);
+        munmap(ram, 0x4000);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, dir2);
+        assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -535,6 +605,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_on_cpu, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_apply_refused_then_applied, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_apply_function_guard, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -220,6 +220,62 @@ static void test_plan_bounds(void **state)
         hvp_plan_free(p);
 }
 
+/*
+ * consistency="function": a write's guard survives the plan's JSON (records, journals),
+ * its copy and its inverse; a write without one has no guard fields, and a record
+ * written before them (no fields) loads unguarded; a guard not holding its write is refused.
+ */
+static void test_plan_guard_json(void **state)
+{
+        static const uint8_t a[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 }, b[5] = { 0xe9, 1, 2, 3, 4 };
+        struct hvp_plan *p = hvp_plan_new(), *q = NULL, *inv = NULL;
+        json_object *o, *w0, *w1;
+
+        (void)state;
+        assert_int_equal(hvp_plan_add_write(p, 0xffffffff81001004ull, 0x1004, a, b, 5, false, false, 0), 0);
+        p->writes[0].guard_start = 0xffffffff81001000ull;
+        p->writes[0].guard_len = 0x1c0;
+        assert_int_equal(hvp_plan_add_write(p, 0xffffffff81002000ull, 0x2000, a, b, 5, false, false, 1), 0);
+        o = hvp_plan_to_json(p);
+        w0 = json_object_array_get_idx(json_object_object_get(o, "writes"), 0);
+        w1 = json_object_array_get_idx(json_object_object_get(o, "writes"), 1);
+        assert_string_equal(json_object_get_string(json_object_object_get(w0, "guard_start")), "0xffffffff81001000");
+        assert_string_equal(json_object_get_string(json_object_object_get(w0, "guard_len")), "0x1c0");
+        assert_false(json_object_object_get_ex(w1, "guard_start", NULL));
+        assert_false(json_object_object_get_ex(w1, "guard_len", NULL));
+        assert_int_equal(hvp_plan_from_json(o, &q), 0);
+        assert_int_equal(q->writes[0].guard_start, 0xffffffff81001000ull);
+        assert_int_equal(q->writes[0].guard_len, 0x1c0);
+        assert_int_equal(q->writes[1].guard_len, 0);
+        assert_int_equal(hvp_plan_inverse(q, &inv), 0);
+        assert_int_equal(inv->writes[1].guard_start, 0xffffffff81001000ull);        /* reversed order */
+        assert_int_equal(inv->writes[1].guard_len, 0x1c0);
+        assert_int_equal(inv->writes[0].guard_len, 0);
+        hvp_plan_free(q);
+        hvp_plan_free(inv);
+        q = NULL;
+
+        /* a guard that does not hold its write, or is longer than a function may be */
+        json_object_object_add(w0, "guard_len", json_object_new_string("0x4"));
+        assert_int_equal(hvp_plan_from_json(o, &q), -EINVAL);
+        assert_non_null(strstr(hvp_last_error(), "bad guard"));
+        json_object_object_add(w0, "guard_len", json_object_new_string("0x10001"));
+        assert_int_equal(hvp_plan_from_json(o, &q), -EINVAL);
+        json_object_object_add(w0, "guard_len", json_object_new_string("nope"));
+        assert_int_equal(hvp_plan_from_json(o, &q), -EINVAL);
+        assert_null(q);
+
+        /* an old record: no guard fields at all */
+        json_object_object_del(w0, "guard_start");
+        json_object_object_del(w0, "guard_len");
+        assert_int_equal(hvp_plan_from_json(o, &q), 0);
+        assert_int_equal(q->writes[0].guard_len, 0);
+        assert_int_equal(q->writes[0].guard_start, 0);
+        hvp_plan_free(q);
+        json_object_put(o);
+        hvp_plan_free(p);
+}
+
 /* Kill a child applying the plan at a step; memory is then as the dead process left it. */
 static void crash_at(struct fixture *f, const struct hvp_plan *p, const char *step)
 {
@@ -421,6 +477,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_stale_writes_nothing, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_vcpu_inside_range, setup, teardown),
                 cmocka_unit_test(test_plan_bounds),
+                cmocka_unit_test(test_plan_guard_json),
                 cmocka_unit_test_setup_teardown(test_crash_journaled, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_crash_paused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_crash_written_1, setup, teardown),
