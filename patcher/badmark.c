@@ -28,6 +28,7 @@
 #include "common/file.h"
 #include "common/util.h"
 #include "patcher/badmark.h"
+#include "patcher/record.h"
 
 #define SUFFIX ".json"
 
@@ -71,53 +72,10 @@ static int norm_build_id(const char *in, char *out)
         return 0;
 }
 
-static const char *writable_by(mode_t mode)
-{
-        return (mode & S_IWGRP) && (mode & S_IWOTH) ? "its group and others" : mode & S_IWGRP ? "its group" : "others";
-}
-
-/* dirfd's entry name as a folder of ours (path for messages); -ENOENT quietly when missing and !create. */
-static int open_folder(int dirfd, const char *name, const char *path, bool create, int *ret_fd)
-{
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-
-        if (create && mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
-                return hvp_fail(-errno, "cannot create the folder %s: %s", path, strerror(errno));
-        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT)
-                return -ENOENT;
-        if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
-                return hvp_fail(-EPERM, "%s is a symlink or not a folder: refusing it", path);
-        if (fd < 0)
-                return hvp_fail(-errno, "cannot open the folder %s: %s", path, strerror(errno));
-        if (fstat(fd, &st) < 0)
-                return hvp_fail(-errno, "%s: %s", path, strerror(errno));
-        if (st.st_uid != geteuid())
-                return hvp_fail(-EPERM, "folder %s belongs to uid %u, not to this user (uid %u): refusing it", path,
-                                (unsigned)st.st_uid, (unsigned)geteuid());
-        if (st.st_mode & (S_IWGRP | S_IWOTH))
-                return hvp_fail(-EPERM, "folder %s is writable by %s (mode %04o): refusing it (chmod go-w %s)", path,
-                                writable_by(st.st_mode), (unsigned)(st.st_mode & 07777), path);
-        *ret_fd = fd;
-        fd = -1;
-        return 0;
-}
-
-/* STATE_DIR/bad (and STATE_DIR), created if asked. */
+/* STATE_DIR/bad (and STATE_DIR), created if asked: the state folder's rules (patcher/record.h). */
 static int open_bad_dir(const char *state_dir, bool create, int *ret_fd, char *path, size_t size)
 {
-        _cleanup_close_ int top = -1;
-        int r;
-
-        if (!state_dir)
-                state_dir = HVP_STATE_DIR;
-        if ((size_t)snprintf(path, size, "%s/%s", state_dir, HVP_BAD_DIR) >= size)
-                return hvp_fail(-ENAMETOOLONG, "state folder path too long");
-        r = open_folder(AT_FDCWD, state_dir, state_dir, create, &top);
-        if (r < 0)
-                return r;
-        return open_folder(top, HVP_BAD_DIR, path, create, ret_fd);
+        return hvp_state_subdir_open(state_dir ? state_dir : HVP_STATE_DIR, HVP_BAD_DIR, create, path, size, ret_fd);
 }
 
 static void copy_str(json_object *o, const char *key, char *out, size_t size)
@@ -200,30 +158,14 @@ static int read_mark(int dfd, const char *path, const char *build_id, const char
         return hvp_bad_mark_parse(text, len, build_id, patch_id, path, m);
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return -1;
-                buf += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 int hvp_bad_mark_add(const char *state_dir, const struct hvp_bad_mark *m)
 {
         _cleanup_close_ int bad = -1, dfd = -1;
-        char dir[HVP_PATH_MAX], build[2 * 64 + 1], name[HVP_ID_MAX + sizeof(SUFFIX)], tmp[sizeof(name) + 24];
-        char hex[17];
-        uint8_t rnd[8];
+        char dir[HVP_PATH_MAX], build[2 * 64 + 1], name[HVP_ID_MAX + sizeof(SUFFIX)], tmp[HVP_ID_MAX + 1];
+        char path[HVP_PATH_MAX + sizeof(name) + 1];
         json_object *o;
         const char *text;
-        int fd, r;
+        int r;
 
         if (!m)
                 return hvp_fail(-EINVAL, "hvp_bad_mark_add: no mark");
@@ -237,7 +179,7 @@ int hvp_bad_mark_add(const char *state_dir, const struct hvp_bad_mark *m)
                 return r;
         if ((size_t)snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%s", build) >= sizeof(dir))
                 return hvp_fail(-ENAMETOOLONG, "state folder path too long");
-        r = open_folder(bad, build, dir, true, &dfd);
+        r = hvp_state_folder_open(bad, build, dir, true, &dfd);
         if (r < 0)
                 return r;
         o = json_object_new_object();
@@ -255,32 +197,12 @@ int hvp_bad_mark_add(const char *state_dir, const struct hvp_bad_mark *m)
                 return hvp_fail(-E2BIG, "the mark of %s is over %u bytes", m->patch_id, HVP_BAD_FILE_MAX);
         }
         snprintf(name, sizeof(name), "%s" SUFFIX, m->patch_id);
-        if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
-                json_object_put(o);
-                return hvp_fail(-EIO, "getrandom: %s", strerror(errno));
-        }
-        hvp_hex_encode(rnd, sizeof(rnd), hex);
         /* a leading '#' never matches SUFFIX's listing nor a patch id: no reader takes it */
-        snprintf(tmp, sizeof(tmp), "#%s.tmp-%s", m->patch_id, hex);
-        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0) {
-                r = hvp_fail(-errno, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
-                json_object_put(o);
-                return r;
-        }
-        r = 0;
-        if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 || fsync(fd) < 0)
-                r = hvp_fail(-EIO, "writing %s/%s: %s", dir, tmp, strerror(errno));
-        close(fd);
+        snprintf(tmp, sizeof(tmp), "#%s", m->patch_id);
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        r = hvp_state_write_atomic(dfd, name, tmp, path, text);
         json_object_put(o);
-        if (r == 0 && renameat(dfd, tmp, dfd, name) < 0)
-                r = hvp_fail(-errno, "renaming %s/%s: %s", dir, tmp, strerror(errno));
-        if (r < 0) {
-                (void)unlinkat(dfd, tmp, 0);
-                return r;
-        }
-        (void)fsync(dfd);
-        return 0;
+        return r;
 }
 
 int hvp_bad_mark_find(const char *state_dir, const char *build_id, const char *patch_id, struct hvp_bad_mark *ret)
@@ -303,7 +225,7 @@ int hvp_bad_mark_find(const char *state_dir, const char *build_id, const char *p
         if (r < 0)
                 return r;
         snprintf(path, sizeof(path), "%s/%s", dir, build);
-        r = open_folder(bad, build, path, false, &dfd);
+        r = hvp_state_folder_open(bad, build, path, false, &dfd);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
@@ -353,7 +275,7 @@ static int list_build(int bad, const char *dir, const char *build, struct hvp_ba
         int r, fd;
 
         snprintf(path, sizeof(path), "%s/%s", dir, build);
-        r = open_folder(bad, build, path, false, &dfd);
+        r = hvp_state_folder_open(bad, build, path, false, &dfd);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
@@ -537,7 +459,7 @@ int hvp_bad_mark_clear(const char *state_dir, const char *build_id, const char *
                 char path[HVP_PATH_MAX + HVP_ID_MAX + 8], name[HVP_ID_MAX + sizeof(SUFFIX)];
 
                 snprintf(path, sizeof(path), "%s/%s", dir, build);
-                r = open_folder(bad, build, path, false, &dfd);
+                r = hvp_state_folder_open(bad, build, path, false, &dfd);
                 if (r == -ENOENT)
                         return hvp_fail(-ENOENT, "no mark of %s for build %s", patch_id, build);
                 if (r < 0)

@@ -65,7 +65,7 @@ static const char *writable_by(mode_t mode)
 }
 
 /* Open dirfd's entry name (path in messages) as a folder of ours, never through a symlink. */
-static int open_folder(int dirfd, const char *name, const char *path, bool create, int *ret_fd)
+int hvp_state_folder_open(int dirfd, const char *name, const char *path, bool create, int *ret_fd)
 {
         _cleanup_close_ int fd = -1;
         struct stat st;
@@ -96,7 +96,6 @@ static int open_folder(int dirfd, const char *name, const char *path, bool creat
 static int state_file_open(const char *state_dir, const char *uuid, const char *suffix, bool create,
                            struct state_file *ret)
 {
-        _cleanup_close_ int top = -1;
         char dir[HVP_PATH_MAX];
         int r;
 
@@ -107,13 +106,26 @@ static int state_file_open(const char *state_dir, const char *uuid, const char *
         if (r < 0)
                 return r;
         snprintf(ret->name, sizeof(ret->name), "%s%s", uuid, suffix);
-        if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", state_dir, DOMAINS_DIR) >= sizeof(dir) ||
-            (size_t)snprintf(ret->path, sizeof(ret->path), "%s/%s", dir, ret->name) >= sizeof(ret->path))
-                return hvp_fail(-ENAMETOOLONG, "state folder path too long");
-        r = open_folder(AT_FDCWD, state_dir, state_dir, create, &top);
+        r = hvp_state_subdir_open(state_dir, DOMAINS_DIR, create, dir, sizeof(dir), &ret->dfd);
         if (r < 0)
                 return r;
-        return open_folder(top, DOMAINS_DIR, dir, create, &ret->dfd);
+        if ((size_t)snprintf(ret->path, sizeof(ret->path), "%s/%s", dir, ret->name) >= sizeof(ret->path))
+                return hvp_fail(-ENAMETOOLONG, "state folder path too long");
+        return 0;
+}
+
+int hvp_state_subdir_open(const char *state_dir, const char *sub, bool create, char *path, size_t size,
+                          int *ret_fd)
+{
+        _cleanup_close_ int top = -1;
+        int r;
+
+        if ((size_t)snprintf(path, size, "%s/%s", state_dir, sub) >= size)
+                return hvp_fail(-ENAMETOOLONG, "state folder path too long");
+        r = hvp_state_folder_open(AT_FDCWD, state_dir, state_dir, create, &top);
+        if (r < 0)
+                return r;
+        return hvp_state_folder_open(top, sub, path, create, ret_fd);
 }
 
 static void state_file_close(struct state_file *f)
@@ -184,32 +196,38 @@ static int write_all(int fd, const char *buf, size_t len)
         return 0;
 }
 
-/* Atomically: a new temporary file (random name, O_EXCL), fsync, rename over, fsync of the folder. */
-static int state_write_json(const struct state_file *f, json_object *o)
+int hvp_state_write_atomic(int dfd, const char *name, const char *tmp_prefix, const char *path, const char *text)
 {
-        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-        char tmp[sizeof(f->name) + 24], hex[17];
+        char tmp[HVP_PATH_MAX], hex[17];
         uint8_t rnd[8];
         int fd, r = 0;
 
         if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
                 return hvp_fail(-EIO, "getrandom: %s", strerror(errno));
         hvp_hex_encode(rnd, sizeof(rnd), hex);
-        snprintf(tmp, sizeof(tmp), "%s.tmp-%s", f->name, hex);
-        fd = openat(f->dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%s", tmp_prefix, hex) >= sizeof(tmp))
+                return hvp_fail(-ENAMETOOLONG, "state file name too long");
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
-                return hvp_fail(-errno, "cannot write %s.tmp-%s: %s", f->path, hex, strerror(errno));
+                return hvp_fail(-errno, "cannot write %s (as %s): %s", path, tmp, strerror(errno));
         if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 || fsync(fd) < 0)
-                r = hvp_fail(-EIO, "writing %s.tmp-%s: %s", f->path, hex, strerror(errno));
+                r = hvp_fail(-EIO, "writing %s (as %s): %s", path, tmp, strerror(errno));
         close(fd);
-        if (r == 0 && renameat(f->dfd, tmp, f->dfd, f->name) < 0)
-                r = hvp_fail(-errno, "renaming %s.tmp-%s: %s", f->path, hex, strerror(errno));
+        if (r == 0 && renameat(dfd, tmp, dfd, name) < 0)
+                r = hvp_fail(-errno, "renaming %s over %s: %s", tmp, path, strerror(errno));
         if (r < 0) {
-                (void)unlinkat(f->dfd, tmp, 0);
+                (void)unlinkat(dfd, tmp, 0);
                 return r;
         }
-        (void)fsync(f->dfd);
+        (void)fsync(dfd);
         return 0;
+}
+
+/* Atomically (hvp_state_write_atomic). */
+static int state_write_json(const struct state_file *f, json_object *o)
+{
+        return hvp_state_write_atomic(f->dfd, f->name, f->name, f->path,
+                                      json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
 }
 
 /* Write o, or read into *ret: the journal through the same checks. */
