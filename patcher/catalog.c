@@ -10,8 +10,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
 
 #include <hvpatch/catalog.h>
 #include <hvpatch/guest.h>
@@ -548,62 +546,4 @@ int hvp_op_sync_ex(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_ke
 fail:
         hvp_sync_result_free(res);
         return r;
-}
-
-static void silent(void *userdata, virErrorPtr err)
-{
-        (void)userdata;
-        (void)err;
-}
-
-int hvp_list_running_domains(const char *uri, size_t max, char ***ret_names, size_t *ret_n)
-{
-        virConnectPtr conn;
-        virDomainPtr *doms = NULL;
-        char **names = NULL;
-        int n, r = 0;
-
-        virSetErrorFunc(NULL, silent);
-        conn = virConnectOpen(uri ? uri : "qemu:///system");
-        if (!conn)
-                return hvp_fail(-EIO, "cannot connect to %s: %s", uri ? uri : "qemu:///system",
-                                virGetLastErrorMessage());
-        n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-        if (n < 0) {
-                r = hvp_fail(-EIO, "listing the domains: %s", virGetLastErrorMessage());
-                goto out;
-        }
-        if ((size_t)n > max) {
-                r = hvp_fail(-E2BIG, "%d running domains: more than %zu", n, max);
-                goto out;
-        }
-        names = calloc((size_t)n + 1, sizeof(*names));
-        if (!names) {
-                r = hvp_fail(-ENOMEM, "out of memory");
-                goto out;
-        }
-        for (int i = 0; i < n; i++) {
-                const char *name = virDomainGetName(doms[i]);
-
-                names[i] = strdup(name ? name : "");
-                if (!names[i]) {
-                        r = hvp_fail(-ENOMEM, "out of memory");
-                        goto out;
-                }
-        }
-        qsort(names, (size_t)n, sizeof(*names), cmp_str);
-out:
-        for (int i = 0; i < n; i++)
-                virDomainFree(doms[i]);
-        free(doms);
-        virConnectClose(conn);
-        if (r < 0) {
-                for (int i = 0; names && i < n; i++)
-                        free(names[i]);
-                free(names);
-                return r;
-        }
-        *ret_names = names;
-        *ret_n = (size_t)n;
-        return 0;
 }
