@@ -15,6 +15,7 @@
 
 #include <hvpatch/catalog.h>
 
+#include "common/escape.h"
 #include "daemon/hvpatchd.h"
 
 /* Upper bounds of the apply latency buckets, seconds: a pause of ms to a sync of a minute under TCG. */
@@ -134,61 +135,6 @@ char *hvpd_status_json(struct hvpd *d)
         return out;
 }
 
-/*
- * A label value as the exposition format wants it: backslash, double quote and line feed
- * escaped, the rest UTF-8 as is. A byte that does not start a valid UTF-8 sequence (a
- * domain name is the host's, but promtool and Prometheus reject invalid UTF-8) becomes
- * U+FFFD.
- */
-static void label(FILE *f, const char *v)
-{
-        const unsigned char *p = (const unsigned char *)v;
-
-        while (*p) {
-                size_t n = 0;
-                uint32_t cp;
-
-                if (*p == '\\' || *p == '"') {
-                        fputc('\\', f);
-                        fputc(*p++, f);
-                        continue;
-                }
-                if (*p == '\n') {
-                        fputs("\\n", f);
-                        p++;
-                        continue;
-                }
-                if (*p < 0x80) {
-                        fputc(*p++, f);
-                        continue;
-                }
-                if (*p >= 0xc2 && *p <= 0xdf)
-                        n = 1, cp = *p & 0x1f;
-                else if (*p >= 0xe0 && *p <= 0xef)
-                        n = 2, cp = *p & 0x0f;
-                else if (*p >= 0xf0 && *p <= 0xf4)
-                        n = 3, cp = *p & 0x07;
-                else
-                        cp = 0;
-                for (size_t k = 1; k <= n; k++) {
-                        if ((p[k] & 0xc0) != 0x80) {
-                                n = 0;
-                                break;
-                        }
-                        cp = cp << 6 | (p[k] & 0x3f);
-                }
-                /* overlong forms, surrogates and beyond U+10FFFF are not UTF-8 either */
-                if (n == 0 || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-                    (cp >= 0xd800 && cp <= 0xdfff)) {
-                        fputs("\xef\xbf\xbd", f);
-                        p++;
-                        continue;
-                }
-                fwrite(p, 1, n + 1, f);
-                p += n + 1;
-        }
-}
-
 /* A float sample value as Go's strconv parses it (%g may print "inf"; the format wants +Inf). */
 static void value(FILE *f, double v)
 {
@@ -221,7 +167,7 @@ char *hvpd_metrics_text(struct hvpd *d)
                         if (!d->domains[i].verdict[0])
                                 continue;
                         fputs("hvpatch_domain_compliance{domain=\"", f);
-                        label(f, d->domains[i].name);
+                        hvp_prom_label_escape(f, d->domains[i].name);
                         fprintf(f, "\",verdict=\"%s\"} %d\n", verdicts[v],
                                 strcmp(d->domains[i].verdict, verdicts[v]) == 0);
                 }
@@ -234,7 +180,7 @@ char *hvpd_metrics_text(struct hvpd *d)
                         if (!(cond))                                                  \
                                 continue;                                             \
                         fputs(metric "{domain=\"", f);                                \
-                        label(f, m->name);                                            \
+                        hvp_prom_label_escape(f, m->name);                            \
                         fputs("\"} ", f);                                             \
                         value(f, (double)(val));                                      \
                         fputc('\n', f);                                               \
