@@ -344,7 +344,7 @@ static int attach(struct cli *c, const char *domain, struct cli_target *t, char 
  * or added to jo as "after"), or said why not. Returns the exit code it adds.
  */
 static int sync_move(struct cli *c, const char *name, const struct hvp_policy *policy, const struct hvp_catalog *cat,
-                     const struct hvp_move_plan *m, bool dry_run, json_object *jo)
+                     const struct hvp_move_plan *m, bool dry_run, unsigned health, json_object *jo)
 {
         struct hvp_live_options live = { .uri = c->uri };
         struct hvp_move_outcome out;
@@ -366,7 +366,8 @@ static int sync_move(struct cli *c, const char *name, const struct hvp_policy *p
         }
         cli_progress(c, "%s: moving to baseline %s (%s), restarting it", name, m->to_baseline, m->to.kernel);
         hvp_op_move_baseline(&(struct hvp_move_request){ .domain = name, .live = &live, .plan = m, .policy = policy,
-                                                         .catalog = cat, .state_dir = cli_state_dir() },
+                                                         .catalog = cat, .state_dir = cli_state_dir(),
+                                                         .health_seconds = health },
                              &out);
         rc = out.exit_class;
         if (out.sync && out.sync->exit_class && !rc)
@@ -476,7 +477,7 @@ static int run(struct cli *c, int argc, char **argv, bool sync)
 
                         snprintf(copy, sizeof(copy), "%s", name);
                         cli_target_close(&t);   /* the move replaces its QEMU process */
-                        r = sync_move(c, copy, policy, cat, res->move, a.dry_run,
+                        r = sync_move(c, copy, policy, cat, res->move, a.dry_run, a.health,
                                       doms ? json_object_array_get_idx(doms, json_object_array_length(doms) - 1)
                                            : NULL);
                         if (r && !rc)

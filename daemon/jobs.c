@@ -19,10 +19,6 @@
 
 #include "daemon/hvpatchd.h"
 
-/* The kernel's enum system_states (include/linux/kernel.h, 4.13 on): SYSTEM_RUNNING. */
-#define LINUX_SYSTEM_RUNNING 3u
-#define KERNEL_POLL_MS 1000
-
 int hvpd_config_load(struct hvpd *d, struct hvpd_config **ret, char *why, size_t why_size)
 {
         struct hvpd_config *c = calloc(1, sizeof(*c));
@@ -130,28 +126,10 @@ static void set_phase(struct hvpd *d, struct hvpd_domain *dom, enum hvpd_phase p
         pthread_mutex_unlock(&d->lock);
 }
 
-/* Sleep ms unless the daemon is stopping; false if it is. */
-static bool pause_unless_stopping(struct hvpd *d, unsigned ms)
-{
-        struct timespec until;
-        bool stopping;
-
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&d->lock);
-        if (!d->stopping)
-                pthread_cond_timedwait(&d->stop_cond, &d->lock, &until);
-        stopping = d->stopping;
-        pthread_mutex_unlock(&d->lock);
-        return !stopping;
-}
-
-/* The health gate's stop test: a daemon told to stop ends the watch (it counts as a pass). */
+/*
+ * A daemon told to stop ends the waits: for a booting kernel, in a baseline move, and the
+ * health gate's watch (which then counts as a pass).
+ */
 static bool stopping(void *userdata)
 {
         struct hvpd *d = userdata;
@@ -199,59 +177,21 @@ static int attach(struct hvpd *d, const char *name, struct attached *a)
 }
 
 /*
- * The kernel's own `system_state`: SYSTEM_RUNNING once init runs (after the initramfs
- * was freed). A kernel image left in memory by the instance before a reboot says
- * SYSTEM_RESTART, so it is never taken for a kernel that is up.
- */
-static int kernel_state(struct attached *a, uint32_t *ret)
-{
-        const struct hvp_symbol *s = hvp_symtab_lookup(a->k->symtab, "system_state");
-
-        if (!s)
-                return -ENOENT;
-        return hvp_mmu_read(a->mmu, s->addr, ret, sizeof(*ret));
-}
-
-/*
- * Wait until name's kernel is up (attached into a), bounded by the boot timeout. The
- * guest is opened again at every try: a handle opened while the firmware ran keeps
- * seeing it (tried: "paging is off" for 300 s after the kernel was up).
+ * Wait until name's kernel is up (attached into a), bounded by the boot timeout: the
+ * library's wait (hvp_wait_kernel_up), which a stopping daemon cancels.
  */
 static int wait_kernel_up(struct hvpd *d, struct hvpd_domain *dom, struct attached *a, char *why, size_t size)
 {
-        struct timespec t0, now;
-        uint32_t st = 0;
-        int r = -ETIMEDOUT;
+        struct hvp_live_options live = { .uri = d->opt.uri };
+        struct timespec now;
+        int r;
 
         set_phase(d, dom, HVPD_WAITING_KERNEL);
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (;;) {
-                r = attach(d, dom->name, a);
-                if (r < 0 && r != -EAGAIN) {            /* gone, shut off again, unreachable */
-                        snprintf(why, size, "%s", hvp_last_error());
-                        return r;
-                }
-                if (r == 0) {
-                        r = kernel_state(a, &st);
-                        if (r == 0 && st == LINUX_SYSTEM_RUNNING)
-                                break;
-                        if (r == -ENOENT) {     /* a kernel without the symbol: take it as up */
-                                hvpd_log(LOG_NOTICE, "%s: no system_state symbol; the kernel counts as up",
-                                         dom->name);
-                                break;
-                        }
-                        detach(a);
-                }
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (now.tv_sec - t0.tv_sec >= (time_t)d->opt.boot_timeout) {
-                        snprintf(why, size, "its kernel was not up within %u s (last: %s)", d->opt.boot_timeout,
-                                 r < 0 ? hvp_last_error() : "system_state not SYSTEM_RUNNING");
-                        return -ETIMEDOUT;
-                }
-                if (!pause_unless_stopping(d, KERNEL_POLL_MS)) {
-                        snprintf(why, size, "stopping");
-                        return -ECANCELED;
-                }
+        memset(a, 0, sizeof(*a));
+        r = hvp_wait_kernel_up(dom->name, &live, d->opt.boot_timeout, stopping, d, &a->g, &a->mmu, &a->k);
+        if (r < 0) {
+                snprintf(why, size, "%s", hvp_last_error());
+                return r;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
         pthread_mutex_lock(&d->lock);
@@ -403,17 +343,6 @@ static void record_sync(struct hvpd *d, struct hvpd_domain *dom, const struct hv
 
 /* ---- baseline moves (include/hvpatch/move.h): a reboot-required host-booted guest ---- */
 
-static bool move_cancelled(void *userdata)
-{
-        struct hvpd *d = userdata;
-        bool stopping;
-
-        pthread_mutex_lock(&d->lock);
-        stopping = d->stopping;
-        pthread_mutex_unlock(&d->lock);
-        return stopping;
-}
-
 /*
  * The sync found the guest reboot-required with a move due now: detach (its QEMU
  * process is replaced), move, and record the sync that follows the move. The restart's
@@ -430,7 +359,8 @@ static void move_baseline(struct hvpd *d, struct hvpd_domain *dom, struct hvpd_c
         hvp_op_move_baseline(&(struct hvp_move_request){ .domain = dom->name, .live = &live, .plan = m,
                                                          .policy = cfg->policy, .catalog = cfg->catalog,
                                                          .state_dir = d->state_dir, .boot_timeout_s = d->opt.boot_timeout,
-                                                         .cancelled = move_cancelled, .userdata = d },
+                                                         .cancelled = stopping, .userdata = d,
+                                                         .health_seconds = d->opt.health_seconds },
                              &out);
         if (out.exit_class) {
                 hvpd_log(LOG_ERR, "%s: baseline move failed: %s", dom->name, out.error);

@@ -504,7 +504,12 @@ static void after_start(const struct hvp_move_request *req, const char *name, st
                             "\"%s\" (%s): %s is not that baseline's kernel", o->build_id, p->to_baseline,
                             hvp_verdict_name(d.verdict), p->to.kernel);
         hvp_info("%s: kernel up after %.1f s: %s", name, o->kernel_up_s, k->banner);
-        if (req->catalog && hvp_op_sync(g, mmu, k, req->state_dir, req->policy, req->catalog, false, &o->sync) < 0) {
+        if (req->catalog &&
+            hvp_op_sync_ex(g, mmu, k, req->state_dir, req->policy, req->catalog,
+                           &(struct hvp_sync_options){ .health_seconds = req->health_seconds,
+                                                       .health_stop = req->cancelled,
+                                                       .health_userdata = req->userdata },
+                           &o->sync) < 0) {
                 if (!o->exit_class)
                         move_failed(o, HVP_EXIT_ERROR, "moved, but the sync after it: %s", hvp_last_error());
         }

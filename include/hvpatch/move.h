@@ -126,6 +126,7 @@ struct hvp_move_request {
         /* polled while waiting (shutdown, kernel up); true: stop waiting (-ECANCELED) */
         bool (*cancelled)(void *userdata);
         void *userdata;
+        unsigned health_seconds;                /* the health gate of the sync's applies (0: none) */
 };
 
 struct hvp_move_outcome {
