@@ -49,7 +49,10 @@ static const char check_help[] =
         "A kernel symbol the bundle names (a site, or one its code calls) that the\n"
         "kernel defines more than once is refused with every address, unless the\n"
         "manifest pins one (<pin>, docs/bundle.md); apply refuses it the same way.\n"
-        "Options as apply (--sig, --area, --insecure-unsigned).\n";
+        "With the stack check (--stack-check, as apply), a task whose kernel stack holds a\n"
+        "return address inside what the bundle changes, now, is a reason (stage \"stack\",\n"
+        "exit 4: apply would wait for it; --json names it in busy_task).\n"
+        "Options as apply (--sig, --area, --stack-check, --insecure-unsigned).\n";
 
 struct args {
         struct cli *c;
@@ -214,6 +217,11 @@ static void print_check(struct cli *c, const struct hvp_apply_request *req, cons
                 if (o->planned)
                         json_object_object_add(j, "writes", json_object_new_int((int)o->nr_writes));
                 json_object_object_add(j, "reasons", reasons);
+                if (o->planned && (o->stack_check_on || o->stack_check_off[0]))
+                        json_object_object_add(j, "stack_check",
+                                               cli_stack_check_json(o->stack_check_on, o->stack_check_off, &o->report));
+                if (o->stack_busy)
+                        json_object_object_add(j, "busy_task", cli_busy_task_json(&o->stack_hit));
                 cli_json_print(j);
         } else if (o->exit_class == 0) {
                 printf("%s would apply to %s: %zu writes%s%s\n", o->patch_id, req->domain, o->nr_writes,

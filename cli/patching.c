@@ -30,16 +30,10 @@ json_object *cli_stack_check_json(bool on, const char *off_reason, const struct 
         return j;
 }
 
-int cli_busy_task_error(struct cli *c, int exit_code, const char *msg, const struct hvp_stack_hit *hit)
+json_object *cli_busy_task_json(const struct hvp_stack_hit *hit)
 {
-        json_object *o, *t;
+        json_object *t = json_object_new_object();
 
-        if (!c->json)
-                return cli_error(c, exit_code, "%s", msg);
-        o = json_object_new_object();
-        t = json_object_new_object();
-        json_object_object_add(o, "error", json_object_new_string(msg));
-        json_object_object_add(o, "code", json_object_new_int(exit_code));
         json_object_object_add(t, "pid", json_object_new_int(hit->pid));
         json_object_object_add(t, "comm", json_object_new_string(hit->comm));
         json_object_object_add(t, "task", hit->task ? cli_json_addr(hit->task) : NULL);
@@ -47,7 +41,19 @@ int cli_busy_task_error(struct cli *c, int exit_code, const char *msg, const str
         json_object_object_add(t, "address", cli_json_addr(hit->value));
         json_object_object_add(t, "symbol", hit->symbol[0] ? json_object_new_string(hit->symbol) : NULL);
         json_object_object_add(t, "stack_slot", cli_json_addr(hit->where));
-        json_object_object_add(o, "busy_task", t);
+        return t;
+}
+
+int cli_busy_task_error(struct cli *c, int exit_code, const char *msg, const struct hvp_stack_hit *hit)
+{
+        json_object *o;
+
+        if (!c->json)
+                return cli_error(c, exit_code, "%s", msg);
+        o = json_object_new_object();
+        json_object_object_add(o, "error", json_object_new_string(msg));
+        json_object_object_add(o, "code", json_object_new_int(exit_code));
+        json_object_object_add(o, "busy_task", cli_busy_task_json(hit));
         cli_json_print(o);
         return exit_code;
 }

@@ -39,4 +39,13 @@ int hvp_ops_stack_setup(struct hvp_guest *g, struct hvp_mmu *mmu, const struct h
                         enum hvp_stack_check_mode mode, struct hvp_ops_stack *s);
 void hvp_ops_stack_free(struct hvp_ops_stack *s);
 
+/*
+ * check's stack check: one look, while the guest runs, at whether a task's stack holds a
+ * return address inside what txn would change (the ranges apply guards). 0 none now,
+ * -EBUSY a task does (*ret_hit names it; apply would wait and retry), < 0 an error.
+ * stats (may be NULL) gets the look's figures.
+ */
+int hvp_plan_stack_probe(const struct hvp_plan *txn, struct hvp_stack_check *sc, struct hvp_stack_hit *ret_hit,
+                         struct hvp_stack_stats *stats);
+
 #endif

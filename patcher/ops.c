@@ -528,6 +528,34 @@ static void health_gate(struct job *j)
                          hvp_guest_name(j->guest), o->replaced, o->patch_id);
 }
 
+/*
+ * check's stack check, the look apply takes before its pause: a task with a return
+ * address inside what the bundle changes now is a "stack" reason (exit 4: apply would
+ * wait for it). A check that cannot run is a reason only when required.
+ */
+static void stack_probe(struct job *j)
+{
+        struct hvp_apply_outcome *o = j->out;
+        struct hvp_ops_stack stack;
+        int r;
+
+        r = hvp_ops_stack_setup(j->guest, j->mmu, j->kernel, j->req->stack_check, &stack);
+        if (r < 0) {
+                lib_failed(j, "stack", r);
+                return;
+        }
+        o->stack_check_on = stack.sc != NULL;
+        snprintf(o->stack_check_off, sizeof(o->stack_check_off), "%s", stack.off_reason);
+        if (stack.sc) {
+                o->report.stack_checked = true;
+                r = hvp_plan_stack_probe(j->txn, stack.sc, &o->stack_hit, &o->report.stack);
+                o->stack_busy = r == -EBUSY;
+                if (r < 0)
+                        lib_failed(j, "stack", r);
+        }
+        hvp_ops_stack_free(&stack);
+}
+
 /* Every stage after the signature; returns when apply must stop (check goes on where it can). */
 static void pipeline(struct job *j)
 {
@@ -610,6 +638,8 @@ static void pipeline(struct job *j)
         }
         o->planned = true;
         o->nr_writes = j->txn->nr_writes;
+        if (check && !o->exit_class)
+                stack_probe(j);
         if (check || o->exit_class)
                 return;
 

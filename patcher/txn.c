@@ -452,6 +452,33 @@ out:
         return r;
 }
 
+int hvp_plan_stack_probe(const struct hvp_plan *txn, struct hvp_stack_check *sc, struct hvp_stack_hit *ret_hit,
+                         struct hvp_stack_stats *stats)
+{
+        _cleanup_free_ struct hvp_stack_range *ranges = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!txn || !sc || !ret_hit)
+                return hvp_fail(-EINVAL, "hvp_plan_stack_probe: missing argument");
+        r = stack_ranges(txn, &ranges, &n);
+        if (r < 0)
+                return hvp_fail(r, "out of memory");
+        r = hvp_stack_check_prepare(sc, ranges, n, ret_hit);
+        if (stats)
+                hvp_stack_check_stats(sc, stats);
+        if (r == -EBUSY) {
+                char what[512];
+                const struct hvp_stack_range *rg = &ranges[ret_hit->range];
+
+                hvp_stack_hit_describe(ret_hit, what, sizeof(what));
+                return hvp_fail(-EBUSY, "%s, inside the range 0x%llx..0x%llx this bundle changes: apply would "
+                                "wait for it (the stack check; retry when the task has left)", what,
+                                (unsigned long long)rg->start, (unsigned long long)rg->end);
+        }
+        return r;
+}
+
 int hvp_plan_apply(struct hvp_guest *g, const struct hvp_plan *txn, const struct hvp_commit *commit,
                    const struct hvp_apply_options *opts, struct hvp_apply_report *ret_report)
 {

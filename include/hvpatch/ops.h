@@ -151,10 +151,12 @@ struct hvp_apply_outcome {
  * record and drop what memory no longer holds, authorize (group, requirements,
  * baseline, window, signer, sequence), check the vCPUs are idle, plan while the guest
  * runs, then one pause window (hvp_plan_apply). Every apply and every refusal is
- * audited (hvp_audit); check audits nothing. A bundle marked bad for the guest's
- * kernel build (hvp_bad_mark_find) is refused: HVP_EXIT_REFUSED, stage "health",
- * code "marked-bad". With health_seconds, the health gate runs after the apply,
- * under the domain's lock.
+ * audited (hvp_audit); check audits nothing and, instead of the window, takes the
+ * stack check's look while the guest runs: a task inside a range now is a reason of
+ * stage "stack" (HVP_EXIT_BUSY, stack_busy and stack_hit set). A bundle marked bad
+ * for the guest's kernel build (hvp_bad_mark_find) is refused: HVP_EXIT_REFUSED,
+ * stage "health", code "marked-bad". With health_seconds, the health gate runs after
+ * the apply, under the domain's lock.
  */
 int hvp_op_apply(const struct hvp_apply_request *req, struct hvp_apply_outcome *ret);
 

@@ -11,7 +11,8 @@ One guest, the cases in order:
     whatever happens) is refused with exit 4, and --json's busy_task names the sleep's
     pid, its comm and the address: the call's end, computed here from the disassembly
     and the guest's own /proc/kallsyms (schedule), not from hvpatch's check. No byte
-    changes (QEMU's xp), the guest runs.
+    changes (QEMU's xp), the guest runs. `check` says the same first (a "stack" reason,
+    exit 4, busy_task) and, with --stack-check off, would apply.
   * once the sleep is killed, the same bundle applies (its second site, the replace
     demo, makes /proc/cmdline end in '!': seen in the guest), the stack check's figures
     are in the JSON, and a new sleep runs through the patched bytes.
@@ -202,6 +203,20 @@ class StackCheck(unittest.TestCase):
         pid = self.start_sleep()
         before = self.site_bytes()
         self.assertEqual(before, (self.site[1], bytes.fromhex("be0a000000")))
+        # check (the dry run) takes apply's look before the pause: a "stack" reason, exit 4
+        rc, out, err = hv("check", "--insecure-unsigned", self.name, self.bundle)
+        self.assertEqual(rc, 4, f"check: {out}")
+        self.assertFalse(out["would_apply"], out)
+        self.assertEqual([r["stage"] for r in out["reasons"]], ["stack"], out)
+        self.assertIn(f"task {pid} (sleep)", out["reasons"][0]["reason"], out)
+        self.assertEqual((out["busy_task"]["pid"], out["busy_task"]["comm"]), (pid, "sleep"), out)
+        self.assertEqual(int(out["busy_task"]["address"], 16), self.site[3], out)
+        self.assertTrue(out["stack_check"]["enabled"], out)
+        # without the stack check nothing else stands in the way
+        rc, out, err = hv("check", "--insecure-unsigned", "--stack-check", "off", self.name, self.bundle)
+        self.assertEqual((rc, out["would_apply"], out["reasons"]), (0, True, []), out)
+        self.assertFalse(out["stack_check"]["enabled"], out)
+        self.assertEqual(self.site_bytes(), before, "bytes changed by a check")
         rc, out, err = hv("apply", "--insecure-unsigned", self.name, self.bundle)
         self.assert_busy(rc, out, pid, "apply")
         self.assertIn("5 attempts", out["error"])
@@ -215,6 +230,10 @@ class StackCheck(unittest.TestCase):
 
     def test_2_applies_once_the_task_left(self):
         self.kill(self.pid)
+        rc, out, err = hv("check", "--insecure-unsigned", self.name, self.bundle)
+        self.assertEqual((rc, out["would_apply"], out["reasons"]), (0, True, []), out)
+        self.assertNotIn("busy_task", out)
+        self.assertGreater(out["stack_check"]["tasks"], 10, out)
         rc, out, err = hv("apply", "--insecure-unsigned", self.name, self.bundle)
         self.assertEqual(rc, 0, f"{out} {err}")
         sc = out["stack_check"]
