@@ -234,6 +234,12 @@
         return best;
     }
 
+    function formatTime(t) {
+        if (typeof t === "number" && isFinite(t) && t > 0 && t < 1e11)
+            return new Date(t * 1000).toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, " UTC");
+        return str(t);
+    }
+
     function formatMs(ms) {
         return (ms < 10 ? ms.toFixed(2) : ms.toFixed(1)) + " ms";
     }
@@ -291,7 +297,7 @@
             const item = el("li", { cls: "hvp-patch" });
             item.dataset.patch = str(p.id);
             item.appendChild(el("span", { cls: "hvp-patch-id hvp-mono", text: str(p.id) }));
-            const meta = [p.state, p.key ? "key " + p.key : "", p.applied_at ? "applied " + p.applied_at : ""];
+            const meta = [p.state, p.key ? "key " + p.key : "", p.applied_at ? "applied " + formatTime(p.applied_at) : ""];
             if (p.marked_bad)
                 meta.push("marked bad");
             item.appendChild(el("span", { cls: "hvp-muted hvp-small", text: " " + meta.filter(Boolean).join(" · ") }));
@@ -473,8 +479,10 @@
         const doc = res.doc || {};
         const what = { check: "Check", apply: "Apply", revert: "Revert" }[action];
         if (res.error)
-            return { action, kind: "danger", title: what + " failed: " + res.error, reasons: [] };
-        const reasons = Array.isArray(doc.reasons) ? doc.reasons : [];
+            return { action, kind: "danger", title: what + " failed: " + res.error, lines: [], reasons: [] };
+        const reasons = Array.isArray(doc.reasons) ? doc.reasons.slice() : [];
+        if (!reasons.length && doc.reason_code)     // apply's one refusal with a code (marked-bad)
+            reasons.push({ stage: action, code: doc.reason_code, reason: doc.error });
         const lines = [];
         if (typeof doc.pause_ms === "number")
             lines.push("Pause window: " + formatMs(doc.pause_ms));
@@ -510,8 +518,23 @@
         }
         setBusy(name, action === "check" ? "Checking" : "Applying");
         hvpatch(action, [name, bundle]).then(function (res) {
+            const result = describe(action, res);
+            // apply stops at its first refusal; check lists every reason with its stage
+            // and code: ask it, so the page shows them all
+            if (action === "apply" && !res.error && (res.exit === 3 || res.exit === 5) && !result.reasons.length) {
+                setBusy(name, "Collecting the reasons");
+                return hvpatch("check", [name, bundle]).then(function (chk) {
+                    if (!chk.error && chk.doc && Array.isArray(chk.doc.reasons) && chk.doc.reasons.length) {
+                        result.reasons = chk.doc.reasons;
+                        result.lines.push("Every reason, as hvpatch check reports them:");
+                    }
+                    return result;
+                });
+            }
+            return result;
+        }).then(function (result) {
             setBusy(name, false);
-            showResult(name, describe(action, res));
+            showResult(name, result);
             if (action === "apply")
                 return refreshGuest(name);
         });
@@ -560,9 +583,12 @@
     }
 
     let refreshing = null;
+    let refreshAgain = false;          // settings changed while a refresh ran
     function refreshAll() {
-        if (refreshing)
+        if (refreshing) {
+            refreshAgain = true;
             return refreshing;
+        }
         const btn = document.getElementById("refresh");
         btn.disabled = true;
         document.body.setAttribute("data-state", "loading");
@@ -580,11 +606,15 @@
             document.getElementById("summary").textContent = summarize(res.doc);
             document.body.setAttribute("data-state", "plans");
             return loadPlans(res.doc.domains.map(d => str(d.domain)));
-        }).then(function () {
-            document.body.setAttribute("data-state", "ready");
         }).finally(function () {
             btn.disabled = false;
             refreshing = null;
+            if (refreshAgain) {
+                refreshAgain = false;
+                refreshAll();
+            } else {
+                document.body.setAttribute("data-state", "ready");
+            }
         });
         return refreshing;
     }
