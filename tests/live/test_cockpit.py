@@ -5,7 +5,10 @@ The plugin is staged with `cmake --install` into a temporary DESTDIR (the instal
 itself), Debian's cockpit-ws serves it (`--no-tls --local-session=cockpit-bridge`, as
 root, on a free port of 127.0.0.1) and Chromium, driven by playwright-core through
 tests/live/cockpit_driver.js, opens /cockpit/@localhost/hvpatch/index.html. The page's
-settings (stored in the browser) point at this test's policy, catalog and state folder.
+settings file /etc/hvpatch/cockpit.json points at this test's hvpatch, policy, catalog and
+state folder: cockpit-ws runs in a mount namespace of its own where an overlay over /etc
+holds it (the host's /etc is untouched; without overlay support the settings go into the
+browser's storage and the file's case is skipped, a failure under CI=true).
 
 One test guest (4-level paging, KASLR) in a group of the policy; a catalog with the
 demo-version bundle signed by the policy's key and a copy signed by an untrusted key;
@@ -302,10 +305,33 @@ sys.exit(p.returncode)
         env = dict(os.environ, XDG_DATA_DIRS=f"{data_dir}:/usr/local/share:/usr/share", HOME=home,
                    HVP_COCKPIT_TEST=TAG)
         cls.port = free_port()
+        ws = [COCKPIT_WS, "--no-tls", "--address", "127.0.0.1", "--port", str(cls.port),
+              "--local-session=cockpit-bridge"]
+        # The page's settings file, /etc/hvpatch/cockpit.json, with this test's paths: cockpit-ws
+        # and its bridges run in a mount namespace of their own where an overlay over /etc
+        # holds it (the host's /etc is not touched). Where that cannot be mounted the
+        # settings go into the browser's storage instead (as the page's form keeps them).
+        cls.settings = {"hvpatch": hvpatch_exe(), "policy": cls.policy, "catalog": cls.catalog,
+                        "connect": "qemu:///system", "state_dir": state, "domains": f"{TAG}-*"}
+        upper = os.path.join(cls.tmp, "etc-upper")
+        os.makedirs(os.path.join(upper, "hvpatch"))
+        with open(os.path.join(upper, "hvpatch", "cockpit.json"), "w") as f:
+            json.dump(cls.settings, f)
+        mount = ("mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s /etc"
+                 % (upper, os.path.join(cls.tmp, "etc-work-%s")))
+        unshare = ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
+        os.mkdir(os.path.join(cls.tmp, "etc-work-probe"))
+        os.mkdir(os.path.join(cls.tmp, "etc-work-ws"))
+        probe = subprocess.run(unshare + [mount % "probe" + " && cat /etc/hvpatch/cockpit.json"],
+                               capture_output=True, text=True, timeout=60) if shutil.which("unshare") else None
+        cls.config_file_why = None
+        if probe and probe.returncode == 0 and json.loads(probe.stdout) == cls.settings:
+            ws = unshare + [mount % "ws" + ' && exec "$@"', "sh"] + ws
+        else:
+            cls.config_file_why = ("no overlay over /etc in a mount namespace: "
+                                   + (probe.stderr.strip() if probe else "no unshare"))
         cls.ws_log = open(os.path.join(cls.tmp, "cockpit-ws.log"), "w")
-        cls.ws = subprocess.Popen([COCKPIT_WS, "--no-tls", "--address", "127.0.0.1", "--port", str(cls.port),
-                                   "--local-session=cockpit-bridge"], stdout=cls.ws_log, stderr=subprocess.STDOUT,
-                                  env=env, start_new_session=True)
+        cls.ws = subprocess.Popen(ws, stdout=cls.ws_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         cls.url = f"http://127.0.0.1:{cls.port}{URL_PATH}"
         deadline = time.monotonic() + 30
         while True:
@@ -320,11 +346,10 @@ sys.exit(p.returncode)
         benv = dict(os.environ, HVP_PLAYWRIGHT=pw, HVP_COCKPIT_TEST=TAG,
                     HVP_CHROMIUM=os.environ.get("HVP_CHROMIUM") or shutil.which("chromium"))
         cls.browser = Browser(benv)
-        # the page's settings live in the browser: put this test's paths there before it loads
-        cls.settings = {"hvpatch": hvpatch_exe(), "policy": cls.policy, "catalog": cls.catalog,
-                        "connect": "qemu:///system", "state_dir": state, "domains": f"{TAG}-*"}
-        cls.browser.call("goto", url=f"http://127.0.0.1:{cls.port}/cockpit/@localhost/hvpatch/manifest.json")
-        cls.browser.eval("localStorage.setItem('hvpatch-cockpit-settings', %s), true" % js(json.dumps(cls.settings)))
+        if cls.config_file_why:
+            cls.browser.call("goto", url=f"http://127.0.0.1:{cls.port}/cockpit/@localhost/hvpatch/manifest.json")
+            cls.browser.eval("localStorage.setItem('hvpatch-cockpit-settings', %s), true"
+                             % js(json.dumps(cls.settings)))
         cls.browser.call("goto", url=cls.url)
         cls.browser.wait("document.body.dataset.state === 'ready'", timeout=240)
 
@@ -417,6 +442,18 @@ sys.exit(p.returncode)
         self.assertEqual(errs, [], "script errors in the page")
 
     # -- cases -----------------------------------------------------------------
+    def test_0_config_file(self):
+        if self.config_file_why:
+            if CI:
+                self.fail(self.config_file_why)
+            self.skipTest(self.config_file_why)
+        b = self.browser
+        self.assertEqual(b.eval("document.getElementById('settings-source').textContent"),
+                         "Defaults from /etc/hvpatch/cockpit.json.", "no overrides in the browser")
+        for k, v in self.settings.items():
+            self.assertEqual(b.eval("document.querySelector('#settings [name=%s]').value" % js(k)), v, k)
+        self.assertIsNone(b.eval("localStorage.getItem('hvpatch-cockpit-settings')"))
+
     def test_1_rows(self):
         b = self.browser
         self.assertEqual(b.eval("document.getElementById('page-error').hidden"), True,
