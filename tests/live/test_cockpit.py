@@ -567,6 +567,14 @@ sys.exit(p.returncode)
             self.assertEqual(b.eval("document.querySelectorAll('tr.hvp-guest').length"), 0)
             self.screenshot("schema")
 
+            # a program that is not there, one that prints no JSON: said so, nothing misread
+            for exe, want in (("/nonexistent/hvpatch", "cannot run /nonexistent/hvpatch"),
+                              ("/bin/true", "hvpatch report gave no JSON document (exit 0)")):
+                self.configure(hvpatch=exe)
+                self.assertIn(want, b.eval("document.getElementById('page-error').textContent"))
+                self.assertEqual(b.eval("document.getElementById('page-error').hidden"), False)
+                self.assertEqual(b.eval("document.querySelectorAll('tr.hvp-guest').length"), 0)
+
             self.configure(hvpatch=os.path.join(self.work, "hvpatch-schema1"))
             self.assertEqual(b.eval("document.getElementById('page-error').hidden"), True,
                              b.eval("document.getElementById('page-error').textContent"))
