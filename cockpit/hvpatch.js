@@ -394,9 +394,17 @@
         const seen = new Set();
         let preferred = null;
         const series = Array.isArray(doc.series) ? doc.series : [];
+        const none = el("option", { text: "(nothing to apply)", attrs: { value: "" } });
+        sel.appendChild(none);
         for (const s of series) {
-            if (!s || !s.desired || !s.desired.file)
+            if (!s || typeof s !== "object")
                 continue;
+            if (!s.desired || !s.desired.file) {
+                // nothing desired in this series (refused by the policy, applied, ...): say why
+                sel.appendChild(el("option", { text: str(s.series) + " — " + str(s.action) +
+                    (s.note ? ": " + str(s.note).slice(0, 200) : ""), attrs: { value: "", disabled: "" } }));
+                continue;
+            }
             const file = str(s.desired.file);
             if (seen.has(file))
                 continue;
@@ -415,12 +423,12 @@
             sel.appendChild(el("option", { text: file + " — skipped: " + str(e.error).slice(0, 120),
                 attrs: { value: dir + "/" + file } }));
         }
-        if (!sel.options.length) {
-            const why = doc.error ? str(doc.error) : "nothing in " + dir + " for this kernel";
-            sel.appendChild(el("option", { text: why, attrs: { value: "" } }));
-        }
+        if (sel.options.length === 1)
+            none.textContent = doc.error ? str(doc.error) : "(nothing in " + dir + " for this kernel)";
         if (preferred)
             preferred.selected = true;
+        else
+            none.selected = true;
     }
 
     function loadPlans(names) {

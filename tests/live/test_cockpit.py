@@ -22,6 +22,9 @@ beside it a shut-off domain whose name is markup with an onerror handler. The pa
     window (the one `hvpatch status` recorded), and the guest's /proc/version carries
     the demo marker; Revert: the row empties and the guest's /proc/version is the
     original again;
+  * under a second policy whose group requires Secure Boot: the verdict "refused" with
+    the codes `hvpatch status` gives, and a catalog offering nothing, saying why;
+  * a missing hvpatch, one printing no JSON: an error on the page, no rows;
   * a document of another schema major (urn:hvpatch:report:2) gives a clear error,
     one of major 1 is shown as usual (an hvpatch wrapper adds the field).
 Screenshots go to $HVP_ARTIFACT_DIR (default build/test-artifacts/cockpit-*.png).
@@ -263,6 +266,18 @@ class CockpitLive(unittest.TestCase):
 </policy>
 ''')
 
+        # a second policy whose group refuses the guest: it requires Secure Boot, which the
+        # test guests boot without
+        cls.policy_sb = os.path.join(work, "policy-sb.xml")
+        with open(cls.policy_sb, "w") as f:
+            f.write(f'''<?xml version="1.0"?>
+<policy version="1">
+  <key name="rel"><public-key-file>{work}/rel.pub</public-key-file><may-sign series="demo-*"/></key>
+  <group name="ck-sb"><select name="{cls.name}"/><require secure-boot="yes"/><window/>
+    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline></group>
+</policy>
+''')
+
         # hvpatch wrappers for the schema cases: add "schema": "urn:hvpatch:COMMAND:MAJOR"
         for major in (1, 2):
             w = os.path.join(work, f"hvpatch-schema{major}")
@@ -465,7 +480,7 @@ sys.exit(p.returncode)
                      "build: r.querySelector('.hvp-col-kernel [title]:not(.hvp-kernel)').title, "
                      "patches: r.querySelector('.hvp-col-patches').textContent, "
                      "bundle: r.querySelector('select.hvp-bundle').value, "
-                     "options: Array.from(r.querySelectorAll('select.hvp-bundle option')).map(o => o.value)}; })()"
+                     "options: Array.from(r.querySelectorAll('select.hvp-bundle option')).map(o => o.value).filter(v => v)}; })()"
                      % self.row_js())
         self.assertEqual(row["verdict"], "compliant")
         self.assertEqual(row["kernel"], self.release, "the kernel the guest itself reports")
@@ -555,7 +570,42 @@ sys.exit(p.returncode)
         b.call("click", selector="#settings-save")
         b.wait("document.body.dataset.state === 'ready'", timeout=240)
 
-    def test_5_schema(self):
+    def test_5_policy_refuses(self):
+        """Under a policy whose group refuses the guest: the verdict with its reason codes, and
+        a catalog that offers nothing to apply, saying why."""
+        b = self.browser
+        try:
+            self.configure(policy=self.policy_sb)
+            p = subprocess.run([hvpatch_exe(), "--json", "--policy", self.policy_sb, "status", self.name],
+                               capture_output=True, text=True, timeout=600,
+                               env=dict(os.environ, HVPATCH_STATE_DIR=self.state))
+            st = json.loads(p.stdout)     # the oracle, under the same policy
+            self.assertEqual(st["compliance"]["verdict"], "refuse", st)
+            want = [r["code"] for r in st["compliance"]["reasons"]]
+            self.assertIn("no-secure-boot", want)
+            row = b.eval("(() => { const r = %s; return {verdict: r.querySelector('.hvp-badge').textContent, "
+                         "codes: Array.from(r.querySelectorAll('.hvp-col-verdict .hvp-reason-code'))"
+                         ".map(c => c.textContent)}; })()" % self.row_js())
+            self.assertEqual(row, {"verdict": "refused", "codes": want})
+
+            # the catalog offers nothing to apply: plan's series says why (disabled), nothing chosen
+            sel = b.eval("(() => { const s = (%s).querySelector('select.hvp-bundle'); return {value: s.value, "
+                         "disabled: Array.from(s.options).filter(o => o.disabled).map(o => o.textContent)}; })()"
+                         % self.row_js())
+            self.assertEqual(sel["value"], "", sel)
+            self.assertTrue(any(t.startswith("demo-version — nothing: ") and "no-secure-boot" in t
+                                for t in sel["disabled"]), sel)
+            b.eval("(%s).querySelector('button.hvp-apply').click(), true" % self.row_js())
+            self.assertEqual(b.eval("%s.innerText" % self.result_js()).split("\n")[0],
+                             "Choose a bundle from the catalog first.")
+            self.assertEqual(self.guest.proc_version(), self.orig_version, "nothing was applied")
+            self.screenshot("policy-refused")
+        finally:
+            self.configure(policy=self.policy)
+        self.assertIn("compliant", self.row_text())
+        self.assertNoPageErrors()
+
+    def test_6_schema(self):
         b = self.browser
         try:
             self.configure(hvpatch=os.path.join(self.work, "hvpatch-schema2"))
