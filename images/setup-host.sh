@@ -39,7 +39,12 @@ PACKAGES=(
     mtools dosfstools   # the EFI system partition of Secure Boot test guests (build-esp.sh)
     prometheus  # promtool only (hvpatchd's metrics in the tests); its server is disabled below
     chromium    # hvpatch report --html is checked in a real headless browser (test_report.py)
+    cockpit-ws cockpit-bridge   # the Cockpit page (cockpit/, test_cockpit.py); its socket is disabled below
 )
+
+# test_cockpit.py drives the page with playwright-core, which needs Node.js: Debian's
+# when the host has none (a host with another Node.js, e.g. nodesource's, keeps it)
+command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
 # --- packages -------------------------------------------------------------
 missing=()
@@ -70,6 +75,13 @@ fi
 if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && command -v systemctl >/dev/null &&
     systemctl is-enabled --quiet prometheus 2>/dev/null; then
     systemctl disable --now prometheus || log "could not disable prometheus.service"
+fi
+
+# cockpit-ws is installed for test_cockpit.py, which starts its own cockpit-ws: the socket
+# the package enables would serve :9090 for nothing. Disabled like prometheus above.
+if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && command -v systemctl >/dev/null &&
+    systemctl is-enabled --quiet cockpit.socket 2>/dev/null; then
+    systemctl disable --now cockpit.socket || log "could not disable cockpit.socket"
 fi
 
 # --- libvirt daemons -------------------------------------------------------
