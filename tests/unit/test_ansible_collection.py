@@ -230,13 +230,22 @@ class Collection(unittest.TestCase):
         self.assertEqual(calls[-1][-3:], ["revert", "web-1", "demo-version-1"])
 
     def test_domains_glob_from_report(self):
+        # hvpatch report selects by the globs (--domains), the module keeps the running ones
         rep = {"host": "h", "domains": [{"domain": "web-1", "state": "running"},
-                                        {"domain": "web-2", "state": "shut off"},
-                                        {"domain": "db-1", "state": "running"}]}
+                                        {"domain": "web-2", "state": "shut off"}]}
         res, calls = self.module("hvpatch_patch", {"verify": self.VERIFY, "report": (3, rep),
                                                    "status": self.status()},
-                                 check_mode=True, bundle="/b.hvp", state="absent", domains=["web-*"])
+                                 check_mode=True, bundle="/b.hvp", state="absent", domains=["web-*", "db-?"])
         self.assertEqual(res["domains"], ["web-1"], res)
+        self.assertEqual(calls[1][-3:], ["report", "--domains", "web-*,db-?"])
+        # a glob with a comma cannot go through --domains: every domain, matched here
+        rep["domains"].append({"domain": "db,1", "state": "running"})
+        rep["domains"].append({"domain": "x", "state": "running"})
+        res, calls = self.module("hvpatch_patch", {"verify": self.VERIFY, "report": (0, rep),
+                                                   "status": self.status()},
+                                 check_mode=True, bundle="/b.hvp", state="absent", domains=["db,*", "web-?"])
+        self.assertEqual(res["domains"], ["db,1", "web-1"], res)
+        self.assertEqual(calls[1][-1], "report")
 
     def test_rollout_changed_and_halt(self):
         lines = [{"event": "ring-start", "ring": 1, "rings": 1, "guests": ["a"]},
