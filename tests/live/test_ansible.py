@@ -25,7 +25,10 @@ with ANSIBLE_COLLECTIONS_PATH at a temporary ansible_collections/hvpatch/hvpatch
      rings [A], [B, C], [D]): C's refusal in ring 2 stops the play, D's guest c is not
      touched (no task ran for hostD, no patch in c); with max_fail_percentage 50 the same
      run goes on to ring 3 (c patched) and hostA and hostB report changed=0;
-  7. ansible-doc renders every module of the collection.
+  7. the other modules on one host each: hvpatch_sync with a catalog folder holding the
+     bundle (check mode: would apply, nothing written; then applied; then changed=false)
+     and hvpatch_rollout over guests b and c (rings 1,100%: both done; again: changed=false);
+  8. ansible-doc renders every module of the collection.
 
 Oracles hvpatch does not control: the guests' /proc/version (test command channel),
 ansible-playbook's PLAY RECAP and task lines.
@@ -402,7 +405,58 @@ Subsystem sftp /usr/lib/openssh/sftp-server
         self.assertEqual(recap["hostD"][1:4], (1, 0, 0), recap)
         self.assertTrue(self.patched("c"))
 
-    def test_7_ansible_doc_renders_every_module(self):
+    def adhoc(self, host, module, args, check=False):
+        """`ansible HOST -m hvpatch.hvpatch.MODULE -a ARGS` (JSON callback); returns the module's result."""
+        argv = ["ansible", "-i", self.inv, host, "-m", "hvpatch.hvpatch." + module, "-a", json.dumps(args)]
+        if check:
+            argv.append("--check")
+        env = dict(self.env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json",
+                   ANSIBLE_CALLBACKS_ENABLED="")     # stdout: the JSON document only
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=1200, env=env, cwd=self.tmp)
+        try:
+            doc = json.loads(p.stdout)
+            return doc["plays"][0]["tasks"][0]["hosts"][host]
+        except (ValueError, KeyError, IndexError):
+            self.fail(f"ansible {module}: exit {p.returncode}: {p.stdout[-3000:]} {p.stderr[-2000:]}")
+
+    def test_7_sync_and_rollout_modules(self):
+        """hvpatch_sync (a catalog holding the bundle) on hostA, hvpatch_rollout on hostB: check
+        mode changes nothing, a run patches, a second run changes nothing."""
+        for c in self.g:       # test 6 left every guest patched
+            rc, out = self.hv(self.owner_state(c), "revert", self.g[c].name, "demo-version-1")
+            self.assertEqual(rc, 0, out)
+            self.assertFalse(self.patched(c), c)
+        catalog = os.path.join(self.tmp, "catalog")
+        os.mkdir(catalog)
+        for f in (self.bundle, self.bundle + ".minisig"):
+            shutil.copy(f, catalog)
+        common = dict(hvpatch=hvpatch_exe(), policy=self.policy, state_dir=self.state["A"])
+        sync = dict(common, catalog=catalog, domains=[self.g["a"].name])
+        res = self.adhoc("hostA", "hvpatch_sync", sync, check=True)
+        self.assertTrue(res["changed"], res)
+        self.assertEqual([(x["domain"], x["patch_id"]) for x in res["applied"]], [(self.g["a"].name, "demo-version-1")])
+        self.assertFalse(self.patched("a"))
+        res = self.adhoc("hostA", "hvpatch_sync", sync)
+        self.assertTrue(res["changed"], res)
+        self.assertIsNotNone(res["applied"][0]["pause_ms"], res)
+        self.assertTrue(self.patched("a"))
+        res = self.adhoc("hostA", "hvpatch_sync", sync)
+        self.assertFalse(res["changed"], res)
+        self.assertEqual(res["applied"], [])
+
+        rollout = dict(common, bundle=self.bundle, domains=[f"hvp-ans-{os.getpid()}-[bc]"], rings="1,100%",
+                       health=0, state_dir=self.state["B"], state_file=os.path.join(self.tmp, "rollout.json"))
+        res = self.adhoc("hostB", "hvpatch_rollout", rollout)
+        self.assertTrue(res["changed"], res)
+        self.assertEqual(sorted((g["domain"], g["status"]) for g in res["guests"]),
+                         [(self.g["b"].name, "done"), (self.g["c"].name, "done")], res)
+        self.assertEqual(res["summary"]["counts"]["done"], 2, res)
+        self.assertTrue(self.patched("b") and self.patched("c"))
+        res = self.adhoc("hostB", "hvpatch_rollout", rollout)
+        self.assertFalse(res["changed"], res)
+        self.assertEqual(res["guests"], [])
+
+    def test_8_ansible_doc_renders_every_module(self):
         for m in MODULES:
             p = subprocess.run(["ansible-doc", "hvpatch.hvpatch." + m], capture_output=True, text=True,
                                timeout=120, env=self.env(), cwd=self.tmp)
