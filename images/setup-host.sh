@@ -40,6 +40,7 @@ PACKAGES=(
     prometheus  # promtool only (hvpatchd's metrics in the tests); its server is disabled below
     chromium    # hvpatch report --html is checked in a real headless browser (test_report.py)
     cockpit-ws cockpit-bridge   # the Cockpit page (cockpit/, test_cockpit.py); its socket is disabled below
+    ansible openssh-server  # the hvpatch.hvpatch collection over real SSH (ansible/, test_ansible.py)
 )
 
 # test_cockpit.py drives the page with playwright-core, which needs Node.js: Debian's
@@ -82,6 +83,14 @@ fi
 if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && command -v systemctl >/dev/null &&
     systemctl is-enabled --quiet cockpit.socket 2>/dev/null; then
     systemctl disable --now cockpit.socket || log "could not disable cockpit.socket"
+fi
+
+# openssh-server is installed for sshd's binary: test_ansible.py starts its own sshd on
+# loopback. A host that had no ssh server before does not get one listening on :22 from
+# this script (disabled only when this run installed it: an existing sshd is the host's).
+if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] &&
+    command -v systemctl >/dev/null; then
+    systemctl disable --now ssh.service ssh.socket 2>/dev/null || log "could not disable ssh.service"
 fi
 
 # --- libvirt daemons -------------------------------------------------------
