@@ -39,6 +39,7 @@ PACKAGES=(
     mtools dosfstools   # the EFI system partition of Secure Boot test guests (build-esp.sh)
     prometheus  # promtool only (hvpatchd's metrics in the tests); its server is disabled below
     chromium    # hvpatch report --html is checked in a real headless browser (test_report.py)
+    python3-jsonschema  # the tests validate every --json document against docs/schemas/
 )
 
 # --- packages -------------------------------------------------------------
