@@ -62,7 +62,7 @@ bool cli_json_schema_id(const char *name, char *buf, size_t size);
 void cli_json_schema_select(const char *name);
 /*
  * o with "schema" first: NAME's id, or with NAME NULL the error document's if o has
- * "error", else the selected one's. Takes o, returns the object to use. Arrays unchanged.
+ * "error" and "code", else the selected one's. Takes o, returns the object to use. Arrays unchanged.
  */
 json_object *cli_json_stamp(json_object *o, const char *name);
 /* "0x..." string for an address, as the JSON contract wants. */

@@ -93,7 +93,8 @@ json_object *cli_json_stamp(json_object *o, const char *name)
                 return o;       /* top-level arrays have no room for it (docs/schemas/README.md) */
         if (!name) {
                 /* {"error": .., "code": N} is the error document whatever the command */
-                name = json_object_object_get_ex(o, "error", NULL) ? "error" : NULL;
+                name = json_object_object_get_ex(o, "error", NULL) && json_object_object_get_ex(o, "code", NULL)
+                               ? "error" : NULL;
                 if (!name && json_schema_current[0])
                         snprintf(id, sizeof(id), "%s", json_schema_current);
                 else if (!name || !cli_json_schema_id(name, id, sizeof(id)))
