@@ -47,8 +47,24 @@ int cli_exit_code(int err);
 /* Print a usage error (exit 2). */
 int cli_usage(struct cli *c, const struct cli_command *cmd);
 
-/* Print a JSON document on stdout (pretty), taking ownership of it. */
+/*
+ * Print a JSON document on stdout (pretty), taking ownership of it. An object gets the
+ * "schema" field of its version (cli_json_stamp(o, NULL)).
+ */
 void cli_json_print(json_object *o);
+/*
+ * The schema id "urn:hvpatch:NAME:MAJOR" of the documents NAME (a command, or
+ * "bad-list", "bad-clear", "rollout-event", "error"; cli/common.c holds the versions).
+ * false (and "") for an unknown NAME.
+ */
+bool cli_json_schema_id(const char *name, char *buf, size_t size);
+/* The documents this invocation prints are NAME's (main.c: the command's name). */
+void cli_json_schema_select(const char *name);
+/*
+ * o with "schema" first: NAME's id, or with NAME NULL the error document's if o has
+ * "error" and "code", else the selected one's. Takes o, returns the object to use. Arrays unchanged.
+ */
+json_object *cli_json_stamp(json_object *o, const char *name);
 /* "0x..." string for an address, as the JSON contract wants. */
 json_object *cli_json_addr(uint64_t a);
 

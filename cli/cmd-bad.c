@@ -79,6 +79,7 @@ int cmd_bad(struct cli *c, int argc, char **argv)
 {
         if (cli_wants_help(c, "bad", argc, argv, help))
                 return EXIT_OK;
+        cli_json_schema_select(argc >= 1 && strcmp(argv[0], "list") == 0 ? "bad-list" : "bad-clear");
         if (argc >= 1 && strcmp(argv[0], "list") == 0 && argc <= 2)
                 return list(c, argc == 2 ? argv[1] : NULL);
         if (argc == 2 && strcmp(argv[0], "clear") == 0 && strcmp(argv[1], "--all") == 0)

@@ -210,6 +210,7 @@ static int bundle_hash(const char *path, char out[ROLLOUT_HASH_HEX], char *why, 
 
 static void json_line(json_object *o)
 {
+        o = cli_json_stamp(o, "rollout-event");
         printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         fflush(stdout);
         json_object_put(o);

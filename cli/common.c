@@ -49,8 +49,73 @@ int cli_usage(struct cli *c, const struct cli_command *cmd)
                          cmd->name);
 }
 
+/*
+ * The versions of the --json documents: the one place their numbers live. A document
+ * names its schema in its "schema" field, "urn:hvpatch:NAME:MAJOR", the $id of
+ * docs/schemas/NAME.schema.json. Adding an optional field keeps MAJOR; removing or
+ * renaming a field, changing a type or a meaning, or removing an enum value bumps it
+ * (and adds a new schema file beside the old one; docs/schemas/README.md).
+ */
+static const struct {
+        const char *name;
+        unsigned major;
+} json_schemas[] = {
+        { "inspect", 1 }, { "symbols", 1 }, { "translate", 1 }, { "read", 1 }, { "disasm", 1 },
+        { "apply", 1 }, { "check", 1 }, { "revert", 1 }, { "status", 1 }, { "recover", 1 },
+        { "plan", 1 }, { "sync", 1 }, { "rollout-event", 1 }, { "report", 1 }, { "bad-list", 1 },
+        { "bad-clear", 1 }, { "daemon-status", 1 }, { "pack", 1 }, { "verify", 1 }, { "area", 1 },
+        { "ps", 1 }, { "dmesg", 1 }, { "version", 1 }, { "error", 1 },
+};
+
+static char json_schema_current[64];    /* the running command's document's id, "" none */
+
+bool cli_json_schema_id(const char *name, char *buf, size_t size)
+{
+        for (size_t i = 0; i < sizeof(json_schemas) / sizeof(json_schemas[0]); i++)
+                if (strcmp(json_schemas[i].name, name) == 0)
+                        return (size_t)snprintf(buf, size, "urn:hvpatch:%s:%u", name, json_schemas[i].major) < size;
+        if (size)
+                buf[0] = '\0';
+        return false;
+}
+
+void cli_json_schema_select(const char *name)
+{
+        cli_json_schema_id(name, json_schema_current, sizeof(json_schema_current));
+}
+
+json_object *cli_json_stamp(json_object *o, const char *name)
+{
+        char id[64];
+        json_object *n;
+
+        if (!json_object_is_type(o, json_type_object))
+                return o;       /* top-level arrays have no room for it (docs/schemas/README.md) */
+        if (!name) {
+                /* {"error": .., "code": N} is the error document whatever the command */
+                name = json_object_object_get_ex(o, "error", NULL) && json_object_object_get_ex(o, "code", NULL)
+                               ? "error" : NULL;
+                if (!name && json_schema_current[0])
+                        snprintf(id, sizeof(id), "%s", json_schema_current);
+                else if (!name || !cli_json_schema_id(name, id, sizeof(id)))
+                        return o;
+        } else if (!cli_json_schema_id(name, id, sizeof(id))) {
+                return o;
+        }
+        /* First, so that a reader sees the version before the rest. */
+        n = json_object_new_object();
+        json_object_object_add(n, "schema", json_object_new_string(id));
+        json_object_object_foreach(o, k, v) {
+                if (strcmp(k, "schema") != 0)
+                        json_object_object_add(n, k, json_object_get(v));
+        }
+        json_object_put(o);
+        return n;
+}
+
 void cli_json_print(json_object *o)
 {
+        o = cli_json_stamp(o, NULL);
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
 }

@@ -154,6 +154,7 @@ int main(int argc, char **argv)
         if (!cmd)
                 return cli_error(&c, EXIT_USAGE, "unknown command '%s' (see hvpatch --help)", argv[optind]);
         hvp_set_log_fn(log_to_stderr, &c);
+        cli_json_schema_select(cmd->name);
         /* Subcommands see argv[0] = their first argument. */
         return cmd->run(&c, argc - optind - 1, argv + optind + 1);
 }

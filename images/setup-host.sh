@@ -41,6 +41,7 @@ PACKAGES=(
     chromium    # hvpatch report --html is checked in a real headless browser (test_report.py)
     cockpit-ws cockpit-bridge   # the Cockpit page (cockpit/, test_cockpit.py); its socket is disabled below
     ansible openssh-server  # the hvpatch.hvpatch collection over real SSH (ansible/, test_ansible.py)
+    python3-jsonschema  # the tests validate every --json document against docs/schemas/
 )
 
 # test_cockpit.py drives the page with playwright-core, which needs Node.js: Debian's

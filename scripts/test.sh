@@ -45,7 +45,10 @@ accel_summary() {
 "$top/images/setup-host.sh"
 
 log "building in $build"
-cmake -S "$top" -B "$build" -DHVP_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# The tests run under Debian's python3 (python3-jsonschema), not one first in PATH.
+py=()
+[ -x /usr/bin/python3 ] && py=(-DPython3_EXECUTABLE=/usr/bin/python3)
+cmake -S "$top" -B "$build" -DHVP_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo "${py[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 
 # The kernel the unit tests decode and the guests boot: Debian's own (the host's suite),
@@ -79,7 +82,7 @@ status=0
 if [ "$status" -eq 0 ] && [ "${HVP_SKIP_SANITIZERS:-0}" != 1 ]; then
     log "unit and fuzz-replay tests under AddressSanitizer + UBSan"
     san=$build-asan
-    cmake -S "$top" -B "$san" -DHVP_WERROR=ON -DCMAKE_BUILD_TYPE=ASan >/dev/null
+    cmake -S "$top" -B "$san" -DHVP_WERROR=ON -DCMAKE_BUILD_TYPE=ASan "${py[@]}" >/dev/null
     cmake --build "$san" -j"$(nproc)"
     (cd "$san" && ctest --output-on-failure -L 'unit|fuzz') || status=$?
 fi

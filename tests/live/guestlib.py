@@ -436,10 +436,27 @@ def hvpatch(*args, json=True, timeout=120):
     if not json:
         return p.returncode, p.stdout
     try:
-        return p.returncode, jsonlib.loads(p.stdout)
+        doc = jsonlib.loads(p.stdout)
     except ValueError as e:
         raise GuestError(f"hvpatch {' '.join(argv[1:])}: exit {p.returncode}, "
                          f"stdout is not JSON ({e}): {p.stdout[:500]!r}") from None
+    validate_json(doc, args)
+    return p.returncode, doc
+
+
+def validate_json(doc, argv):
+    """Check a parsed `hvpatch --json ARGV...` document against docs/schemas/ (the schema its
+    "schema" field names; a top-level array: its command's). Raises AssertionError with the
+    violations. For tests that run hvpatch themselves; hvpatch(json=True) does it already."""
+    import jsonschemas
+    jsonschemas.check(doc, jsonschemas.command_of(argv))
+    return doc
+
+
+def validate_json_lines(text):
+    """Parse and check `hvpatch rollout --json` output (JSON lines); returns the objects."""
+    import jsonschemas
+    return jsonschemas.validate_lines(text)
 
 
 SKIP_EXIT = 77      # CTest's SKIP_RETURN_CODE for the live tests (tests/CMakeLists.txt)

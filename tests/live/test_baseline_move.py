@@ -197,7 +197,7 @@ class BaselineMove(unittest.TestCase):
     def hvj(self, *args, policy, timeout=900):
         rc, out, err, audit = self.hv(*args, policy=policy, json_out=True, timeout=timeout)
         try:
-            return rc, json.loads(out), err, audit
+            return rc, guestlib.validate_json(json.loads(out), args), err, audit
         except ValueError:
             self.fail(f"hvpatch {' '.join(map(str, args))}: not one JSON document (exit {rc}): {out!r} {err!r}")
 

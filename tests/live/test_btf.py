@@ -83,7 +83,7 @@ def hvpatch(*args, json=True, timeout=300):
     out = p.stdout
     if json:
         try:
-            out = guestlib.jsonlib.loads(p.stdout)
+            out = guestlib.validate_json(guestlib.jsonlib.loads(p.stdout), args)
         except ValueError as e:
             raise AssertionError(f"hvpatch {' '.join(argv[1:])}: exit {p.returncode}, stdout is not JSON "
                                  f"({e}): {p.stdout[:300]!r}; stderr: {p.stderr[-300:]!r}") from None

@@ -167,7 +167,7 @@ class Daemon:
             if quiet:
                 return None
             raise AssertionError(f"daemon-status: {p.stdout} {p.stderr}")
-        return json.loads(p.stdout)
+        return guestlib.validate_json(json.loads(p.stdout), ["daemon-status"])
 
     def domain(self, name):
         for d in (self.status() or {}).get("domains", []):
@@ -290,7 +290,7 @@ class DaemonLive(unittest.TestCase):
     def hv(self, *args):
         p = subprocess.run([HVPATCH, "--json", "--policy", self.policy] + [str(a) for a in args],
                            capture_output=True, text=True, timeout=300)
-        return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None), p.stderr
+        return p.returncode, (guestlib.validate_json(json.loads(p.stdout), args) if p.stdout.strip() else None), p.stderr
 
     def patched(self):
         return self.g.check("cat /proc/version").strip().endswith(MARKER.strip())

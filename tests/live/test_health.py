@@ -203,7 +203,7 @@ class HealthLive(unittest.TestCase):
         """hvpatch --json --policy POLICY ARGS: (exit code, parsed stdout, stderr)."""
         p = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=600, env=self.env())
         try:
-            return p.returncode, json.loads(p.stdout), p.stderr
+            return p.returncode, guestlib.validate_json(json.loads(p.stdout), args), p.stderr
         except ValueError:
             self.fail(f"hvpatch {' '.join(map(str, args))}: not one JSON document (exit {p.returncode}): "
                       f"{p.stdout!r} {p.stderr!r}")
@@ -255,7 +255,7 @@ class HealthLive(unittest.TestCase):
         finally:
             self.g.check(LOOP_STOP)
         self.assertEqual(p.returncode, 6, f"{p.stdout} {p.stderr}")
-        out = json.loads(p.stdout)
+        out = guestlib.validate_json(json.loads(p.stdout), ["apply"])
         self.assertEqual(out["code"], 6, out)
         self.assertIn("health gate failed", out["error"])
         h = out["health"]
@@ -344,7 +344,7 @@ class HealthLive(unittest.TestCase):
                                text=True, timeout=30)
             if p.returncode != 0:
                 return None
-            doms = [d for d in json.loads(p.stdout)["domains"] if d["domain"] == self.name]
+            doms = [d for d in guestlib.validate_json(json.loads(p.stdout), ["daemon-status"])["domains"] if d["domain"] == self.name]
             return doms[0] if doms else None
 
         def tail():
@@ -423,7 +423,7 @@ class HealthLive(unittest.TestCase):
                 p.kill()
                 p.wait()
         self.assertEqual(p.returncode, 6, f"{out} {err}")
-        h = json.loads(out)["health"]
+        h = guestlib.validate_json(json.loads(out), ["apply"])["health"]
         self.assertEqual(h["result"], "fail", h)
         self.assertEqual(h["kind"], "crashed", h)
         self.assertIn("shut off (crashed)", h["reason"])

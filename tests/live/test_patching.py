@@ -81,7 +81,7 @@ def hv(*args, fault=None, timeout=120):
     p = subprocess.run([hvpatch_exe(), "--json"] + [str(a) for a in args], env=env,
                        capture_output=True, text=True, timeout=timeout)
     try:
-        out = json.loads(p.stdout) if p.stdout.strip() else None
+        out = guestlib.validate_json(json.loads(p.stdout), args) if p.stdout.strip() else None
     except ValueError:
         raise AssertionError(f"hvpatch {' '.join(map(str, args))}: stdout not JSON: {p.stdout[:500]!r}")
     return p.returncode, out, p.stderr

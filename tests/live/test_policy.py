@@ -257,7 +257,7 @@ class PolicyLive(unittest.TestCase):
     def hvj(self, *args, policy="good.xml"):
         rc, out, err, audit = self.hv(*args, policy=policy, json_out=True)
         try:
-            return rc, json.loads(out), audit
+            return rc, guestlib.validate_json(json.loads(out), args), audit
         except ValueError:
             self.fail(f"hvpatch {' '.join(map(str, args))}: not one JSON document (exit {rc}): {out!r} {err!r}")
 

@@ -264,7 +264,7 @@ class ReportLive(unittest.TestCase):
         out = p.stdout
         if json_out:
             try:
-                out = json.loads(p.stdout)
+                out = guestlib.validate_json(json.loads(p.stdout), args)
             except ValueError:
                 raise AssertionError(f"hvpatch {' '.join(map(str, args))}: not one JSON document "
                                      f"(exit {p.returncode}): {p.stdout!r} {p.stderr!r}") from None

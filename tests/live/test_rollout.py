@@ -173,7 +173,7 @@ class RolloutLive(unittest.TestCase):
         p = subprocess.run([hvpatch_exe(), "--json", "--policy", self.policy] + [str(a) for a in args],
                            capture_output=True, text=True, timeout=600, env=self.env())
         try:
-            return p.returncode, json.loads(p.stdout), p.stderr
+            return p.returncode, guestlib.validate_json(json.loads(p.stdout), args), p.stderr
         except ValueError:
             self.fail(f"hvpatch {args}: not JSON (exit {p.returncode}): {p.stdout!r} {p.stderr!r}")
 
@@ -186,9 +186,9 @@ class RolloutLive(unittest.TestCase):
         p = subprocess.run(self.rollout_argv(bundle, state, *extra), capture_output=True, text=True, timeout=1800,
                            env=self.env())
         try:
-            events = [json.loads(line) for line in p.stdout.splitlines()]
-        except ValueError:
-            self.fail(f"rollout: not JSON lines (exit {p.returncode}): {p.stdout!r} {p.stderr!r}")
+            events = guestlib.validate_json_lines(p.stdout)
+        except (ValueError, AssertionError):
+            self.fail(f"rollout: not valid JSON lines (exit {p.returncode}): {p.stdout!r} {p.stderr!r}")
         return p.returncode, events, p.stderr
 
     def applied(self, name):
@@ -274,7 +274,7 @@ class RolloutLive(unittest.TestCase):
         first = None
         try:
             for line in p.stdout:
-                e = json.loads(line)
+                e = guestlib.validate_json_lines(line)[0]
                 if e["event"] == "guest":
                     first = e
                     break
@@ -363,7 +363,7 @@ class RolloutLive(unittest.TestCase):
             p = subprocess.run(argv, capture_output=True, text=True, timeout=1800, env=self.env())
         finally:
             self.g[0].check(test_health.LOOP_STOP)
-        ev = [json.loads(line) for line in p.stdout.splitlines()]
+        ev = guestlib.validate_json_lines(p.stdout)
         self.assertEqual(p.returncode, 6, f"{ev} {p.stderr}")
         guests = [e for e in ev if e["event"] == "guest"]
         by = {}
@@ -414,7 +414,7 @@ class RolloutLive(unittest.TestCase):
         argv[argv.index("1,50%,100%")] = "@ro-rest,@ro-first"
         argv[argv.index(self.policy)] = policy
         p = subprocess.run(argv, capture_output=True, text=True, timeout=1800, env=self.env())
-        ev = [json.loads(line) for line in p.stdout.splitlines()]
+        ev = guestlib.validate_json_lines(p.stdout)
         self.assertEqual(p.returncode, 0, f"{ev} {p.stderr}")
         self.assertEqual([e["guests"] for e in ev if e["event"] == "ring-start"],
                          [self.names[1:], self.names[:1]])

@@ -177,7 +177,7 @@ class SyncLive(unittest.TestCase):
         p = subprocess.run(argv, capture_output=True, text=True, timeout=600,
                            env=dict(os.environ, HVPATCH_STATE_DIR=self.state))
         try:
-            return p.returncode, json.loads(p.stdout), p.stderr
+            return p.returncode, guestlib.validate_json(json.loads(p.stdout), args), p.stderr
         except ValueError:
             self.fail(f"hvpatch {' '.join(map(str, args))}: not one JSON document (exit {p.returncode}): "
                       f"{p.stdout!r} {p.stderr!r}")
@@ -323,7 +323,7 @@ class SyncLive(unittest.TestCase):
         p = subprocess.run([hvpatch_exe(), "--json", "--policy", self.policy, "plan", "--catalog", self.catalog,
                             self.name], capture_output=True, text=True, env=dict(os.environ, HVPATCH_STATE_DIR=unsafe))
         self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
-        self.assertIn(unsafe, json.loads(p.stdout)["error"])
+        self.assertIn(unsafe, guestlib.validate_json(json.loads(p.stdout), ["plan"])["error"])
 
 
 def main():
