@@ -58,6 +58,8 @@ void cli_json_print(json_object *o);
  * false (and "") for an unknown NAME.
  */
 bool cli_json_schema_id(const char *name, char *buf, size_t size);
+/* {NAME: its schema id, ...} for every kind of document: what `version --json` lists. */
+json_object *cli_json_schema_map(void);
 /* The documents this invocation prints are NAME's (main.c: the command's name). */
 void cli_json_schema_select(const char *name);
 /*

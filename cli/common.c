@@ -79,6 +79,19 @@ bool cli_json_schema_id(const char *name, char *buf, size_t size)
         return false;
 }
 
+json_object *cli_json_schema_map(void)
+{
+        json_object *m = json_object_new_object();
+
+        for (size_t i = 0; i < sizeof(json_schemas) / sizeof(json_schemas[0]); i++) {
+                char id[64];
+
+                if (cli_json_schema_id(json_schemas[i].name, id, sizeof(id)))
+                        json_object_object_add(m, json_schemas[i].name, json_object_new_string(id));
+        }
+        return m;
+}
+
 void cli_json_schema_select(const char *name)
 {
         cli_json_schema_id(name, json_schema_current, sizeof(json_schema_current));

@@ -16,6 +16,8 @@ static int cmd_version(struct cli *c, int argc, char **argv)
                 json_object *o = json_object_new_object();
 
                 json_object_object_add(o, "version", json_object_new_string(hvp_version()));
+                /* every document's version, the arrays' (symbols, ps, ...) included */
+                json_object_object_add(o, "schemas", cli_json_schema_map());
                 cli_json_print(o);
         } else {
                 printf("hvpatch %s\n", hvp_version());

@@ -133,6 +133,11 @@ try:
         bites(dict(doc, version=1), "version a number")
         bites(dict(doc, schema="urn:hvpatch:version:99"), "an unknown schema id")
         bites({k: v for k, v in doc.items() if k != "schema"}, "no schema field")
+        # version lists every document's id: the table's, the arrays' included
+        want_map = {n: f"urn:hvpatch:{n}:{v}" for n, v in table.items()}
+        if doc.get("schemas") != want_map:
+            fail(f"version --json lists {doc.get('schemas')!r}, cli/common.c's table says {want_map!r}")
+        bites(dict(doc, schemas={k: v for k, v in want_map.items() if k != "symbols"}), "an id missing from schemas")
     run("bad", "list")
     run("bad", "clear", "--all")
     run("bogus-command", rc=2)
