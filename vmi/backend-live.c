@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libvirt/libvirt.h>
@@ -103,6 +104,7 @@ static int resume_from_stub(struct live_be *b)
                         return live_fail(-EIO, "cannot resume the domain");
         }
         b->paused = false;
+        b->stub_resumed = true;
         return 0;
 }
 
@@ -148,11 +150,41 @@ static int live_prepare(void *be)
 }
 
 /* After the window, with the guest running again: stop the stub listening. */
+/*
+ * A stop and a continue through the stub reach libvirt as QEMU events, which libvirt
+ * takes in on its own time: right after the detach it may still say "paused". The next
+ * hvpatch would then take the guest for one paused by someone else. So, after the
+ * window (outside pause_ms), wait until libvirt says it runs, bounded.
+ */
+#define STUB_RESUME_SEEN_MS 3000
+
+static void wait_resume_seen(struct live_be *b)
+{
+        double t0 = hvp_now_ms();
+        int state = -1, reason = 0;
+
+        b->stub_resumed = false;
+        while (live_domain_state(b, &state, &reason) == 0 && state == VIR_DOMAIN_PAUSED &&
+               hvp_now_ms() - t0 < STUB_RESUME_SEEN_MS)
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
+        if (state == VIR_DOMAIN_PAUSED)
+                hvp_warn("domain %s: libvirt still says paused (reason: %s) %d ms after the gdbstub continued it",
+                         b->name, live_paused_reason(reason), STUB_RESUME_SEEN_MS);
+        else
+                hvp_debug("live: libvirt saw the resume after %.3f ms", hvp_now_ms() - t0);
+}
+
 static int live_release(void *be)
 {
         struct live_be *b = be;
+        int r;
 
-        return b->gdb_open ? 0 : live_gdb_unlisten(b);
+        if (b->gdb_open)
+                return 0;
+        r = live_gdb_unlisten(b);
+        if (b->stub_resumed)
+                wait_resume_seen(b);
+        return r;
 }
 
 /*
@@ -271,6 +303,8 @@ static void live_close(void *be)
                 if (b->paused || b->gdb_open)
                         (void)live_resume(b);
                 (void)live_gdb_unlisten(b);
+                if (b->stub_resumed)
+                        wait_resume_seen(b);
                 virDomainFree(b->dom);
         }
         live_gdb_dir_remove(b);

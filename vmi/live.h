@@ -64,6 +64,7 @@ struct live_be {
 
         bool paused;            /* we paused the domain */
         bool paused_by_stub;    /* ... by connecting to the gdbstub (fast path) */
+        bool stub_resumed;      /* resumed by detaching: libvirt may not have seen it yet */
         bool gdb_listening;     /* the stub listens on gdb_dir/gdb.sock */
         bool gdb_open;          /* we are connected to it */
         struct hvp_gdb gdb;
