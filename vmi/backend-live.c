@@ -164,10 +164,11 @@ static void wait_resume_seen(struct live_be *b)
         int state = -1, reason = 0;
 
         b->stub_resumed = false;
+        /* a stop through the stub shows as reason "unknown"; any other pause is not ours */
         while (live_domain_state(b, &state, &reason) == 0 && state == VIR_DOMAIN_PAUSED &&
-               hvp_now_ms() - t0 < STUB_RESUME_SEEN_MS)
+               reason == VIR_DOMAIN_PAUSED_UNKNOWN && hvp_now_ms() - t0 < STUB_RESUME_SEEN_MS)
                 (void)nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
-        if (state == VIR_DOMAIN_PAUSED)
+        if (state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_UNKNOWN)
                 hvp_warn("domain %s: libvirt still says paused (reason: %s) %d ms after the gdbstub continued it",
                          b->name, live_paused_reason(reason), STUB_RESUME_SEEN_MS);
         else
