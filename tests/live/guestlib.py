@@ -27,6 +27,13 @@ images/README.md), which the live tests pass on from their environment; Guest.ac
 says which one a guest runs under ('kvm' or 'tcg', from its domain XML) and
 Guest.accel_reason why; accel_choice() asks guest.sh without booting a guest.
 
+Shared setup of the live tests (see "shared setup" below): Workspace (a temporary
+work/, state/ (0700), catalog/; $HVPATCH_STATE_DIR), boot_guests (several guests at
+once, all or nothing), demo_bundle (images/demo/build-demo.sh), minisign_keypair and
+minisign_sign (the real minisign), policy_key, policy_group and write_policy (a policy
+file), hvpatch_exe and hvpatchd_exe (the binaries under test). tests/unit/
+test_guestlib_setup.py checks them without a guest.
+
 Command line (used by `images/guest.sh run`):
     python3 guestlib.py run NAME 'CMD'
 """
