@@ -27,6 +27,13 @@ images/README.md), which the live tests pass on from their environment; Guest.ac
 says which one a guest runs under ('kvm' or 'tcg', from its domain XML) and
 Guest.accel_reason why; accel_choice() asks guest.sh without booting a guest.
 
+Shared setup of the live tests (see "shared setup" below): Workspace (a temporary
+work/, state/ (0700), catalog/; $HVPATCH_STATE_DIR), boot_guests (several guests at
+once, all or nothing), demo_bundle (images/demo/build-demo.sh), minisign_keypair and
+minisign_sign (the real minisign), policy_key, policy_group and write_policy (a policy
+file), hvpatch_exe and hvpatchd_exe (the binaries under test). tests/unit/
+test_guestlib_setup.py checks them without a guest.
+
 Command line (used by `images/guest.sh run`):
     python3 guestlib.py run NAME 'CMD'
 """
@@ -37,10 +44,14 @@ import os
 import re
 import secrets
 import socket
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import xml.sax.saxutils
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GUEST_SH = os.path.join(REPO, "images", "guest.sh")
@@ -356,6 +367,175 @@ def minisign(cwd, *args):
     """Run minisign in cwd (key generation -W: no password), quietly; raises on failure."""
     subprocess.run(["minisign"] + list(args), cwd=cwd, check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def hvpatch_exe():
+    """The hvpatch binary the tests run: $HVPATCH (relative: to the repo), else build/cli/hvpatch."""
+    exe = os.environ.get("HVPATCH", "build/cli/hvpatch")
+    return exe if os.path.isabs(exe) else os.path.join(REPO, exe)
+
+
+def hvpatchd_exe():
+    """The hvpatchd binary: $HVPATCHD (relative: to the repo), else build/daemon/hvpatchd."""
+    exe = os.environ.get("HVPATCHD", "build/daemon/hvpatchd")
+    return exe if os.path.isabs(exe) else os.path.join(REPO, exe)
+
+
+# -- shared setup of the live tests --------------------------------------------------------
+# A test class typically does, in setUpClass:
+#     cls.ws = guestlib.Workspace("hvp-NAME.")            # tmp/{work,state,catalog}
+#     cls.g = guestlib.boot_guests([f"hvp-NAME-{os.getpid()}"])[0]
+#     bundle = guestlib.demo_bundle(cls.g.build_id(), cls.ws.path("work", "s1"))
+#     pub, key = guestlib.minisign_keypair(cls.ws.work, "rel")
+#     guestlib.minisign_sign(key, bundle, "good")
+#     guestlib.write_policy(path, guestlib.policy_key("rel", pub, "demo-*"),
+#                           guestlib.policy_group("grp", name, build_id))
+# and tearDownClass destroys its guests (by name: Guest(n).destroy(), absent is fine)
+# before cls.ws.cleanup().
+
+class Workspace:
+    """A temporary folder for one test class, removed by cleanup().
+
+    Holds the subfolders named in dirs (default work/, state/, catalog/), as attributes of
+    the same name (ws.work, ws.state, ...) and absolute paths. state-like folders (every
+    name starting with "state") are made mode 0700, as hvpatch wants its state folder; the
+    others and the root 0755 (QEMU and helpers running as other users may read there).
+    set_state_env: point $HVPATCH_STATE_DIR at state/ for every hvpatch this process
+    starts; cleanup() puts the old value back. env(**extra): os.environ with
+    HVPATCH_STATE_DIR=state/ and extra, for one child."""
+
+    def __init__(self, prefix, dirs=("work", "state", "catalog"), set_state_env=False):
+        self.root = tempfile.mkdtemp(prefix=prefix)
+        self._old_state = os.environ.get("HVPATCH_STATE_DIR")
+        self._set_env = False
+        try:
+            os.chmod(self.root, 0o755)
+            for d in dirs:
+                path = os.path.join(self.root, d)
+                os.mkdir(path)
+                os.chmod(path, 0o700 if d.startswith("state") else 0o755)
+                setattr(self, d.replace("-", "_"), path)
+            if set_state_env:
+                os.environ["HVPATCH_STATE_DIR"] = self.state
+                self._set_env = True
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def env(self, **extra):
+        return dict(os.environ, HVPATCH_STATE_DIR=self.state, **extra)
+
+    def cleanup(self):
+        if self._set_env:
+            if self._old_state is None:
+                os.environ.pop("HVPATCH_STATE_DIR", None)
+            else:
+                os.environ["HVPATCH_STATE_DIR"] = self._old_state
+            self._set_env = False
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def boot_guests(names, **kw):
+    """Boot the guests NAMES at once (one thread each: every guest.sh create is independent),
+    each with Guest.create(name, **kw). All or nothing: if any fails, the others are
+    destroyed and GuestError names every failure (an interrupt is raised as it is).
+    Returns the Guest objects in the order of names."""
+    names = list(names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"boot_guests: duplicate names in {names}")
+    booted, errors = {}, []
+
+    def boot(name):
+        try:
+            booted[name] = Guest.create(name, **kw)
+        except BaseException as e:      # noqa: B902: reported below, in the main thread
+            errors.append((name, e))
+
+    threads = [threading.Thread(target=boot, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        for g in booted.values():
+            try:
+                g.destroy()
+            except GuestError:
+                pass
+        for _, e in errors:
+            if not isinstance(e, Exception):    # KeyboardInterrupt, SystemExit
+                raise e
+        if len(errors) == 1:
+            raise errors[0][1]
+        raise GuestError("; ".join(f"{n}: {e}" for n, e in errors))
+    return [booted[n] for n in names]
+
+
+BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
+
+
+def demo_bundle(build_id, out_dir, sequence=None, cmdline_bytes=None, env=None):
+    """Build the demo bundles for kernel build id BUILD_ID into OUT_DIR with
+    images/demo/build-demo.sh (--sequence N, --cmdline-bytes HEX when given; the tests'
+    hvpatch packs them; env: more variables for it, e.g. HVP_KERNEL_DIR). Returns
+    OUT_DIR/demo-version.hvp (with cmdline_bytes, there is OUT_DIR/demo-cmdline.hvp too).
+    Raises CalledProcessError on failure."""
+    cmd = [BUILD_DEMO, "--build-id", build_id]
+    if sequence is not None:
+        cmd += ["--sequence", str(sequence)]
+    if cmdline_bytes is not None:
+        cmd += ["--cmdline-bytes", cmdline_bytes]
+    subprocess.run(cmd + ["-o", out_dir], check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "HVPATCH": hvpatch_exe(), **(env or {})})
+    return os.path.join(out_dir, "demo-version.hvp")
+
+
+def minisign_keypair(directory, name):
+    """A new minisign key pair DIRECTORY/NAME.pub, DIRECTORY/NAME.key (no password).
+    Returns (pub path, secret key path)."""
+    minisign(directory, "-G", "-W", "-p", name + ".pub", "-s", name + ".key")
+    return os.path.join(directory, name + ".pub"), os.path.join(directory, name + ".key")
+
+
+def minisign_sign(key, path, comment):
+    """Sign PATH with the secret KEY (trusted comment COMMENT); returns PATH.minisig."""
+    minisign(os.path.dirname(os.path.abspath(path)), "-S", "-s", os.path.abspath(key),
+             "-m", os.path.abspath(path), "-t", comment)
+    return path + ".minisig"
+
+
+def _attr(value):
+    return xml.sax.saxutils.escape(str(value), {'"': "&quot;"})
+
+
+def policy_key(name, pub, may_sign="*"):
+    """A policy <key> element: NAME, its public key file PUB (relative: to the policy's
+    folder), allowed to sign the series matching MAY_SIGN."""
+    return (f'  <key name="{_attr(name)}"><public-key-file>{_attr(pub)}</public-key-file>'
+            f'<may-sign series="{_attr(may_sign)}"/></key>\n')
+
+
+def policy_group(name, select, build_id, extra=""):
+    """A policy <group> NAME selecting the guests whose name matches SELECT, any time
+    (<window/>), with one current baseline: kernel BUILD_ID. extra: more XML in the group
+    (e.g. '<require secure-boot="yes"/>'), placed before the window."""
+    return (f'  <group name="{_attr(name)}">\n'
+            f'    <select name="{_attr(select)}"/>\n'
+            + (f"    {extra}\n" if extra else "")
+            + "    <window/>\n"
+            f'    <baseline name="current" current="yes"><kernel build-id="{_attr(build_id)}"/></baseline>\n'
+            "  </group>\n")
+
+
+def write_policy(path, *parts):
+    """Write a policy file PATH holding the elements PARTS (policy_key(), policy_group() or
+    XML text of its own). Returns PATH."""
+    with open(path, "w") as f:
+        f.write('<?xml version="1.0"?>\n<policy version="1">\n' + "".join(parts) + "</policy>\n")
+    return path
 
 
 def kernel_dir():

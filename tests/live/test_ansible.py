@@ -46,8 +46,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import unittest
 
@@ -55,7 +53,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
 
 REPO = guestlib.REPO
-BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
 COLLECTION = os.path.join(REPO, "ansible")
 PLAYBOOK = os.path.join(COLLECTION, "playbooks", "rollout.yml")
 MODULES = ["hvpatch_patch", "hvpatch_facts", "hvpatch_sync", "hvpatch_rollout"]
@@ -64,9 +61,7 @@ SSHD = "/usr/sbin/sshd"
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def hvpatch_exe():
-    exe = os.environ.get("HVPATCH", "build/cli/hvpatch")
-    return exe if os.path.isabs(exe) else os.path.join(REPO, exe)
+hvpatch_exe = guestlib.hvpatch_exe
 
 
 def setUpModule():
@@ -95,7 +90,9 @@ class AnsibleLive(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="hvp-ans.")
+        cls.ws = guestlib.Workspace("hvp-ans.", dirs=("work", "state-A", "state-B", "state-C"))
+        cls.tmp, cls.work = cls.ws.root, cls.ws.work
+        cls.state = {h: cls.ws.path("state-" + h) for h in ("A", "B", "C")}
         try:
             cls.prepare()
         except BaseException:
@@ -115,66 +112,31 @@ class AnsibleLive(unittest.TestCase):
             for n in cls.names:
                 guestlib.Guest(n).destroy()
         finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+            cls.ws.cleanup()
 
     # -- setup -------------------------------------------------------------------
     @classmethod
-    def boot_all(cls):
-        cls.names = [f"hvp-ans-{os.getpid()}-{c}" for c in "abc"]
-        guests, errors = {}, []
-
-        def boot(name):
-            try:
-                guests[name] = guestlib.Guest.create(name, paging=4, kaslr=True, kernel_dir=guestlib.kernel_dir())
-            except BaseException as e:     # noqa: B902: reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=boot, args=(n,)) for n in cls.names]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        cls.g = {n[-1]: guests[n] for n in cls.names}
-
-    @classmethod
     def prepare(cls):
-        os.chmod(cls.tmp, 0o755)
-        cls.work = os.path.join(cls.tmp, "work")
-        os.mkdir(cls.work, 0o700)
-        cls.state = {h: os.path.join(cls.tmp, "state-" + h) for h in ("A", "B", "C")}
-        for d in cls.state.values():
-            os.mkdir(d, 0o700)
-        # sshd first: it runs while the guests boot
+        # sshd first: it runs while the guests boot (all three at once)
         cls.start_sshd()
-        cls.boot_all()
+        cls.names = [f"hvp-ans-{os.getpid()}-{c}" for c in "abc"]
+        cls.g = {n[-1]: g for n, g in zip(cls.names, guestlib.boot_guests(
+            cls.names, paging=4, kaslr=True, kernel_dir=guestlib.kernel_dir()))}
         ids = {g.build_id() for g in cls.g.values()}
         if len(ids) != 1:
             raise RuntimeError(f"the guests run different kernels: {ids}")
         build_id = ids.pop()
 
-        guestlib.minisign(cls.work, "-G", "-W", "-p", "ans.pub", "-s", "ans.key")
-        guestlib.minisign(cls.work, "-G", "-W", "-p", "other.pub", "-s", "other.key")
-        subprocess.run([BUILD_DEMO, "--build-id", build_id, "-o", os.path.join(cls.work, "good")], check=True,
-                       stdout=subprocess.DEVNULL, env=dict(os.environ, HVPATCH=hvpatch_exe()))
-        cls.bundle = os.path.join(cls.work, "good", "demo-version.hvp")
-        guestlib.minisign(cls.work, "-S", "-s", "ans.key", "-m", cls.bundle, "-t", "ansible")
-        policy = '''<?xml version="1.0"?>
-<policy version="1">
-  <key name="ans"><public-key-file>%s.pub</public-key-file><may-sign series="*"/></key>
-  <group name="ans">
-    <select name="hvp-ans-%d-*"/>
-    <window/>
-    <baseline name="current" current="yes"><kernel build-id="%s"/></baseline>
-  </group>
-</policy>
-'''
-        cls.policy = os.path.join(cls.work, "policy.xml")
-        cls.refusing = os.path.join(cls.work, "refusing.xml")     # trusts another key only
-        for path, key in ((cls.policy, "ans"), (cls.refusing, "other")):
-            with open(path, "w") as f:
-                f.write(policy % (key, os.getpid(), build_id))
+        _, key = guestlib.minisign_keypair(cls.work, "ans")
+        guestlib.minisign_keypair(cls.work, "other")
+        cls.bundle = guestlib.demo_bundle(build_id, os.path.join(cls.work, "good"))
+        guestlib.minisign_sign(key, cls.bundle, "ansible")
+        group = guestlib.policy_group("ans", f"hvp-ans-{os.getpid()}-*", build_id)
+        cls.policy = guestlib.write_policy(os.path.join(cls.work, "policy.xml"),
+                                           guestlib.policy_key("ans", "ans.pub"), group)
+        # trusts another key only (under the name "ans")
+        cls.refusing = guestlib.write_policy(os.path.join(cls.work, "refusing.xml"),
+                                             guestlib.policy_key("ans", "other.pub"), group)
 
         # the collection where ansible finds it: ansible_collections/hvpatch/hvpatch -> ansible/
         cls.colls = os.path.join(cls.tmp, "collections")

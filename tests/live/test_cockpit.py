@@ -55,7 +55,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
 
 REPO = guestlib.REPO
-BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cockpit_driver.js")
 COCKPIT_WS = "/usr/lib/cockpit/cockpit-ws"
 MARKER = " [hvpatch: hotpatched]"
@@ -246,37 +245,23 @@ class CockpitLive(unittest.TestCase):
         cls.defined = [HOSTILE]
 
         # the catalog: the demo bundle signed by the policy's key, a copy signed by another
-        guestlib.minisign(work, "-G", "-W", "-p", "rel.pub", "-s", "rel.key")
-        guestlib.minisign(work, "-G", "-W", "-p", "evil.pub", "-s", "evil.key")
-        subprocess.run([BUILD_DEMO, "--build-id", cls.build_id, "-o", os.path.join(work, "out")], check=True,
-                       stdout=subprocess.DEVNULL, env=dict(os.environ, HVPATCH=hvpatch_exe()))
+        pub, key = guestlib.minisign_keypair(work, "rel")
+        _, evil = guestlib.minisign_keypair(work, "evil")
+        out = guestlib.demo_bundle(cls.build_id, os.path.join(work, "out"), env={"HVPATCH": hvpatch_exe()})
         cls.bundle = os.path.join(cls.catalog, "demo-version.hvp")
         cls.evil = os.path.join(cls.catalog, "evil-version.hvp")
-        shutil.copy(os.path.join(work, "out", "demo-version.hvp"), cls.bundle)
-        shutil.copy(os.path.join(work, "out", "demo-version.hvp"), cls.evil)
-        guestlib.minisign(work, "-S", "-s", "rel.key", "-m", cls.bundle, "-t", "cockpit test")
-        guestlib.minisign(work, "-S", "-s", "evil.key", "-m", cls.evil, "-t", "cockpit test (untrusted)")
-        cls.policy = os.path.join(work, "policy.xml")
-        with open(cls.policy, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="rel"><public-key-file>{work}/rel.pub</public-key-file><may-sign series="demo-*"/></key>
-  <group name="ck"><select name="{cls.name}"/><window/>
-    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline></group>
-</policy>
-''')
+        shutil.copy(out, cls.bundle)
+        shutil.copy(out, cls.evil)
+        guestlib.minisign_sign(key, cls.bundle, "cockpit test")
+        guestlib.minisign_sign(evil, cls.evil, "cockpit test (untrusted)")
+        cls.policy = guestlib.write_policy(os.path.join(work, "policy.xml"), guestlib.policy_key("rel", pub, "demo-*"),
+                                           guestlib.policy_group("ck", cls.name, cls.build_id))
 
         # a second policy whose group refuses the guest: it requires Secure Boot, which the
         # test guests boot without
-        cls.policy_sb = os.path.join(work, "policy-sb.xml")
-        with open(cls.policy_sb, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="rel"><public-key-file>{work}/rel.pub</public-key-file><may-sign series="demo-*"/></key>
-  <group name="ck-sb"><select name="{cls.name}"/><require secure-boot="yes"/><window/>
-    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline></group>
-</policy>
-''')
+        cls.policy_sb = guestlib.write_policy(
+            os.path.join(work, "policy-sb.xml"), guestlib.policy_key("rel", pub, "demo-*"),
+            guestlib.policy_group("ck-sb", cls.name, cls.build_id, extra='<require secure-boot="yes"/>'))
 
         # hvpatch wrappers for the schema cases: add "schema": "urn:hvpatch:COMMAND:MAJOR"
         for major in (1, 2):

@@ -39,7 +39,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.error
@@ -49,7 +48,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
 
 REPO = guestlib.REPO
-BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
 MARKER = " [hvpatch: hotpatched]"
 FTRACE_NOP = bytes.fromhex("0f1f440000")
 INTERVAL = 3            # the daemon's periodic check, seconds
@@ -57,13 +55,8 @@ DOMAIN_GLOB = f"hvp-td-{os.getpid()}"   # the daemon leaves every other domain o
 PATCH_BACK = 120        # seconds a patch may take to come back (TCG on a loaded host)
 
 
-def exe(env, default):
-    p = os.environ.get(env, default)
-    return p if os.path.isabs(p) else os.path.join(REPO, p)
-
-
-HVPATCH = exe("HVPATCH", "build/cli/hvpatch")
-HVPATCHD = exe("HVPATCHD", "build/daemon/hvpatchd")
+HVPATCH = guestlib.hvpatch_exe()
+HVPATCHD = guestlib.hvpatchd_exe()
 
 
 def build_id_of(vmlinux):
@@ -212,8 +205,10 @@ class DaemonLive(unittest.TestCase):
         for b in (HVPATCH, HVPATCHD):
             if not os.access(b, os.X_OK):
                 raise RuntimeError(f"{b} not found: build it (cmake --build build)")
-        cls.tmp = tempfile.mkdtemp(prefix="hvp-td-")
-        os.chmod(cls.tmp, 0o755)
+        # state/ is left for hvpatchd to make
+        cls.ws = guestlib.Workspace("hvp-td-", dirs=("work", "catalog"))
+        cls.tmp, cls.work, cls.catalog = cls.ws.root, cls.ws.work, cls.ws.catalog
+        cls.state = cls.ws.path("state")
         try:
             cls.prepare()
         except BaseException:
@@ -222,40 +217,24 @@ class DaemonLive(unittest.TestCase):
 
     @classmethod
     def prepare(cls):
-        cls.work = os.path.join(cls.tmp, "work")
-        cls.state = os.path.join(cls.tmp, "state")
-        cls.catalog = os.path.join(cls.tmp, "catalog")
-        for d in (cls.work, cls.catalog):
-            os.mkdir(d)
         cls.name = f"hvp-td-{os.getpid()}"
         kdir = guestlib.kernel_dir()
         build_id = build_id_of(os.path.join(kdir, "vmlinux"))
-        env = dict(os.environ, HVPATCH=HVPATCH, HVP_KERNEL_DIR=kdir)
-        cls.minisign("-G", "-W", "-p", "rel.pub", "-s", "rel.key")
-        for seq in (1, 2, 3):
-            subprocess.run([BUILD_DEMO, "--build-id", build_id, "--sequence", str(seq),
-                            "-o", os.path.join(cls.work, f"s{seq}")], check=True, stdout=subprocess.DEVNULL, env=env)
+        _, cls.key = guestlib.minisign_keypair(cls.work, "rel")
+        s = [guestlib.demo_bundle(build_id, os.path.join(cls.work, f"s{seq}"), sequence=seq,
+                                  env={"HVP_KERNEL_DIR": kdir}) for seq in (1, 2, 3)]
         good = os.path.join(cls.catalog, "good.hvp")
-        shutil.copy(os.path.join(cls.work, "s1", "demo-version.hvp"), good)
-        cls.minisign("-S", "-s", "rel.key", "-m", good, "-t", "good")
-        shutil.copy(os.path.join(cls.work, "s2", "demo-version.hvp"), os.path.join(cls.catalog, "unsigned.hvp"))
+        shutil.copy(s[0], good)
+        guestlib.minisign_sign(cls.key, good, "good")
+        shutil.copy(s[1], os.path.join(cls.catalog, "unsigned.hvp"))
         corrupt = os.path.join(cls.catalog, "corrupt.hvp")
-        shutil.copy(os.path.join(cls.work, "s3", "demo-version.hvp"), corrupt)
+        shutil.copy(s[2], corrupt)
         with open(corrupt, "r+b") as f:
             f.truncate(os.path.getsize(corrupt) // 2)
-        cls.minisign("-S", "-s", "rel.key", "-m", corrupt, "-t", "corrupt")
-        cls.policy = os.path.join(cls.work, "policy.xml")
-        with open(cls.policy, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="rel"><public-key-file>rel.pub</public-key-file><may-sign series="demo-*"/></key>
-  <group name="daemon-test">
-    <select name="{cls.name}"/>
-    <window/>
-    <baseline name="current" current="yes"><kernel build-id="{build_id}"/></baseline>
-  </group>
-</policy>
-''')
+        guestlib.minisign_sign(cls.key, corrupt, "corrupt")
+        cls.policy = guestlib.write_policy(os.path.join(cls.work, "policy.xml"),
+                                           guestlib.policy_key("rel", "rel.pub", "demo-*"),
+                                           guestlib.policy_group("daemon-test", cls.name, build_id))
         os.environ["HVPATCH_STATE_DIR"] = cls.state
         cls.d = Daemon(cls.work, cls.catalog, cls.policy, cls.state)
         cls.d.start()
@@ -271,11 +250,7 @@ class DaemonLive(unittest.TestCase):
             if cls.name:
                 guestlib.Guest(cls.name).destroy()
         finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    @classmethod
-    def minisign(cls, *args):
-        guestlib.minisign(cls.work, *args)
+            cls.ws.cleanup()
 
     # -- helpers ---------------------------------------------------------------
     def promtool(self, text, what):
@@ -367,11 +342,10 @@ class DaemonLive(unittest.TestCase):
         cmd_va = self.g.symbol("cmdline_proc_show")
         code = self.g.xp(self.g.gva2gpa(cmd_va), 64)
         out = os.path.join(self.work, "cmd")
-        subprocess.run([BUILD_DEMO, "--build-id", self.g.build_id(), "--cmdline-bytes", code.hex(), "-o", out],
-                       check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, HVPATCH=HVPATCH))
+        guestlib.demo_bundle(self.g.build_id(), out, cmdline_bytes=code.hex())
         bundle = os.path.join(self.catalog, "cmdline.hvp")
         shutil.copy(os.path.join(out, "demo-cmdline.hvp"), bundle)
-        self.minisign("-S", "-s", "rel.key", "-m", bundle, "-t", "cmdline")
+        guestlib.minisign_sign(self.key, bundle, "cmdline")
         orig_cmdline = self.g.check("cat /proc/cmdline")
         self.d.p.send_signal(signal.SIGHUP)
         t0 = time.monotonic()

@@ -35,7 +35,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -44,7 +43,6 @@ import guestlib  # noqa: E402
 import kcflags  # noqa: E402
 
 REPO = guestlib.REPO
-BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
 VERSION_MARKER = " [hvpatch: hotpatched]"
 TAINT_WARN = 1 << 9
 WATCH = 20          # seconds apply --health watches (it returns at the first failure)
@@ -80,14 +78,32 @@ LOOP_START = ("(while :; do cat /proc/loadavg > /dev/null; sleep 0.2; done) </de
 LOOP_STOP = "kill $(cat /tmp/hg-loop.pid) 2>/dev/null; rm -f /tmp/hg-loop.pid; true"
 
 
-def hvpatch_exe():
-    exe = os.environ.get("HVPATCH", "build/cli/hvpatch")
-    return exe if os.path.isabs(exe) else os.path.join(REPO, exe)
+hvpatch_exe = guestlib.hvpatch_exe
+hvpatchd_exe = guestlib.hvpatchd_exe
 
 
-def hvpatchd_exe():
-    exe = os.environ.get("HVPATCHD", "build/daemon/hvpatchd")
-    return exe if os.path.isabs(exe) else os.path.join(REPO, exe)
+def build_warn_bundle(work, build_id, series, description, out):
+    """Compile WARN_C in WORK and pack it into OUT: patch SERIES-1 for kernel BUILD_ID, a
+    redirect of loadavg_proc_show to hvp_loadavg_warn (test_rollout uses it too)."""
+    src, obj = os.path.join(work, "warn.c"), os.path.join(work, "warn.o")
+    with open(src, "w") as f:
+        f.write(WARN_C)
+    subprocess.run([os.environ.get("CC", "gcc")] + kcflags.patch_cflags() + ["-c", src, "-o", obj], check=True)
+    manifest = os.path.join(work, "warn.xml")
+    with open(manifest, "w") as f:
+        f.write(f"""<?xml version="1.0" encoding="UTF-8"?>
+<patch xmlns="urn:hvpatch:manifest:1" id="{series}-1" series="{series}" sequence="1">
+  <description>{description}</description>
+  <target os="linux"><build-id>{build_id}</build-id></target>
+  <object name="warn.o" file="{obj}"/>
+  <sites>
+    <redirect symbol="loadavg_proc_show" object="warn.o" function="hvp_loadavg_warn"/>
+  </sites>
+</patch>
+""")
+    subprocess.run([hvpatch_exe(), "pack", "--kernel-config", kcflags.kernel_config(), manifest, "-o", out],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def setUpModule():
@@ -107,7 +123,8 @@ class HealthLive(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="hvp-hg-health.")
+        cls.ws = guestlib.Workspace("hvp-hg-health.")
+        cls.tmp, cls.work, cls.state, cls.catalog = cls.ws.root, cls.ws.work, cls.ws.state, cls.ws.catalog
         try:
             cls.prepare()
         except BaseException:
@@ -116,17 +133,11 @@ class HealthLive(unittest.TestCase):
 
     @classmethod
     def prepare(cls):
-        cls.work = os.path.join(cls.tmp, "work")
-        cls.state = os.path.join(cls.tmp, "state")
-        cls.catalog = os.path.join(cls.tmp, "catalog")
-        for d in (cls.work, cls.state, cls.catalog):
-            os.mkdir(d, 0o700)
         extra = os.path.join(cls.work, "pvpanic.xml")
         with open(extra, "w") as f:
             f.write(PVPANIC_XML)
-        os.chmod(cls.tmp, 0o755)    # guest.sh's files for QEMU need not live here, but be safe
         cls.name = f"hvp-hg-health-{os.getpid()}"
-        cls.g = guestlib.Guest.create(cls.name, paging=4, kaslr=True, xml_extra=extra,
+        cls.g, = guestlib.boot_guests([cls.name], paging=4, kaslr=True, xml_extra=extra,
                                       kernel_dir=guestlib.kernel_dir())
         cls.build_id = cls.g.build_id()
         syms = cls.g.check("grep -E ' (__warn|__warn_printk|loadavg_proc_show)$' /proc/kallsyms")
@@ -134,47 +145,16 @@ class HealthLive(unittest.TestCase):
             if f" {sym}\n" not in syms + "\n":
                 raise RuntimeError(f"the guest kernel has no {sym} in /proc/kallsyms: {syms!r}")
 
-        cls.minisign("-G", "-W", "-p", "hg.pub", "-s", "hg.key")
-        env = dict(os.environ, HVPATCH=hvpatch_exe())
-        subprocess.run([BUILD_DEMO, "--build-id", cls.build_id, "-o", os.path.join(cls.work, "good")], check=True,
-                       stdout=subprocess.DEVNULL, env=env)
-        cls.good = os.path.join(cls.work, "good", "demo-version.hvp")
-        cls.minisign("-S", "-s", "hg.key", "-m", cls.good, "-t", "good")
+        _, key = guestlib.minisign_keypair(cls.work, "hg")
+        cls.good = guestlib.demo_bundle(cls.build_id, os.path.join(cls.work, "good"))
+        guestlib.minisign_sign(key, cls.good, "good")
 
-        src = os.path.join(cls.work, "warn.c")
-        obj = os.path.join(cls.work, "warn.o")
-        with open(src, "w") as f:
-            f.write(WARN_C)
-        subprocess.run([os.environ.get("CC", "gcc")] + kcflags.patch_cflags() + ["-c", src, "-o", obj], check=True)
-        manifest = os.path.join(cls.work, "warn.xml")
-        with open(manifest, "w") as f:
-            f.write(f"""<?xml version="1.0" encoding="UTF-8"?>
-<patch xmlns="urn:hvpatch:manifest:1" id="hg-loadavg-1" series="hg-loadavg" sequence="1">
-  <description>loadavg_proc_show WARNs (the health gate's test)</description>
-  <target os="linux"><build-id>{cls.build_id}</build-id></target>
-  <object name="warn.o" file="{obj}"/>
-  <sites>
-    <redirect symbol="loadavg_proc_show" object="warn.o" function="hvp_loadavg_warn"/>
-  </sites>
-</patch>
-""")
-        cls.warn = os.path.join(cls.catalog, "warn.hvp")
-        subprocess.run([hvpatch_exe(), "pack", "--kernel-config", kcflags.kernel_config(), manifest, "-o", cls.warn],
-                       check=True, stdout=subprocess.DEVNULL)
-        cls.minisign("-S", "-s", "hg.key", "-m", cls.warn, "-t", "warn")
+        cls.warn = build_warn_bundle(cls.work, cls.build_id, "hg-loadavg", "loadavg_proc_show WARNs (the health gate's test)",
+                                     os.path.join(cls.catalog, "warn.hvp"))
+        guestlib.minisign_sign(key, cls.warn, "warn")
 
-        cls.policy = os.path.join(cls.work, "policy.xml")
-        with open(cls.policy, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="hg"><public-key-file>hg.pub</public-key-file><may-sign series="*"/></key>
-  <group name="hg-health">
-    <select name="{cls.name}"/>
-    <window/>
-    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline>
-  </group>
-</policy>
-''')
+        cls.policy = guestlib.write_policy(os.path.join(cls.work, "policy.xml"), guestlib.policy_key("hg", "hg.pub"),
+                                           guestlib.policy_group("hg-health", cls.name, cls.build_id))
         cls.orig_loadavg_tail = cls.g.check("cat /proc/loadavg").split()[-1]
         tainted = int(cls.g.check("cat /proc/sys/kernel/tainted").strip())
         if tainted & TAINT_WARN:
@@ -186,12 +166,9 @@ class HealthLive(unittest.TestCase):
             if cls.name:
                 guestlib.Guest(cls.name).destroy()
         finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+            cls.ws.cleanup()
 
     # -- helpers ---------------------------------------------------------------
-    @classmethod
-    def minisign(cls, *args):
-        guestlib.minisign(cls.work, *args)
 
     def argv(self, *args):
         return [hvpatch_exe(), "--json", "--policy", self.policy] + [str(a) for a in args]

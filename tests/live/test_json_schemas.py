@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -41,16 +40,8 @@ import guestlib  # noqa: E402
 import jsonschemas  # noqa: E402
 
 REPO = guestlib.REPO
-BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
-
-
-def exe(var, default):
-    p = os.environ.get(var, default)
-    return p if os.path.isabs(p) else os.path.join(REPO, p)
-
-
-HVPATCH = exe("HVPATCH", "build/cli/hvpatch")
-HVPATCHD = exe("HVPATCHD", "build/daemon/hvpatchd")
+HVPATCH = guestlib.hvpatch_exe()
+HVPATCHD = guestlib.hvpatchd_exe()
 
 
 def setUpModule():
@@ -75,8 +66,9 @@ class JsonSchemas(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="hvp-schemas12.")
-        cls.old_state = os.environ.get("HVPATCH_STATE_DIR")
+        # $HVPATCH_STATE_DIR points at its state/ for every hvpatch of this test
+        cls.ws = guestlib.Workspace("hvp-schemas12.", set_state_env=True)
+        cls.tmp, cls.work, cls.state, cls.catalog = cls.ws.root, cls.ws.work, cls.ws.state, cls.ws.catalog
         try:
             cls.prepare()
         except BaseException:
@@ -85,55 +77,30 @@ class JsonSchemas(unittest.TestCase):
 
     @classmethod
     def prepare(cls):
-        cls.work = os.path.join(cls.tmp, "work")
-        cls.state = os.path.join(cls.tmp, "state")
-        cls.catalog = os.path.join(cls.tmp, "catalog")
-        for d in (cls.work, cls.catalog):
-            os.mkdir(d)
-        os.mkdir(cls.state, 0o700)
-        os.environ["HVPATCH_STATE_DIR"] = cls.state        # every hvpatch of this test
         cls.name = f"hvp-schemas12-{os.getpid()}"
-        cls.g = guestlib.Guest.create(cls.name, paging=4, kaslr=True)
+        cls.g, = guestlib.boot_guests([cls.name], paging=4, kaslr=True)
         cls.build_id = cls.g.build_id()
         cls.version_va = cls.g.symbol("version_proc_show")
 
-        env = dict(os.environ, HVPATCH=HVPATCH)
-        for seq in (1, 2):
-            subprocess.run([BUILD_DEMO, "--build-id", cls.build_id, "--sequence", str(seq),
-                            "-o", os.path.join(cls.work, f"s{seq}")], check=True, stdout=subprocess.DEVNULL, env=env)
+        cls.good = guestlib.demo_bundle(cls.build_id, os.path.join(cls.work, "s1"), sequence=1)
+        s2 = guestlib.demo_bundle(cls.build_id, os.path.join(cls.work, "s2"), sequence=2)
         cls.manifest = os.path.join(cls.work, "s1", "manifest.xml")
-        cls.good = os.path.join(cls.work, "s1", "demo-version.hvp")
-        cls.minisign("-G", "-W", "-p", "rel.pub", "-s", "rel.key")
-        cls.minisign("-G", "-W", "-p", "other.pub", "-s", "other.key")
-        cls.minisign("-S", "-s", "rel.key", "-m", cls.good, "-t", "good")
+        _, rel = guestlib.minisign_keypair(cls.work, "rel")
+        _, other = guestlib.minisign_keypair(cls.work, "other")
+        guestlib.minisign_sign(rel, cls.good, "good")
         cls.foreign = os.path.join(cls.work, "foreign.hvp")
         shutil.copy(cls.good, cls.foreign)
-        cls.minisign("-S", "-s", "other.key", "-m", cls.foreign, "-t", "signed by a key the policy does not know")
+        guestlib.minisign_sign(other, cls.foreign, "signed by a key the policy does not know")
         seq2 = os.path.join(cls.catalog, "v2.hvp")
-        shutil.copy(os.path.join(cls.work, "s2", "demo-version.hvp"), seq2)
-        cls.minisign("-S", "-s", "rel.key", "-m", seq2, "-t", "v2")
+        shutil.copy(s2, seq2)
+        guestlib.minisign_sign(rel, seq2, "v2")
         with open(os.path.join(cls.catalog, "broken.hvp"), "wb") as f:
             f.write(b"not a bundle")
 
-        cls.policy = os.path.join(cls.work, "policy.xml")
-        with open(cls.policy, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="rel"><public-key-file>rel.pub</public-key-file><may-sign series="demo-*"/></key>
-  <group name="schemas12">
-    <select name="{cls.name}"/>
-    <window/>
-    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline>
-  </group>
-</policy>
-''')
-        cls.nogroup = os.path.join(cls.work, "nogroup.xml")
-        with open(cls.nogroup, "w") as f:
-            f.write('''<?xml version="1.0"?>
-<policy version="1">
-  <key name="rel"><public-key-file>rel.pub</public-key-file><may-sign series="demo-*"/></key>
-</policy>
-''')
+        key = guestlib.policy_key("rel", "rel.pub", "demo-*")
+        cls.policy = guestlib.write_policy(os.path.join(cls.work, "policy.xml"), key,
+                                           guestlib.policy_group("schemas12", cls.name, cls.build_id))
+        cls.nogroup = guestlib.write_policy(os.path.join(cls.work, "nogroup.xml"), key)
 
     @classmethod
     def tearDownClass(cls):
@@ -141,15 +108,7 @@ class JsonSchemas(unittest.TestCase):
             if cls.name:
                 guestlib.Guest(cls.name).destroy()
         finally:
-            if cls.old_state is None:
-                os.environ.pop("HVPATCH_STATE_DIR", None)
-            else:
-                os.environ["HVPATCH_STATE_DIR"] = cls.old_state
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    @classmethod
-    def minisign(cls, *args):
-        guestlib.minisign(cls.work, *args)
+            cls.ws.cleanup()
 
     def hv(self, *args, rc=0, policy=True, timeout=600):
         """hvpatch --json [--policy POLICY] ARGS, validated by guestlib; the exit code must be rc."""

@@ -39,7 +39,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import xml.sax.saxutils
@@ -48,18 +47,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
 
 REPO = guestlib.REPO
-BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
 MARKER = " [hvpatch: hotpatched]"
 CI = os.environ.get("CI") == "true"
 TAG = f"hvp-rep-{os.getpid()}"
 VERDICTS = ["compliant", "reboot-required", "unmanaged", "refused", "error", "shut-off"]
 
 
-def hvpatch_exe():
-    exe = os.environ.get("HVPATCH", "build/cli/hvpatch")
-    if not os.path.isabs(exe):
-        exe = os.path.join(REPO, exe)
-    return exe
+hvpatch_exe = guestlib.hvpatch_exe
 
 
 def artifact_dir():
@@ -157,7 +151,8 @@ class ReportLive(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="hvp-rep.")
+        cls.ws = guestlib.Workspace("hvp-rep.", dirs=("work", "state"))
+        cls.tmp, cls.work, cls.state = cls.ws.root, cls.ws.work, cls.ws.state
         try:
             cls.prepare()
         except BaseException:
@@ -166,31 +161,11 @@ class ReportLive(unittest.TestCase):
 
     @classmethod
     def prepare(cls):
-        cls.work = os.path.join(cls.tmp, "work")
-        cls.state = os.path.join(cls.tmp, "state")
-        os.mkdir(cls.work)
-        os.mkdir(cls.state, 0o700)
         cls.A, cls.B, cls.C = (f"{TAG}-a", f"{TAG}-b", f"{TAG}-c")
         # OFF's name is hostile markup (libvirt takes any name without '/')
         cls.OFF, cls.FW = f"{TAG}-off<i>x<b>&\"'", f"{TAG}-fw"
-        cls.guests = []
-        booted, errors = {}, []
-
-        def boot(name):
-            try:
-                booted[name] = guestlib.Guest.create(name, paging=4, kaslr=True)
-            except BaseException as e:  # noqa: B036 (reported below)
-                errors.append(f"{name}: {e}")
-
-        threads = [threading.Thread(target=boot, args=(n,)) for n in (cls.A, cls.B, cls.C)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        cls.guests = [booted[n] for n in (cls.A, cls.B, cls.C) if n in booted]
-        if errors:
-            raise guestlib.GuestError("; ".join(errors))
-        cls.ga, cls.gb, cls.gc = (booted[cls.A], booted[cls.B], booted[cls.C])
+        cls.guests = guestlib.boot_guests([cls.A, cls.B, cls.C], paging=4, kaslr=True)
+        cls.ga, cls.gb, cls.gc = cls.guests
         cls.build_id = cls.ga.build_id()
         for g in (cls.gb, cls.gc):
             if g.build_id() != cls.build_id:
@@ -204,21 +179,15 @@ class ReportLive(unittest.TestCase):
             virsh("define", path)
         virsh("start", "--paused", cls.FW)
 
-        cls.minisign("-G", "-W", "-p", "rel.pub", "-s", "rel.key")
-        subprocess.run([BUILD_DEMO, "--build-id", cls.build_id, "-o", os.path.join(cls.work, "s1")], check=True,
-                       stdout=subprocess.DEVNULL, env=dict(os.environ, HVPATCH=hvpatch_exe()))
-        cls.bundle = os.path.join(cls.work, "s1", "demo-version.hvp")
-        cls.minisign("-S", "-s", "rel.key", "-m", cls.bundle, "-t", "report test")
+        _, key = guestlib.minisign_keypair(cls.work, "rel")
+        cls.bundle = guestlib.demo_bundle(cls.build_id, os.path.join(cls.work, "s1"))
+        guestlib.minisign_sign(key, cls.bundle, "report test")
         fake = "f" * 40
-        groups = f'''
-  <group name="rep-ok"><select name="{cls.A}"/><window/>
-    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline></group>
-  <group name="rep-old"><select name="{cls.B}"/><window/>
+        groups = guestlib.policy_group("rep-ok", cls.A, cls.build_id) + f'''  <group name="rep-old"><select name="{cls.B}"/><window/>
     <baseline name="2026-12" current="yes"><kernel build-id="{fake}"/></baseline>
-    <baseline name="2026-06"><kernel build-id="{cls.build_id}"/></baseline></group>'''
-        refuse = f'''
-  <group name="rep-sb"><select name="{cls.C}"/><require secure-boot="yes"/><window/>
-    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline></group>'''
+    <baseline name="2026-06"><kernel build-id="{cls.build_id}"/></baseline></group>
+'''
+        refuse = guestlib.policy_group("rep-sb", cls.C, cls.build_id, extra='<require secure-boot="yes"/>')
         cls.policy = cls.write_policy("policy.xml", groups)
         cls.policy_sb = cls.write_policy("policy-sb.xml", groups + refuse)
 
@@ -231,14 +200,7 @@ class ReportLive(unittest.TestCase):
 
     @classmethod
     def write_policy(cls, name, groups):
-        path = os.path.join(cls.work, name)
-        with open(path, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="rel"><public-key-file>rel.pub</public-key-file><may-sign series="demo-*"/></key>{groups}
-</policy>
-''')
-        return path
+        return guestlib.write_policy(os.path.join(cls.work, name), guestlib.policy_key("rel", "rel.pub", "demo-*"), groups)
 
     @classmethod
     def tearDownClass(cls):
@@ -249,12 +211,9 @@ class ReportLive(unittest.TestCase):
             for g in cls.guests:
                 g.destroy()
         finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+            cls.ws.cleanup()
 
     # -- helpers ---------------------------------------------------------------
-    @classmethod
-    def minisign(cls, *args):
-        guestlib.minisign(cls.work, *args)
 
     @classmethod
     def hv_cls(cls, args, policy=None, json_out=True):

@@ -38,25 +38,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
-import kcflags  # noqa: E402
 import test_health  # noqa: E402  (its WARN bundle's source and the loops)
 
 REPO = guestlib.REPO
-BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
 VERSION_MARKER = " [hvpatch: hotpatched]"
 WATCH = 20
 
 
-def hvpatch_exe():
-    exe = os.environ.get("HVPATCH", "build/cli/hvpatch")
-    return exe if os.path.isabs(exe) else os.path.join(REPO, exe)
+hvpatch_exe = guestlib.hvpatch_exe
 
 
 def setUpModule():
@@ -75,7 +69,8 @@ class RolloutLive(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="hvp-ro-rollout.")
+        cls.ws = guestlib.Workspace("hvp-ro-rollout.", dirs=("work", "state"))
+        cls.tmp, cls.work, cls.state = cls.ws.root, cls.ws.work, cls.ws.state
         try:
             cls.prepare()
         except BaseException:
@@ -83,79 +78,26 @@ class RolloutLive(unittest.TestCase):
             raise
 
     @classmethod
-    def boot_all(cls):
-        """Boot the three guests at once (each guest.sh create is independent)."""
-        cls.names = [f"hvp-ro-{os.getpid()}-{c}" for c in "abc"]
-        guests, errors = {}, []
-
-        def boot(name):
-            try:
-                guests[name] = guestlib.Guest.create(name, paging=4, kaslr=True, kernel_dir=guestlib.kernel_dir())
-            except BaseException as e:     # noqa: B902: reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=boot, args=(n,)) for n in cls.names]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        cls.g = [guests[n] for n in cls.names]
-
-    @classmethod
     def prepare(cls):
-        cls.work = os.path.join(cls.tmp, "work")
-        cls.state = os.path.join(cls.tmp, "state")
-        for d in (cls.work, cls.state):
-            os.mkdir(d, 0o700)
-        os.chmod(cls.tmp, 0o755)
-        cls.boot_all()
+        # the three guests boot at once
+        cls.names = [f"hvp-ro-{os.getpid()}-{c}" for c in "abc"]
+        cls.g = guestlib.boot_guests(cls.names, paging=4, kaslr=True, kernel_dir=guestlib.kernel_dir())
         ids = {g.build_id() for g in cls.g}
         if len(ids) != 1:
             raise RuntimeError(f"the guests run different kernels: {ids}")
         cls.build_id = ids.pop()
 
-        guestlib.minisign(cls.work, "-G", "-W", "-p", "ro.pub", "-s", "ro.key")
-        env = dict(os.environ, HVPATCH=hvpatch_exe())
-        subprocess.run([BUILD_DEMO, "--build-id", cls.build_id, "-o", os.path.join(cls.work, "good")], check=True,
-                       stdout=subprocess.DEVNULL, env=env)
-        cls.good = os.path.join(cls.work, "good", "demo-version.hvp")
-        guestlib.minisign(cls.work, "-S", "-s", "ro.key", "-m", cls.good, "-t", "good")
+        _, key = guestlib.minisign_keypair(cls.work, "ro")
+        cls.good = guestlib.demo_bundle(cls.build_id, os.path.join(cls.work, "good"))
+        guestlib.minisign_sign(key, cls.good, "good")
 
-        src, obj = os.path.join(cls.work, "warn.c"), os.path.join(cls.work, "warn.o")
-        with open(src, "w") as f:
-            f.write(test_health.WARN_C)
-        subprocess.run([os.environ.get("CC", "gcc")] + kcflags.patch_cflags() + ["-c", src, "-o", obj], check=True)
-        manifest = os.path.join(cls.work, "warn.xml")
-        with open(manifest, "w") as f:
-            f.write(f"""<?xml version="1.0" encoding="UTF-8"?>
-<patch xmlns="urn:hvpatch:manifest:1" id="ro-loadavg-1" series="ro-loadavg" sequence="1">
-  <description>loadavg_proc_show WARNs (the rollout's halting test)</description>
-  <target os="linux"><build-id>{cls.build_id}</build-id></target>
-  <object name="warn.o" file="{obj}"/>
-  <sites>
-    <redirect symbol="loadavg_proc_show" object="warn.o" function="hvp_loadavg_warn"/>
-  </sites>
-</patch>
-""")
-        cls.warn = os.path.join(cls.work, "warn.hvp")
-        subprocess.run([hvpatch_exe(), "pack", "--kernel-config", kcflags.kernel_config(), manifest, "-o", cls.warn],
-                       check=True, stdout=subprocess.DEVNULL)
-        guestlib.minisign(cls.work, "-S", "-s", "ro.key", "-m", cls.warn, "-t", "warn")
+        cls.warn = test_health.build_warn_bundle(cls.work, cls.build_id, "ro-loadavg",
+                                                 "loadavg_proc_show WARNs (the rollout's halting test)",
+                                                 os.path.join(cls.work, "warn.hvp"))
+        guestlib.minisign_sign(key, cls.warn, "warn")
 
-        cls.policy = os.path.join(cls.work, "policy.xml")
-        with open(cls.policy, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="ro"><public-key-file>ro.pub</public-key-file><may-sign series="*"/></key>
-  <group name="ro-rollout">
-    <select name="hvp-ro-{os.getpid()}-*"/>
-    <window/>
-    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline>
-  </group>
-</policy>
-''')
+        cls.policy = guestlib.write_policy(os.path.join(cls.work, "policy.xml"), guestlib.policy_key("ro", "ro.pub"),
+                                           guestlib.policy_group("ro-rollout", f"hvp-ro-{os.getpid()}-*", cls.build_id))
 
     @classmethod
     def tearDownClass(cls):
@@ -163,7 +105,7 @@ class RolloutLive(unittest.TestCase):
             for n in cls.names:
                 guestlib.Guest(n).destroy()
         finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+            cls.ws.cleanup()
 
     # -- helpers ---------------------------------------------------------------
     def env(self):
@@ -393,23 +335,9 @@ class RolloutLive(unittest.TestCase):
         """--rings @GROUP,...: a ring per policy group in the order named (the policy puts
         the first guest in ro-first, the others in ro-rest; named the other way round)."""
         pid = os.getpid()
-        policy = os.path.join(self.work, "groups.xml")
-        with open(policy, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="ro"><public-key-file>ro.pub</public-key-file><may-sign series="*"/></key>
-  <group name="ro-first">
-    <select name="hvp-ro-{pid}-a"/>
-    <window/>
-    <baseline name="current" current="yes"><kernel build-id="{self.build_id}"/></baseline>
-  </group>
-  <group name="ro-rest">
-    <select name="hvp-ro-{pid}-*"/>
-    <window/>
-    <baseline name="current" current="yes"><kernel build-id="{self.build_id}"/></baseline>
-  </group>
-</policy>
-''')
+        policy = guestlib.write_policy(os.path.join(self.work, "groups.xml"), guestlib.policy_key("ro", "ro.pub"),
+                                       guestlib.policy_group("ro-first", f"hvp-ro-{pid}-a", self.build_id),
+                                       guestlib.policy_group("ro-rest", f"hvp-ro-{pid}-*", self.build_id))
         argv = self.rollout_argv(self.good, os.path.join(self.work, "groups.json"), "--health", 0)
         argv[argv.index("1,50%,100%")] = "@ro-rest,@ro-first"
         argv[argv.index(self.policy)] = policy

@@ -33,24 +33,18 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib  # noqa: E402
 
 REPO = guestlib.REPO
-BUILD_DEMO = os.path.join(REPO, "images", "demo", "build-demo.sh")
 MARKER = " [hvpatch: hotpatched]"
 PAGE = 4096
 NS = "urn:hvpatch:libvirt-metadata:1"
 
 
-def hvpatch_exe():
-    exe = os.environ.get("HVPATCH", "build/cli/hvpatch")
-    if not os.path.isabs(exe):
-        exe = os.path.join(REPO, exe)
-    return exe
+hvpatch_exe = guestlib.hvpatch_exe
 
 
 def hmp_bytes(out):
@@ -79,7 +73,8 @@ class SyncLive(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="hvp-lib9-sync.")
+        cls.ws = guestlib.Workspace("hvp-lib9-sync.")
+        cls.tmp, cls.work, cls.state, cls.catalog = cls.ws.root, cls.ws.work, cls.ws.state, cls.ws.catalog
         try:
             cls.prepare()
         except BaseException:
@@ -88,13 +83,8 @@ class SyncLive(unittest.TestCase):
 
     @classmethod
     def prepare(cls):
-        cls.work = os.path.join(cls.tmp, "work")
-        cls.state = os.path.join(cls.tmp, "state")
-        cls.catalog = os.path.join(cls.tmp, "catalog")
-        for d in (cls.work, cls.state, cls.catalog):
-            os.mkdir(d)
         cls.name = f"hvp-lib9-sync-{os.getpid()}"
-        cls.g = guestlib.Guest.create(cls.name, paging=4, kaslr=True)
+        cls.g, = guestlib.boot_guests([cls.name], paging=4, kaslr=True)
         cls.build_id = cls.g.build_id()
 
         syms = {}
@@ -112,29 +102,26 @@ class SyncLive(unittest.TestCase):
         cmdline = cls.g.gva2gpa(syms["cmdline_proc_show"])
         head = hmp_bytes(cls.g.hmp("xp /8xg 0x%x" % cmdline))
 
-        cls.minisign("-G", "-W", "-p", "rel.pub", "-s", "rel.key")
-        env = dict(os.environ, HVPATCH=hvpatch_exe())
+        pub, key = guestlib.minisign_keypair(cls.work, "rel")
         for seq in (1, 2, 3, 4):
-            subprocess.run([BUILD_DEMO, "--build-id", cls.build_id, "--sequence", str(seq),
-                            "-o", os.path.join(cls.work, f"s{seq}")], check=True, stdout=subprocess.DEVNULL, env=env)
-        subprocess.run([BUILD_DEMO, "--build-id", cls.build_id, "--cmdline-bytes", head.hex(),
-                        "-o", os.path.join(cls.work, "cmd")], check=True, stdout=subprocess.DEVNULL, env=env)
+            guestlib.demo_bundle(cls.build_id, os.path.join(cls.work, f"s{seq}"), sequence=seq)
+        guestlib.demo_bundle(cls.build_id, os.path.join(cls.work, "cmd"), cmdline_bytes=head.hex())
         cls.hand = os.path.join(cls.work, "cmd", "demo-cmdline.hvp")
-        cls.minisign("-S", "-s", "rel.key", "-m", cls.hand, "-t", "by hand")
+        guestlib.minisign_sign(key, cls.hand, "by hand")
 
         def place(seq, name):
             dst = os.path.join(cls.catalog, name)
             shutil.copy(os.path.join(cls.work, f"s{seq}", "demo-version.hvp"), dst)
             return dst
 
-        cls.minisign("-S", "-s", "rel.key", "-m", place(1, "good.hvp"), "-t", "good")
+        guestlib.minisign_sign(key, place(1, "good.hvp"), "good")
         place(2, "unsigned.hvp")
         corrupt = place(3, "corrupt.hvp")
         with open(corrupt, "r+b") as f:
             f.truncate(os.path.getsize(corrupt) // 2)
-        cls.minisign("-S", "-s", "rel.key", "-m", corrupt, "-t", "corrupt")
+        guestlib.minisign_sign(key, corrupt, "corrupt")
         tampered = place(4, "tampered.hvp")
-        cls.minisign("-S", "-s", "rel.key", "-m", tampered, "-t", "tampered")
+        guestlib.minisign_sign(key, tampered, "tampered")
         with open(tampered, "r+b") as f:
             f.seek(200)
             b = f.read(1)
@@ -143,18 +130,9 @@ class SyncLive(unittest.TestCase):
         with open(os.path.join(cls.catalog, "notes.txt"), "w") as f:
             f.write("not a bundle\n")
 
-        cls.policy = os.path.join(cls.work, "policy.xml")
-        with open(cls.policy, "w") as f:
-            f.write(f'''<?xml version="1.0"?>
-<policy version="1">
-  <key name="rel"><public-key-file>rel.pub</public-key-file><may-sign series="demo-*"/></key>
-  <group name="lib9-sync">
-    <select name="{cls.name}"/>
-    <window/>
-    <baseline name="current" current="yes"><kernel build-id="{cls.build_id}"/></baseline>
-  </group>
-</policy>
-''')
+        cls.policy = guestlib.write_policy(os.path.join(cls.work, "policy.xml"),
+                                           guestlib.policy_key("rel", "rel.pub", "demo-*"),
+                                           guestlib.policy_group("lib9-sync", cls.name, cls.build_id))
         cls.orig_version = cls.g.check("cat /proc/version")
         cls.orig_cmdline = cls.g.check("cat /proc/cmdline")
 
@@ -164,12 +142,9 @@ class SyncLive(unittest.TestCase):
             if cls.name:
                 guestlib.Guest(cls.name).destroy()
         finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+            cls.ws.cleanup()
 
     # -- helpers ---------------------------------------------------------------
-    @classmethod
-    def minisign(cls, *args):
-        guestlib.minisign(cls.work, *args)
 
     def hv(self, *args):
         """hvpatch --json --policy POLICY ARGS: (exit code, parsed stdout, stderr)."""
