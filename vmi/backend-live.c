@@ -38,6 +38,32 @@ double live_probe(double since, const char *what)
 
 static int live_resume(void *be);
 
+/*
+ * A stop and a continue through the stub reach libvirt as QEMU events, which libvirt
+ * takes in on its own time: right after the detach it may still say "paused", and the
+ * next pause (the next attempt of a window, or the next hvpatch) would take the guest
+ * for one paused by someone else. So before the next pause and after the window
+ * (outside pause_ms), wait until libvirt says it runs, bounded.
+ */
+#define STUB_RESUME_SEEN_MS 3000
+
+static void wait_resume_seen(struct live_be *b)
+{
+        double t0 = hvp_now_ms();
+        int state = -1, reason = 0;
+
+        b->stub_resumed = false;
+        /* a stop through the stub shows as reason "unknown"; any other pause is not ours */
+        while (live_domain_state(b, &state, &reason) == 0 && state == VIR_DOMAIN_PAUSED &&
+               reason == VIR_DOMAIN_PAUSED_UNKNOWN && hvp_now_ms() - t0 < STUB_RESUME_SEEN_MS)
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
+        if (state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_UNKNOWN)
+                hvp_warn("domain %s: libvirt still says paused (reason: %s) %d ms after the gdbstub continued it",
+                         b->name, live_paused_reason(reason), STUB_RESUME_SEEN_MS);
+        else
+                hvp_debug("live: libvirt saw the resume after %.3f ms", hvp_now_ms() - t0);
+}
+
 static int live_pause(void *be)
 {
         struct live_be *b = be;
@@ -46,6 +72,8 @@ static int live_pause(void *be)
 
         if (b->paused)
                 return 0;
+        if (b->stub_resumed)            /* a retry: our own continue may not have reached libvirt */
+                wait_resume_seen(b);
         r = live_domain_state(b, &state, &reason);
         if (r < 0)
                 return r;
@@ -150,31 +178,6 @@ static int live_prepare(void *be)
 }
 
 /* After the window, with the guest running again: stop the stub listening. */
-/*
- * A stop and a continue through the stub reach libvirt as QEMU events, which libvirt
- * takes in on its own time: right after the detach it may still say "paused". The next
- * hvpatch would then take the guest for one paused by someone else. So, after the
- * window (outside pause_ms), wait until libvirt says it runs, bounded.
- */
-#define STUB_RESUME_SEEN_MS 3000
-
-static void wait_resume_seen(struct live_be *b)
-{
-        double t0 = hvp_now_ms();
-        int state = -1, reason = 0;
-
-        b->stub_resumed = false;
-        /* a stop through the stub shows as reason "unknown"; any other pause is not ours */
-        while (live_domain_state(b, &state, &reason) == 0 && state == VIR_DOMAIN_PAUSED &&
-               reason == VIR_DOMAIN_PAUSED_UNKNOWN && hvp_now_ms() - t0 < STUB_RESUME_SEEN_MS)
-                (void)nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
-        if (state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_UNKNOWN)
-                hvp_warn("domain %s: libvirt still says paused (reason: %s) %d ms after the gdbstub continued it",
-                         b->name, live_paused_reason(reason), STUB_RESUME_SEEN_MS);
-        else
-                hvp_debug("live: libvirt saw the resume after %.3f ms", hvp_now_ms() - t0);
-}
-
 static int live_release(void *be)
 {
         struct live_be *b = be;
