@@ -56,21 +56,33 @@ exec </dev/console >/dev/console 2>&1
 # real addresses in /proc/kallsyms (root has CAP_SYSLOG anyway)
 echo 0 >/proc/sys/kernel/kptr_restrict 2>/dev/null
 cd /
-ready=
+# The command channel runs in a child of PID 1, never in PID 1 itself. Orphaned processes
+# (anything a command leaves running in the background) are re-parented to PID 1, and
+# their SIGCHLD, arriving while ash's `read` is part way through a line, makes ash start
+# that line over: the bytes read so far are lost, and the rest runs as a command on its
+# own (1 line in ~40 while background sleeps exited, on a TCG guest). PID 1 only reaps.
+first=first
 while :; do
-    exec 3<>/dev/ttyS1 || { sleep 1; continue; }
-    # raw: no echo, no CR/LF translation, no line length limit; clocal: ignore carrier
-    stty raw -echo clocal 115200 <&3
-    if [ -z "$ready" ]; then echo HVP-READY >/dev/ttyS0; ready=1; fi
-    while IFS= read -r line <&3; do
-        [ -n "$line" ] || continue      # hosts send a newline first to end any stale fragment
-        sh -c "$line" </dev/null >&3 2>&1
-        echo "HVP-END $?" >&3
-    done
-    exec 3>&-
+    /bin/sh /bin/hvp-channel $first
+    first=
+    sleep 1
 done
 INIT
-chmod 755 "$root/init"
+cat >"$root/bin/hvp-channel" <<'CHANNEL'
+#!/bin/busybox sh
+# hvp-channel [first] - the command channel on /dev/ttyS1 (see build-initramfs.sh --help).
+# Returns when the tty cannot be opened or read; /init starts it again.
+exec 3<>/dev/ttyS1 || exit 1
+# raw: no echo, no CR/LF translation, no line length limit; clocal: ignore carrier
+stty raw -echo clocal 115200 <&3
+[ "$1" = first ] && echo HVP-READY >/dev/ttyS0
+while IFS= read -r line <&3; do
+    [ -n "$line" ] || continue      # hosts send a newline first to end any stale fragment
+    sh -c "$line" </dev/null >&3 2>&1
+    echo "HVP-END $?" >&3
+done
+CHANNEL
+chmod 755 "$root/init" "$root/bin/hvp-channel"
 
 (umask 022 && mkdir -p "$(dirname "$out")")
 tmp_out=$(mktemp "$out.XXXXXX")

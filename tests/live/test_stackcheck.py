@@ -179,7 +179,7 @@ class StackCheck(unittest.TestCase):
 
     def kill(self, pid):
         for i in range(50):
-            if i % 10 == 0:     # again every second: a command line once came back garbled under load
+            if i % 10 == 0:     # again every second, in case the first kill came too early
                 self.g.run(f"kill {pid}")
             if self.g.run(f"test -d /proc/{pid} && echo alive")[1].strip() != "alive":
                 return
