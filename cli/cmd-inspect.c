@@ -88,6 +88,15 @@ static int inspect_not_linux(struct cli *c, struct hvp_guest *g, int err, const 
         return EXIT_OK;
 }
 
+/* The attach walks the kernel's own table when it can (an idle vCPU has it in CR3 too). */
+static bool walks_init_top_pgt(struct hvp_mmu *mmu, const struct hvp_kernel *k)
+{
+        const struct hvp_symbol *s = hvp_symtab_lookup(k->symtab, "init_top_pgt");
+        struct hvp_translation tr;
+
+        return s && hvp_mmu_translate(mmu, s->addr, &tr) == 0 && tr.pa == hvp_mmu_root(mmu);
+}
+
 int cmd_inspect(struct cli *c, int argc, char **argv)
 {
         struct cli_target t = { 0 };
@@ -96,6 +105,7 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
         char build_id[2 * sizeof(k->build_id) + 1];
         struct cli_boot_security sec;
         char sec_text[640];
+        const char *table_source;
         double t0;
         double elapsed;
         int r;
@@ -125,9 +135,11 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
         k = t.kernel;
         hvp_guest_vcpu_regs(t.guest, t.vcpu, &regs);
         hvp_hex_encode(k->build_id, k->build_id_len, build_id);
+        table_source = walks_init_top_pgt(t.mmu, k) ? "init_top_pgt" : "cr3";
 
         if (c->json) {
                 json_object *o = json_object_new_object(), *ko = json_object_new_object();
+                json_object *pt = json_object_new_object();
 
                 json_object_object_add(o, "domain", json_object_new_string(hvp_guest_name(t.guest)));
                 json_object_object_add(o, "backend", json_object_new_string(hvp_guest_backend(t.guest)));
@@ -136,6 +148,9 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                         hvp_mmu_mode(t.mmu) == HVP_PAGING_5LEVEL ? "5-level" : "4-level"));
                 json_object_object_add(o, "cr3", cli_json_addr(regs.cr3));
                 json_object_object_add(o, "vcpus", json_object_new_int((int)hvp_guest_vcpu_count(t.guest)));
+                json_object_object_add(pt, "root", cli_json_addr(hvp_mmu_root(t.mmu)));
+                json_object_object_add(pt, "source", json_object_new_string(table_source));
+                json_object_object_add(o, "page_table", pt);
                 json_object_object_add(ko, "base", cli_json_addr(k->base));
                 json_object_object_add(ko, "kaslr_offset", cli_json_addr((uint64_t)k->kaslr_offset));
                 json_object_object_add(ko, "text_start", cli_json_addr(k->text_start));
@@ -157,6 +172,7 @@ int cmd_inspect(struct cli *c, int argc, char **argv)
                 printf("paging:        %s, CR3 0x%llx (vCPU %u)\n",
                        hvp_mmu_mode(t.mmu) == HVP_PAGING_5LEVEL ? "5-level" : "4-level",
                        (unsigned long long)regs.cr3, t.vcpu);
+                printf("page table:    %s at 0x%llx\n", table_source, (unsigned long long)hvp_mmu_root(t.mmu));
                 printf("kernel base:   0x%016llx (KASLR offset 0x%llx)\n", (unsigned long long)k->base,
                        (unsigned long long)k->kaslr_offset);
                 printf("kernel text:   0x%016llx-0x%016llx\n", (unsigned long long)k->text_start,

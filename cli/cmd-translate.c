@@ -9,7 +9,9 @@
 static const char help[] =
         "Translates guest-virtual addresses (numbers, SYMBOL or SYMBOL+OFFSET) to\n"
         "guest-physical ones through the guest's own page tables, with the page size and\n"
-        "the effective flags; a failed walk says why. Uses vCPU 0's CR3 unless --vcpu N.\n"
+        "the effective flags; a failed walk says why. Uses vCPU 0's CR3 unless --vcpu N;\n"
+        "when an address names a symbol, the kernel's own table (init_top_pgt), which maps\n"
+        "the kernel half only.\n"
         "Reads standard input (one address per line) when the only address is '-'.\n";
 
 static void flags_text(uint32_t f, char *out, size_t size)

@@ -32,9 +32,10 @@ struct hvp_ops_stack {
 
 /*
  * Set up the stack check for guest g running k (mmu may be NULL: one is made from the
- * vCPUs). It reads through the kernel's own top-level table (init_top_pgt), found
- * through mmu: a process's table may be freed while the check reads. Off (s->sc NULL, s->off_reason) under HVP_STACK_CHECK_OFF or when it cannot
- * run (no BTF): a warning in AUTO, an error under REQUIRE.
+ * vCPUs, then the kernel's own table, init_top_pgt, as an attach gives: a process's
+ * table may be freed while the check reads). Off (s->sc NULL, s->off_reason) under
+ * HVP_STACK_CHECK_OFF or when it cannot run (no BTF): a warning in AUTO, an error
+ * under REQUIRE.
  */
 int hvp_ops_stack_setup(struct hvp_guest *g, struct hvp_mmu *mmu, const struct hvp_kernel *k,
                         enum hvp_stack_check_mode mode, struct hvp_ops_stack *s);

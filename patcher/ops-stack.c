@@ -54,29 +54,6 @@ static int kernel_mmu(struct hvp_guest *g, uint64_t probe, struct hvp_mmu **ret)
         return hvp_fail(-ENOENT, "no vCPU's address space maps init_task");
 }
 
-/*
- * The kernel's own top-level table (init_top_pgt, init_mm's pgd) as an address space:
- * unlike a process's table, which a vCPU had loaded and which is freed when the
- * process exits (a busy guest: "PML4E[511] not present" in the middle of the check),
- * it lives as long as the kernel. Found through via; its KPTI user half is not needed.
- */
-static int kernel_root_mmu(struct hvp_guest *g, struct hvp_mmu *via, const struct hvp_kernel *k,
-                           struct hvp_mmu **ret)
-{
-        uint64_t pgd = sym(k, "init_top_pgt");
-        struct hvp_translation tr;
-        struct hvp_vcpu_regs regs;
-        bool nxe = true;
-
-        if (!pgd)
-                return hvp_fail(-ENOENT, "the kernel has no symbol init_top_pgt");
-        if (hvp_mmu_translate(via, pgd, &tr) < 0)
-                return -ENOENT;
-        if (hvp_guest_vcpu_regs(g, 0, &regs) == 0)
-                nxe = (regs.efer >> 11) & 1;
-        return hvp_mmu_new(g, tr.pa & ~0xfffull, hvp_mmu_mode(via), nxe, ret);
-}
-
 void hvp_ops_stack_free(struct hvp_ops_stack *s)
 {
         hvp_stack_check_free(s->sc);
@@ -102,21 +79,18 @@ int hvp_ops_stack_setup(struct hvp_guest *g, struct hvp_mmu *mmu, const struct h
                 r = hvp_fail(-ENOENT, "the kernel has no symbol init_task");
                 goto off;
         }
+        /* an attach's address space is the kernel's own table already (hvp_linux_kernel_root) */
         s->mmu = mmu;
         if (!mmu) {
+                struct hvp_mmu *root = NULL;
+
                 r = kernel_mmu(g, init_task, &s->mmu);
                 if (r < 0)
                         goto off;
                 s->own_mmu = true;
-        }
-        {
-                struct hvp_mmu *root = NULL;
-
-                if (kernel_root_mmu(g, s->mmu, k, &root) == 0) {
-                        if (s->own_mmu)
-                                hvp_mmu_free(s->mmu);
+                if (hvp_linux_kernel_root(s->mmu, k, &root) == 0) {
+                        hvp_mmu_free(s->mmu);
                         s->mmu = root;
-                        s->own_mmu = true;
                 } else {
                         hvp_debug("stack check: through a vCPU's address space (%s)", hvp_last_error());
                 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <hvpatch/kernel.h>
+#include <hvpatch/paging.h>
 
 #include "common/error.h"
 #include "vmi/scan-budget.h"
@@ -67,6 +68,58 @@ static bool entry_unchanged(struct hvp_mmu *mmu, const struct root_key *k)
         return same;
 }
 
+int hvp_linux_kernel_root(struct hvp_mmu *via, const struct hvp_kernel *k, struct hvp_mmu **ret_mmu)
+{
+        const struct hvp_symbol *s = hvp_symtab_lookup(k->symtab, "init_top_pgt");
+        enum hvp_paging_mode mode = hvp_mmu_mode(via);
+        uint64_t via_gpa, via_entry, root_gpa, root_entry;
+        struct hvp_translation tr, text_via, text_root;
+        struct hvp_mmu *root = NULL;
+        int r;
+
+        if (!s)
+                return hvp_fail(-ENOENT, "the kernel has no symbol init_top_pgt");
+        if (s->addr & (HVP_PAGE_SIZE - 1))
+                return hvp_fail(-EINVAL, "init_top_pgt (0x%llx) is not page aligned", (unsigned long long)s->addr);
+        r = hvp_mmu_translate(via, s->addr, &tr);
+        if (r < 0)
+                return hvp_fail_context(r, "init_top_pgt");
+        r = hvp_mmu_new(hvp_mmu_guest(via), tr.pa, mode, hvp_mmu_nxe(via), &root);
+        if (r < 0)
+                return r;
+        /* It must be the same kernel's table: the entry mapping the image, and the text's page. */
+        if (hvp_mmu_entry(via, HVP_KERNEL_MAP_START, mode, &via_gpa, &via_entry) < 0 ||
+            hvp_mmu_entry(root, HVP_KERNEL_MAP_START, mode, &root_gpa, &root_entry) < 0 ||
+            via_entry != root_entry || hvp_mmu_translate(via, k->text_start, &text_via) < 0 ||
+            hvp_mmu_translate(root, k->text_start, &text_root) < 0 || text_via.pa != text_root.pa) {
+                hvp_mmu_free(root);
+                return hvp_fail(-EINVAL, "init_top_pgt (table at 0x%llx) does not map the kernel as CR3 0x%llx does",
+                                (unsigned long long)tr.pa, (unsigned long long)hvp_mmu_root(via));
+        }
+        *ret_mmu = root;
+        return 0;
+}
+
+/*
+ * A vCPU's root is the table of whatever process it ran: freed when that process
+ * exits, its page reused while hvpatch still walks it (a busy guest). The kernel's
+ * own table lives as long as the kernel, so the kernel, once found, is handed out
+ * through that (the vCPU's root when the kernel has no usable init_top_pgt).
+ */
+static void use_kernel_root(struct hvp_mmu **mmu, const struct hvp_kernel *k)
+{
+        struct hvp_mmu *root = NULL;
+
+        if (hvp_linux_kernel_root(*mmu, k, &root) < 0) {
+                hvp_debug("attach: through CR3 0x%llx (%s)", (unsigned long long)hvp_mmu_root(*mmu), hvp_last_error());
+                return;
+        }
+        hvp_debug("attach: through init_top_pgt (0x%llx), found via CR3 0x%llx", (unsigned long long)hvp_mmu_root(root),
+                  (unsigned long long)hvp_mmu_root(*mmu));
+        hvp_mmu_free(*mmu);
+        *mmu = root;
+}
+
 /* 0 found; 1 skipped (same kernel mapping as a root already tried); < 0 error. */
 static int try_root(struct attach *a, const struct hvp_vcpu_regs *regs, uint64_t cr3, struct hvp_mmu **ret_mmu,
                     struct hvp_kernel **ret_kernel)
@@ -110,6 +163,7 @@ static int try_root(struct attach *a, const struct hvp_vcpu_regs *regs, uint64_t
                 hvp_mmu_free(mmu);
                 return r;
         }
+        use_kernel_root(&mmu, k);
         *ret_mmu = mmu;
         *ret_kernel = k;
         return 0;

@@ -190,6 +190,11 @@ uint64_t hvp_mmu_root(const struct hvp_mmu *mmu)
         return mmu->root;
 }
 
+bool hvp_mmu_nxe(const struct hvp_mmu *mmu)
+{
+        return mmu->nxe;
+}
+
 struct hvp_guest *hvp_mmu_guest(const struct hvp_mmu *mmu)
 {
         return mmu->g;

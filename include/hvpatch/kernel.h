@@ -147,6 +147,13 @@ int hvp_linux_attach(struct hvp_guest *g, struct hvp_mmu **ret_mmu, struct hvp_k
  */
 int hvp_linux_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget, struct hvp_mmu **ret_mmu,
                             struct hvp_kernel **ret_kernel, unsigned *ret_vcpu);
+/*
+ * The kernel's own top-level table (init_top_pgt, init_mm's pgd) as an address space,
+ * found through via, in which k was found. It must map the kernel image as via does.
+ * Unlike a process's table it is never freed, so the attach hands it out when it can:
+ * the kernel half only (user addresses are not mapped in it).
+ */
+int hvp_linux_kernel_root(struct hvp_mmu *via, const struct hvp_kernel *k, struct hvp_mmu **ret_mmu);
 
 /* Discover the kernel running in the address space of mmu (budget: NULL for a default one). */
 int hvp_kernel_find(struct hvp_mmu *mmu, struct hvp_kernel **ret_kernel);

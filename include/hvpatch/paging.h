@@ -74,6 +74,7 @@ void hvp_mmu_free(struct hvp_mmu *mmu);
 
 enum hvp_paging_mode hvp_mmu_mode(const struct hvp_mmu *mmu);
 uint64_t hvp_mmu_root(const struct hvp_mmu *mmu);       /* CR3 with PCID/flags masked */
+bool hvp_mmu_nxe(const struct hvp_mmu *mmu);            /* EFER.NXE as the walk assumes it */
 struct hvp_guest *hvp_mmu_guest(const struct hvp_mmu *mmu);
 
 /*

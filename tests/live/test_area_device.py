@@ -92,6 +92,9 @@ class DeviceArea(unittest.TestCase):
             f.write(xml)
         virsh("define", path)
         restart(cls.g)
+        rc, info = hvpatch("inspect", cls.g.name)   # a new boot: KASLR moved the kernel
+        assert rc == 0, info
+        cls.info = info
 
     @classmethod
     def tearDownClass(cls):
