@@ -303,7 +303,10 @@
             item.appendChild(el("span", { cls: "hvp-muted hvp-small", text: " " + meta.filter(Boolean).join(" · ") }));
             const rb = el("button", { cls: "hvp-btn hvp-btn-small hvp-btn-danger hvp-revert", text: "Revert",
                 attrs: { type: "button" } });
-            rb.addEventListener("click", function () { revert(name, str(p.id)) });
+            rb.addEventListener("click", function () {
+                confirmAction(name, "revert", "Revert " + str(p.id) + " on " + name + "?", "Revert",
+                    function () { revert(name, str(p.id)) });
+            });
             item.appendChild(rb);
             list.appendChild(item);
         }
@@ -323,10 +326,19 @@
         const running = d.state === "running";
         const select = el("select", { cls: "hvp-bundle", attrs: { "aria-label": "Bundle from the catalog" } });
         select.appendChild(el("option", { text: running ? "loading catalog…" : "(not running)", attrs: { value: "" } }));
-        const check = el("button", { cls: "hvp-btn hvp-check", text: "Check", attrs: { type: "button" } });
-        const apply = el("button", { cls: "hvp-btn hvp-btn-primary hvp-apply", text: "Apply", attrs: { type: "button" } });
+        // Check and Apply need a bundle chosen (setBusy keeps them off while none is)
+        const check = el("button", { cls: "hvp-btn hvp-check hvp-needs-bundle", text: "Check", attrs: { type: "button" } });
+        const apply = el("button", { cls: "hvp-btn hvp-btn-primary hvp-apply hvp-needs-bundle", text: "Apply",
+            attrs: { type: "button" } });
         check.addEventListener("click", function () { runBundleAction(name, "check") });
-        apply.addEventListener("click", function () { runBundleAction(name, "apply") });
+        apply.addEventListener("click", function () {
+            const bundle = select.value;
+            const opt = select.selectedOptions[0];
+            const label = (opt && opt.dataset.label) || bundle;
+            confirmAction(name, "apply", "Apply " + label + " to " + name + "?", "Apply",
+                function () { runBundleAction(name, "apply", bundle) });
+        });
+        select.addEventListener("change", function () { setBusy(name, guests.get(name).busy) });
         const busy = el("span", { cls: "hvp-busy", attrs: { role: "status" } });
         acell.appendChild(el("div", { cls: "hvp-actions" }, [select, check, apply]));
         acell.appendChild(busy);
@@ -372,8 +384,9 @@
             return;
         g.row.classList.toggle("hvp-is-busy", !!g.busy);
         g.row.setAttribute("aria-busy", g.busy ? "true" : "false");
+        const noBundle = !g.select || !g.select.value;
         for (const b of g.row.querySelectorAll("button, select"))
-            b.disabled = !!g.busy || (g.data.state !== "running");
+            b.disabled = !!g.busy || (g.data.state !== "running") || (noBundle && b.classList.contains("hvp-needs-bundle"));
         g.busyEl.textContent = g.busy ? g.busy + "…" : "";
         if (g.busy)
             g.busyEl.prepend(el("span", { cls: "hvp-spinner", attrs: { "aria-hidden": "true" } }));
@@ -411,6 +424,7 @@
             seen.add(file);
             const opt = el("option", { text: str(s.desired.patch_id) + " — " + str(s.action) +
                 (s.outside_window ? " (outside the window)" : ""), attrs: { value: dir + "/" + file } });
+            opt.dataset.label = str(s.desired.patch_id);
             sel.appendChild(opt);
             if (!preferred && (s.action === "apply" || s.action === "replace"))
                 preferred = opt;
@@ -420,8 +434,10 @@
             if (!file || seen.has(file))
                 continue;
             seen.add(file);
-            sel.appendChild(el("option", { text: file + " — skipped: " + str(e.error).slice(0, 120),
-                attrs: { value: dir + "/" + file } }));
+            const opt = el("option", { text: file + " — skipped: " + str(e.error).slice(0, 120),
+                attrs: { value: dir + "/" + file } });
+            opt.dataset.label = file;
+            sel.appendChild(opt);
         }
         if (sel.options.length === 1)
             none.textContent = doc.error ? str(doc.error) : "(nothing in " + dir + " for this kernel)";
@@ -445,8 +461,10 @@
                 if (!res.error && res.doc && res.doc.error && !res.doc.series && !res.doc.catalog_errors)
                     res.error = str(res.doc.error) + " (" + exitText(res.exit) + ")";
                 g.plan = res;
-                if (g.select)
+                if (g.select) {
                     fillPlan(g);
+                    setBusy(name, g.busy);      // a bundle may be chosen now
+                }
                 return next();
             });
         }
@@ -517,9 +535,42 @@
         return { action, kind: res.exit === 4 ? "warning" : "danger", title, lines, reasons };
     }
 
-    function runBundleAction(name, action) {
+    /*
+     * Apply and revert pause the guest and change its kernel: the result row asks
+     * first, with what will happen; only its confirm button goes on.
+     */
+    function confirmAction(name, action, question, okText, onOk) {
         const g = guests.get(name);
-        const bundle = g.select ? g.select.value : "";
+        g.result = null;
+        const cell = g.resultRow.firstChild;
+        cell.textContent = "";
+        const ok = el("button", { cls: "hvp-btn hvp-btn-small hvp-confirm" + (action === "revert" ? " hvp-btn-danger" : " hvp-btn-primary"),
+            text: okText, attrs: { type: "button" } });
+        const cancel = el("button", { cls: "hvp-btn hvp-btn-small hvp-cancel", text: "Cancel", attrs: { type: "button" } });
+        const box = el("div", { cls: "hvp-result hvp-result-confirm", attrs: { role: "alertdialog", "aria-label": question } }, [
+            el("div", { cls: "hvp-result-title", text: question }),
+            el("div", { cls: "hvp-small", text: "hvpatch pauses the guest's vCPUs for a few milliseconds while it writes; " +
+                (action === "revert" ? "the code stays in the patch area until the guest reboots." :
+                    "the policy and the signature are checked first.") }),
+            el("div", { cls: "hvp-confirm-actions" }, [ok, cancel]),
+        ]);
+        box.dataset.action = "confirm-" + action;
+        ok.addEventListener("click", function () {
+            g.resultRow.hidden = true;
+            onOk();
+        });
+        cancel.addEventListener("click", function () {
+            cell.textContent = "";
+            g.resultRow.hidden = true;
+        });
+        cell.appendChild(box);
+        g.resultRow.hidden = false;
+        ok.focus();
+    }
+
+    function runBundleAction(name, action, chosen) {
+        const g = guests.get(name);
+        const bundle = chosen !== undefined ? chosen : (g.select ? g.select.value : "");
         if (!bundle) {
             showResult(name, { action, kind: "warning", title: "Choose a bundle from the catalog first.", reasons: [] });
             return;

@@ -142,8 +142,9 @@ int hvp_linux_attach(struct hvp_guest *g, struct hvp_mmu **ret_mmu, struct hvp_k
 /*
  * The same, spending budget (NULL: a default one), which the caller can read after
  * the call. Roots whose kernel half is mapped through the same top-level entry as a
- * root already tried are not searched again. When both roots of a KPTI pair fail,
- * the reason is the first root's, followed by the other's.
+ * root already tried are not searched again in a pass. A live guest whose registers
+ * moved after a failed pass gets a second pass over its current roots. When both
+ * roots of a KPTI pair fail, the reason is the first root's, followed by the other's.
  */
 int hvp_linux_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget, struct hvp_mmu **ret_mmu,
                             struct hvp_kernel **ret_kernel, unsigned *ret_vcpu);

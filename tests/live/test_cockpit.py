@@ -405,15 +405,34 @@ sys.exit(p.returncode)
     def result_js(self):
         return "(%s).nextElementSibling.querySelector('.hvp-result')" % self.row_js()
 
+    def choose(self, bundle):
+        """Choose bundle in the row's select, as a user does (the change event included)."""
+        b = self.browser
+        b.eval("(() => { const s = (%s).querySelector('select.hvp-bundle'); s.value = %s; "
+               "s.dispatchEvent(new Event('change')); return s.value; })()" % (self.row_js(), js(bundle)))
+        self.assertEqual(b.eval("(%s).querySelector('select.hvp-bundle').value" % self.row_js()), bundle,
+                         "the catalog offers the bundle")
+
+    def ask(self, button):
+        """Click the row's apply or revert button; returns the question the page asks first."""
+        b = self.browser
+        b.eval("(%s).querySelector(%s).click(), true" % (self.row_js(), js(button)))
+        b.wait("!!(%s).nextElementSibling.querySelector('.hvp-result-confirm button.hvp-confirm')" % self.row_js())
+        return b.eval("(%s).nextElementSibling.querySelector('.hvp-result-confirm .hvp-result-title').textContent"
+                      % self.row_js())
+
     def run_action(self, button, bundle=None, timeout=300):
-        """Choose bundle, click the row's button; wait until the row is idle with a result."""
+        """Choose bundle, click the row's button (and confirm an apply or revert); wait until
+        the row is idle with a result. self.question: what the page asked, or None."""
         b = self.browser
         if bundle:
-            b.eval("(() => { const s = (%s).querySelector('select.hvp-bundle'); s.value = %s; "
-                   "return s.value; })()" % (self.row_js(), js(bundle)))
-            self.assertEqual(b.eval("(%s).querySelector('select.hvp-bundle').value" % self.row_js()), bundle,
-                             "the catalog offers the bundle")
-        b.eval("(%s).querySelector(%s).click(), true" % (self.row_js(), js(button)))
+            self.choose(bundle)
+        self.question = None
+        if "hvp-apply" in button or "hvp-revert" in button:
+            self.question = self.ask(button)
+            b.eval("(%s).nextElementSibling.querySelector('button.hvp-confirm').click(), true" % self.row_js())
+        else:
+            b.eval("(%s).querySelector(%s).click(), true" % (self.row_js(), js(button)))
         busy = b.eval("(() => { const r = %s; return {cls: r.classList.contains('hvp-is-busy'), "
                       "text: r.querySelector('.hvp-busy').textContent, "
                       "disabled: Array.from(r.querySelectorAll('button')).every(x => x.disabled)}; })()"
@@ -514,6 +533,18 @@ sys.exit(p.returncode)
         self.screenshot("refused")
 
     def test_4_apply_and_revert(self):
+        # Apply asks first; Cancel leaves the guest as it was
+        self.choose(self.bundle)
+        question = self.ask("button.hvp-apply")
+        self.assertEqual(question, f"Apply demo-version-1 to {self.name}?")
+        self.screenshot("confirm")
+        self.browser.eval("(%s).nextElementSibling.querySelector('button.hvp-cancel').click(), true" % self.row_js())
+        self.assertTrue(self.browser.eval("(%s).nextElementSibling.hidden" % self.row_js()), "the question stays")
+        time.sleep(1)
+        self.assertEqual(self.guest.proc_version(), self.orig_version, "a cancelled apply changes nothing")
+        rc, st = self.hv("status", self.name)
+        self.assertEqual([p["id"] for p in st["patches"] if p["state"] == "applied"], [], st)
+
         busy, res = self.run_action("button.hvp-apply", self.bundle)
         self.assertTrue(busy["cls"] and busy["disabled"], busy)
         self.assertIn("hvp-result-success", res["kind"], res)
@@ -534,6 +565,7 @@ sys.exit(p.returncode)
         self.screenshot("applied")
 
         busy, res = self.run_action("li.hvp-patch button.hvp-revert")
+        self.assertEqual(self.question, f"Revert demo-version-1 on {self.name}?")
         self.assertTrue(busy["cls"] and busy["disabled"], busy)
         self.assertIn("Reverting demo-version-1", busy["text"])
         self.assertEqual(res["action"], "revert")
@@ -580,9 +612,9 @@ sys.exit(p.returncode)
             self.assertEqual(sel["value"], "", sel)
             self.assertTrue(any(t.startswith("demo-version — nothing: ") and "no-secure-boot" in t
                                 for t in sel["disabled"]), sel)
-            b.eval("(%s).querySelector('button.hvp-apply').click(), true" % self.row_js())
-            self.assertEqual(b.eval("%s.innerText" % self.result_js()).split("\n")[0],
-                             "Choose a bundle from the catalog first.")
+            # with no bundle chosen, Check and Apply are off
+            self.assertEqual(b.eval("Array.from((%s).querySelectorAll('button.hvp-check, button.hvp-apply'))"
+                                    ".map(x => x.disabled)" % self.row_js()), [True, True])
             self.assertEqual(self.guest.proc_version(), self.orig_version, "nothing was applied")
             self.screenshot("policy-refused")
         finally:
