@@ -247,8 +247,9 @@ static int attach_pass(struct attach *a, struct pass *p, struct hvp_mmu **ret_mm
  * process's table holds the kernel's same top-level entry, so one table freed and
  * reused under a search (a guest forking fast) would otherwise rule out every root of
  * the guest: the likely cause of one attach in ~900 failing under test_revert_load's
- * load with "the guest has no vCPU" (a second pass that skipped every root gave that
- * message; it now keeps the first pass's reason). The budget spans both passes.
+ * load with "the guest has no vCPU" (the message of a second pass that skipped every
+ * root; with nothing skipped at its start it tries at least one). The budget spans
+ * both passes.
  */
 static bool regs_moved(struct hvp_guest *g)
 {
@@ -290,18 +291,9 @@ int hvp_linux_attach_budget(struct hvp_guest *g, struct hvp_scan_budget *budget,
         }
         r = attach_pass(&a, &p, ret_mmu, ret_kernel, ret_vcpu);
         if (r < 0 && p.failed && !a.b->spent && r != -ENOMEM && regs_moved(g)) {
-                struct pass first = p;
-                char why[1024];
-
-                snprintf(why, sizeof(why), "%s", hvp_last_error());
                 hvp_debug("no kernel found with the registers of the open; searching again with the current ones");
                 a.nr_seen = 0;
                 r = attach_pass(&a, &p, ret_mmu, ret_kernel, ret_vcpu);
-                if (r < 0 && !p.failed) {
-                        /* every new root maps the kernel as one already searched: the first pass speaks */
-                        p = first;
-                        r = hvp_fail(first.r, "%s", why);
-                }
         }
         free(a.seen);
         if (r == 0 || !p.failed)
